@@ -1,0 +1,268 @@
+"""A GPT-style decoder (and a small encoder for cross-attention), in the spirit of nanoGPT.
+
+    tokens -> token embedding + position embedding -> n_layers x DecoderBlock -> LayerNorm -> logits
+
+Every block is pre-LayerNorm and adds to the residual stream:
+    x = x + self_attn(ln_1(x))                    causal: a position sees itself and earlier ones
+    x = x + cross_attn(ln_c(x), context)          only in encoder-decoder models
+    x = x + mlp(ln_2(x))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mlp import MLP
+from .multihead import KVCache, MultiHeadAttention
+
+__all__ = ["DecoderConfig", "DecoderBlock", "Encoder", "Decoder", "TINY", "GPT3"]
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Shape of a decoder (or encoder). ``d_head`` defaults to d_model // n_heads, ``d_mlp`` to 4 d_model."""
+
+    vocab_size: int = 64
+    context_len: int = 32
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_head: int | None = None
+    d_mlp: int | None = None
+    dropout: float = 0.0
+    bias: bool = False
+    tie_embeddings: bool = True  # the unembedding reuses the token embedding (GPT-2/GPT-3)
+    cross_attention: bool = False  # add a cross-attention sub-layer to every block
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context_len", "d_model", "n_layers", "n_heads"):
+            val = getattr(self, name)
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"DecoderConfig: {name} must be a positive int, got {val!r}")
+        if self.d_head is None and self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"DecoderConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "choose n_heads dividing d_model or set d_head"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.d_mlp if self.d_mlp is not None else 4 * self.d_model
+
+    def replace(self, **changes) -> DecoderConfig:
+        return replace(self, **changes)
+
+
+#: Trains in seconds on a CPU.
+TINY = DecoderConfig(vocab_size=64, context_len=32, d_model=64, n_layers=2, n_heads=4)
+#: GPT-3 175B (Brown et al., 2020): build it on the "meta" device to count parameters for free.
+GPT3 = DecoderConfig(vocab_size=50257, context_len=2048, d_model=12288, n_layers=96, n_heads=96,
+                     d_head=128, d_mlp=4 * 12288)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LayerNorm transformer block: attention, optional cross-attention, MLP, each added to x.
+
+    With ``causal=False`` and no cross-attention this is an encoder block.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int | None = None, d_mlp: int | None = None,
+                 dropout: float = 0.0, bias: bool = False, cross_attention: bool = False,
+                 causal: bool = True):
+        super().__init__()
+        self.causal = causal
+        self.ln_1 = nn.LayerNorm(d_model, bias=bias)
+        self.attn = MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout)
+        self.ln_c = nn.LayerNorm(d_model, bias=bias) if cross_attention else None
+        self.cross_attn = (MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout)
+                           if cross_attention else None)
+        self.ln_2 = nn.LayerNorm(d_model, bias=bias)
+        self.mlp = MLP(d_model, d_mlp, bias=bias, dropout=dropout)
+
+    def forward(self, x, context=None, context_mask=None, mask=None, kv_cache=None,
+                return_weights: bool = False):
+        """x (B, T, d_model) -> (B, T, d_model); with return_weights also (self_w, cross_w)."""
+        a = self.attn(self.ln_1(x), mask=mask, is_causal=self.causal, kv_cache=kv_cache,
+                      return_weights=return_weights)
+        a, self_w = a if return_weights else (a, None)
+        x = x + a
+        cross_w = None
+        if self.cross_attn is not None:
+            if context is None:
+                raise ValueError("DecoderBlock: this block has cross-attention; pass context")
+            c = self.cross_attn(self.ln_c(x), context=context, mask=context_mask,
+                                return_weights=return_weights)
+            c, cross_w = c if return_weights else (c, None)
+            x = x + c
+        x = x + self.mlp(self.ln_2(x))
+        return (x, self_w, cross_w) if return_weights else x
+
+
+def _init_weights(model: nn.Module, n_layers: int) -> None:
+    """GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layers)."""
+    for name, p in model.named_parameters():
+        if p.ndim >= 2:
+            std = 0.02 / math.sqrt(2 * n_layers) if name.endswith(("out_proj.weight", "down.weight")) else 0.02
+            nn.init.normal_(p, mean=0.0, std=std)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)
+
+
+class _Embed(nn.Module):
+    """Token embedding plus learned absolute position embedding."""
+
+    def __init__(self, cfg: DecoderConfig, who: str):
+        super().__init__()
+        self.cfg, self.who = cfg, who
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int32, torch.int64):
+            got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise TypeError(f"{self.who}: tokens must be an integer (long) tensor, got {got}")
+        if tokens.ndim != 2:
+            raise ValueError(f"{self.who}: tokens must have shape (batch, T), got {tuple(tokens.shape)}")
+        T = tokens.shape[1]
+        if start + T > self.cfg.context_len:
+            raise ValueError(
+                f"{self.who}: sequence of length {start + T} is longer than context_len="
+                f"{self.cfg.context_len}; crop it (generate() does this for you)"
+            )
+        pos = torch.arange(start, start + T, device=tokens.device)
+        return self.drop(self.tok(tokens) + self.pos(pos))  # (B, T, d_model)
+
+
+class Encoder(nn.Module):
+    """Non-causal transformer encoder: every position attends to every (unpadded) position.
+
+    forward(tokens (B, T), mask=None) -> (B, T, d_model); mask broadcasts to (B, H, T, T), for
+    example ``padding_mask(lengths, T)``.
+    """
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        c = self.config = config
+        self.embed = _Embed(c, "Encoder")
+        self.blocks = nn.ModuleList(
+            DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias, causal=False)
+            for _ in range(c.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
+        _init_weights(self, c.n_layers)
+
+    def forward(self, tokens: torch.Tensor, mask=None, return_weights: bool = False):
+        x = self.embed(tokens)
+        weights = []
+        for block in self.blocks:
+            if return_weights:
+                x, w, _ = block(x, mask=mask, return_weights=True)
+                weights.append(w)
+            else:
+                x = block(x, mask=mask)
+        x = self.ln_f(x)
+        return (x, weights) if return_weights else x
+
+
+class Decoder(nn.Module):
+    """GPT-style decoder-only model (or the decoder half of an encoder-decoder when
+    ``config.cross_attention`` is True, in which case ``context`` is the encoder's output).
+    """
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        c = self.config = config
+        self.embed = _Embed(c, "Decoder")
+        self.blocks = nn.ModuleList(
+            DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias,
+                         cross_attention=c.cross_attention, causal=True)
+            for _ in range(c.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.unembed = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        if c.tie_embeddings:
+            self.unembed.weight = self.embed.tok.weight
+        _init_weights(self, c.n_layers)
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *, context=None,
+                context_mask=None, return_weights: bool = False, kv_caches=None):
+        """tokens (B, T) -> ``(logits, loss)`` with logits (B, T, vocab_size).
+
+        loss is the mean next-token cross-entropy against ``targets`` (B, T), or None. With
+        ``return_weights`` returns ``(logits, loss, weights)`` where weights is a dict of lists (one
+        entry per layer) under "self" (B, H, T, T) and "cross" (B, H, T, T_context).
+        ``kv_caches`` (one KVCache per layer) makes the call a decoding step after the cached ones.
+        """
+        start = 0 if kv_caches is None else len(kv_caches[0])
+        x = self.embed(tokens, start)  # (B, T, d_model): the residual stream
+        self_ws, cross_ws = [], []
+        for i, block in enumerate(self.blocks):
+            cache = None if kv_caches is None else kv_caches[i]
+            if return_weights:
+                x, sw, cw = block(x, context, context_mask, kv_cache=cache, return_weights=True)
+                self_ws.append(sw)
+                cross_ws.append(cw)
+            else:
+                x = block(x, context, context_mask, kv_cache=cache)
+        logits = self.unembed(self.ln_f(x))  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                   ignore_index=-100)
+        if return_weights:
+            return logits, loss, {"self": self_ws, "cross": cross_ws}
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, *, use_cache: bool = True, context=None, context_mask=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Append ``max_new_tokens`` sampled tokens to ``tokens`` (B, T) and return (B, T + new).
+
+        temperature 0 picks the most likely token (greedy); ``top_k`` keeps the k most likely.
+        Only the last ``context_len`` tokens are fed to the model. With ``use_cache`` each step
+        computes the new token only, reusing cached keys and values; once the window has to slide,
+        positions shift and the cache is rebuilt, so the result equals ``use_cache=False``.
+        """
+        if temperature < 0:
+            raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+        if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
+            raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
+        was_training = self.training
+        self.eval()
+        L = self.config.context_len
+        caches = None
+        for _ in range(max_new_tokens):
+            if use_cache and caches is not None and len(caches[0]) < L:
+                logits, _ = self(tokens[:, -1:], context=context, context_mask=context_mask,
+                                 kv_caches=caches)
+            else:  # first step, no cache, or the window slid: run the whole (cropped) window
+                window = tokens[:, -L:]
+                caches = [KVCache() for _ in self.blocks] if use_cache else None
+                logits, _ = self(window, context=context, context_mask=context_mask, kv_caches=caches)
+            next_tok = _sample(logits[:, -1, :].float(), temperature, top_k, generator)
+            tokens = torch.cat([tokens, next_tok], dim=1)
+        self.train(was_training)
+        return tokens
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
+    """logits (B, vocab) -> next token ids (B, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)

@@ -1,0 +1,23 @@
+"""The MLP (feed-forward) block: applied to every position on its own, no mixing across tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """x -> down(GELU(up(x))): d_model -> d_mlp -> d_model (GPT uses d_mlp = 4 * d_model)."""
+
+    def __init__(self, d_model: int, d_mlp: int | None = None, bias: bool = False, dropout: float = 0.0):
+        super().__init__()
+        d_mlp = 4 * d_model if d_mlp is None else d_mlp
+        self.up = nn.Linear(d_model, d_mlp, bias=bias)
+        self.act = nn.GELU()
+        self.down = nn.Linear(d_mlp, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d_model) -> (B, T, d_model)
+        return self.dropout(self.down(self.act(self.up(x))))
