@@ -1,0 +1,321 @@
+"""Attention at scale: memory-efficient exact attention, sparse masks, and cost arithmetic.
+
+    tiled_attention(q, k, v) == softmax(q @ k^T * scale) @ v      (the same numbers as SDPA)
+
+The explicit path of ``attnlib.attention`` writes the whole pattern, a (T_q, T_k) tensor per head,
+to memory. ``tiled_attention`` computes the same result one tile of keys at a time with an *online
+softmax* (the idea behind FlashAttention): for every query it keeps
+
+  * ``m``  the running maximum of the scores seen so far            (..., T_q, 1)
+  * ``l``  the running sum of exp(score - m)                        (..., T_q, 1)
+  * ``acc`` the running sum of exp(score - m) * value               (..., T_q, d_v)
+
+and when a new tile raises the maximum from m to m', it multiplies ``l`` and ``acc`` by
+exp(m - m') before adding the tile's own terms. At the end ``acc / l`` is the attention output.
+At most (T_q, block_size) scores exist at any moment; the T_q x T_k pattern is never stored.
+
+Sparse attention is shown as boolean masks (True = may attend, the book's convention):
+``sliding_window_mask`` (each query sees a local window of keys) and ``block_sparse_mask``
+(a fixed block pattern in the style of the Sparse Transformer). ``count_attended`` counts the
+(query, key) pairs a mask allows, which is what a sparse kernel would have to compute.
+
+Measuring helpers for the book: ``pattern_bytes`` (exact arithmetic of the pattern's size),
+``LargestTensor`` (records the largest tensor any PyTorch operation allocates inside a ``with``
+block, a deterministic stand-in for peak memory on the CPU) and ``benchmark`` (median wall time).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .attention import causal_mask
+
+__all__ = [
+    "tiled_attention",
+    "sliding_window_mask",
+    "block_sparse_mask",
+    "count_attended",
+    "pattern_bytes",
+    "LargestTensor",
+    "benchmark",
+]
+
+
+# --------------------------------------------------------------------------- tiled attention
+
+
+def _check_qkv(q, k, v) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"tiled_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"tiled_attention: {name} must be floating point, got dtype {t.dtype}")
+        if t.ndim < 2:
+            raise ValueError(
+                f"tiled_attention: {name} must have at least 2 dims (..., T, d), got shape "
+                f"{tuple(t.shape)}"
+            )
+    if not (q.ndim == k.ndim == v.ndim) or not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(
+            "tiled_attention: q, k and v must have the same batch dims (...), got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"tiled_attention: q and k must have the same last dim d, got q {tuple(q.shape)} and "
+            f"k {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"tiled_attention: k and v must have the same number of positions T_k, got "
+            f"k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    if not (q.device == k.device == v.device):
+        raise ValueError(
+            f"tiled_attention: q, k and v must be on one device, got {q.device}, {k.device}, "
+            f"{v.device}"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"tiled_attention: q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
+
+
+def tiled_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    is_causal: bool = False,
+    scale: float | None = None,
+    block_size: int = 128,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Exact attention computed over tiles of keys with an online softmax.
+
+    Args:
+        q: queries (..., T_q, d).
+        k: keys (..., T_k, d).
+        v: values (..., T_k, d_v).
+        is_causal: lower-right aligned causal mask, as in ``attnlib.attention`` (query i sees keys
+            0 .. i + T_k - T_q).
+        scale: multiplier of the scores; default 1/sqrt(d).
+        block_size: number of keys per tile; need not divide T_k (the last tile is shorter).
+        mask: optional bool mask (True = may attend) broadcastable to (..., T_q, T_k), combined
+            with ``is_causal`` by AND. It is read one tile of columns at a time.
+
+    Returns:
+        out (..., T_q, d_v) in the dtype of ``v``. The arithmetic runs in float32. A query with no
+        key to attend to gets a zero output (and zero gradient), like ``attnlib.attention``.
+
+    Memory: besides the inputs and the output, the forward pass holds the running statistics
+    (..., T_q, 1), the accumulator (..., T_q, d_v) and one tile of scores (..., T_q, block_size).
+    Autograd still keeps every tile for the backward pass; FlashAttention avoids that by
+    recomputing the tiles in a hand-written backward, which this teaching version does not do.
+    """
+    _check_qkv(q, k, v)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"tiled_attention: block_size must be a positive int, got {block_size!r}")
+    T_q, T_k = q.shape[-2], k.shape[-2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(
+                "tiled_attention: mask must be a bool tensor (True = may attend), got "
+                f"{getattr(mask, 'dtype', type(mask).__name__)}"
+            )
+        target = tuple(q.shape[:-1]) + (T_k,)
+        try:
+            fits = torch.broadcast_shapes(mask.shape, target) == torch.Size(target)
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"tiled_attention: mask of shape {tuple(mask.shape)} does not broadcast to "
+                f"{target} (..., T_q, T_k)"
+            )
+        if mask.ndim < 2:
+            mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
+        mask = mask.expand(*mask.shape[:-2], mask.shape[-2], T_k)  # a view: no copy
+
+    q32 = q.float() * scale  # (..., T_q, d)
+    lead = tuple(q.shape[:-1])  # (..., T_q)
+    m = q32.new_full(lead + (1,), float("-inf"))  # running max of the scores
+    l = q32.new_zeros(lead + (1,))  # running sum of exp(score - m)  # noqa: E741
+    acc = q32.new_zeros(lead + (v.shape[-1],))  # running sum of exp(score - m) * value
+    q_pos = torch.arange(T_q, device=q.device).unsqueeze(1) + (T_k - T_q)  # (T_q, 1), lower-right
+
+    for start in range(0, T_k, block_size):
+        stop = min(start + block_size, T_k)
+        kb = k[..., start:stop, :].float()  # (..., B, d)
+        vb = v[..., start:stop, :].float()  # (..., B, d_v)
+        s = torch.matmul(q32, kb.transpose(-2, -1))  # (..., T_q, B): one tile of scores
+        allowed = None
+        if is_causal:
+            allowed = torch.arange(start, stop, device=q.device).unsqueeze(0) <= q_pos  # (T_q, B)
+        if mask is not None:
+            mb = mask[..., start:stop]
+            allowed = mb if allowed is None else allowed & mb
+        if allowed is not None:
+            s = s.masked_fill(~allowed, float("-inf"))
+
+        # The output does not depend on the value of the max (it cancels), so no gradient flows
+        # through it; detaching keeps autograd from differentiating a constant.
+        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True)).detach()
+        m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)  # rows that have seen no key yet
+        alpha = torch.exp(m - m_safe)  # rescales the old statistics to the new max (0 if m = -inf)
+        p = torch.exp(s - m_safe)  # (..., T_q, B), unnormalised weights of this tile
+        l = l * alpha + p.sum(dim=-1, keepdim=True)  # noqa: E741
+        acc = acc * alpha + torch.matmul(p, vb)
+        m = m_new
+
+    seen = l > 0  # False for queries whose keys were all masked
+    out = acc / torch.where(seen, l, torch.ones_like(l))
+    out = torch.where(seen, out, torch.zeros_like(out))
+    return out.to(v.dtype)
+
+
+# --------------------------------------------------------------------------- sparse masks
+
+
+def _positive_int(fn: str, name: str, val) -> None:
+    if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int, got {val!r}")
+
+
+def sliding_window_mask(T: int, window: int, *, causal: bool = True, device=None) -> torch.Tensor:
+    """Local attention: bool mask (T, T), True = may attend.
+
+    With ``causal=True`` (the default, for a decoder) query i sees the ``window`` most recent keys,
+    itself included: keys j with i - window < j <= i. With ``causal=False`` it sees every key
+    within distance window - 1 on either side: |i - j| < window. ``window >= T`` (causal) gives
+    the full causal mask.
+    """
+    _positive_int("sliding_window_mask", "T", T)
+    _positive_int("sliding_window_mask", "window", window)
+    i = torch.arange(T, device=device).unsqueeze(1)  # queries (T, 1)
+    j = torch.arange(T, device=device).unsqueeze(0)  # keys (1, T)
+    if causal:
+        return (j <= i) & (j > i - window)
+    return (i - j).abs() < window
+
+
+def block_sparse_mask(
+    T: int, block: int, *, n_summary: int = 1, causal: bool = True, device=None
+) -> torch.Tensor:
+    """A fixed block-sparse pattern: bool mask (T, T), True = may attend.
+
+    Positions are cut into blocks of ``block`` consecutive tokens. Query i sees
+      * every key in its own block (local attention), and
+      * the last ``n_summary`` positions of every block (the "summary" keys through which
+        information travels between blocks),
+    and, with ``causal=True``, only keys j <= i. This is the "fixed" pattern of the Sparse
+    Transformer (Child et al., 2019). The last block may be shorter when ``block`` does not divide T.
+    """
+    _positive_int("block_sparse_mask", "T", T)
+    _positive_int("block_sparse_mask", "block", block)
+    if isinstance(n_summary, bool) or not isinstance(n_summary, int) or not 0 <= n_summary <= block:
+        raise ValueError(
+            f"block_sparse_mask: n_summary must be an int in [0, block={block}], got {n_summary!r}"
+        )
+    i = torch.arange(T, device=device).unsqueeze(1)
+    j = torch.arange(T, device=device).unsqueeze(0)
+    same_block = (i // block) == (j // block)
+    summary = (j % block) >= (block - n_summary)  # (1, T)
+    allowed = same_block | summary
+    if causal:
+        allowed = allowed & causal_mask(T, device=device)
+    return allowed
+
+
+def count_attended(mask: torch.Tensor) -> int:
+    """Number of (query, key) pairs a bool mask allows (its True entries), as a Python int."""
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError(
+            "count_attended: mask must be a bool tensor (True = may attend), got "
+            f"{getattr(mask, 'dtype', type(mask).__name__)}"
+        )
+    return int(mask.sum().item())
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def pattern_bytes(
+    context_len: int,
+    *,
+    n_heads: int = 1,
+    n_layers: int = 1,
+    batch: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> int:
+    """Bytes needed to store every attention pattern explicitly: batch x layers x heads x T^2 x size.
+
+    Exact arithmetic, no tensor is allocated. GPT-3 (T = 2048, 96 heads, 96 layers) in fp16:
+    ``pattern_bytes(2048, n_heads=96, n_layers=96, dtype=torch.float16)``.
+    """
+    for name, val in (("context_len", context_len), ("n_heads", n_heads), ("n_layers", n_layers),
+                      ("batch", batch)):
+        _positive_int("pattern_bytes", name, val)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"pattern_bytes: dtype must be a torch.dtype, got {dtype!r}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return batch * n_layers * n_heads * context_len * context_len * itemsize
+
+
+class LargestTensor(TorchDispatchMode):
+    """Record the largest tensor that any PyTorch operation creates inside a ``with`` block.
+
+        with LargestTensor() as tracker:
+            attention(q, k, v, return_weights=True)
+        tracker.nbytes, tracker.shape, tracker.op
+
+    Every operation's outputs are inspected (views, which allocate nothing, are skipped). This is
+    deterministic, unlike the process's memory, and it is the quantity the argument is about: the
+    explicit path allocates a (T_q, T_k) score tensor, the tiled path at most (T_q, block_size).
+    It cannot see buffers a fused kernel allocates internally (SDPA's own kernels), only the
+    tensors that kernel returns.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+        self.shape: tuple = ()
+        self.op = ""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not getattr(func, "is_view", False):
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    n = t.numel() * t.element_size()
+                    if n > self.nbytes:
+                        self.nbytes, self.shape, self.op = n, tuple(t.shape), str(func)
+        return out
+
+
+def benchmark(fn, *args, repeats: int = 5, warmup: int = 1, **kwargs) -> float:
+    """Median wall-clock seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs.
+
+    Runs ``warmup`` untimed calls first and synchronises CUDA around each call, so GPU timings
+    measure the work and not just the launch. Timings vary from run to run and machine to machine.
+    """
+    _positive_int("benchmark", "repeats", repeats)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(*args, **kwargs)
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            fn(*args, **kwargs)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -1,0 +1,240 @@
+"""Tests for attnlib.efficient: tiled (online-softmax) attention, sparse masks, cost helpers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import attnlib
+from attnlib import efficient as E
+
+
+def _qkv(shape_q, T_k, d_v=None, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    *lead, T_q, d = shape_q
+    d_v = d if d_v is None else d_v
+    q = torch.randn(*lead, T_q, d, generator=g).to(dtype)
+    k = torch.randn(*lead, T_k, d, generator=g).to(dtype)
+    v = torch.randn(*lead, T_k, d_v, generator=g).to(dtype)
+    return q, k, v
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "shape_q,T_k,block",
+    [
+        ((1, 1, 8, 4), 8, 8),  # one tile
+        ((2, 3, 10, 8), 10, 3),  # block does not divide T
+        ((2, 3, 10, 8), 10, 1),  # one key per tile
+        ((2, 3, 10, 8), 10, 128),  # block larger than T
+        ((2, 4, 7), 13, 5),  # T_q < T_k, three dims
+        ((1, 2, 13, 6), 7, 4),  # T_q > T_k: causal gives fully masked rows
+        ((1, 16), 5, 2),  # no batch dims, one query
+        ((1, 2, 33, 16), 65, 16),
+    ],
+)
+def test_tiled_equals_attention(shape_q, T_k, block, causal):
+    q, k, v = _qkv(shape_q, T_k, d_v=5)
+    ref = attnlib.attention(q, k, v, is_causal=causal, return_weights=True)[0]
+    out = E.tiled_attention(q, k, v, is_causal=causal, block_size=block)
+    torch.testing.assert_close(out, ref)
+    assert out.shape == ref.shape and out.dtype == v.dtype
+
+
+def test_tiled_equals_sdpa_and_scale():
+    q, k, v = _qkv((2, 4, 20, 8), 20)
+    for causal in (False, True):
+        ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=0.3)
+        out = E.tiled_attention(q, k, v, is_causal=causal, scale=0.3, block_size=6)
+        torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_tiled_half_precision(dtype):
+    q, k, v = _qkv((2, 2, 40, 16), 40)
+    ref = attnlib.attention(q, k, v, is_causal=True, return_weights=True)[0]  # fp32 reference
+    out = E.tiled_attention(q.to(dtype), k.to(dtype), v.to(dtype), is_causal=True, block_size=7)
+    assert out.dtype == dtype
+    tol = 1e-2 if dtype == torch.float16 else 3e-2
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+
+
+def test_tiled_large_scores_stable():
+    # Scores of order 1e4 overflow exp() without the running max.
+    q, k, v = _qkv((1, 1, 6, 4), 9)
+    out = E.tiled_attention(q * 100, k * 100, v, block_size=2)
+    ref = attnlib.attention(q * 100, k * 100, v, return_weights=True)[0]
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref)
+
+
+def test_tiled_fully_masked_rows_zero_and_finite_grad():
+    q, k, v = _qkv((1, 2, 6, 4), 3)
+    for t in (q, k, v):
+        t.requires_grad_(True)
+    out = E.tiled_attention(q, k, v, is_causal=True, block_size=2)  # first 3 queries see nothing
+    assert torch.equal(out[..., :3, :], torch.zeros_like(out[..., :3, :]))
+    out.sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    assert all(torch.isfinite(g).all() for g in grads)
+    for t in (q, k, v):
+        t.grad = None
+    ref = attnlib.attention(q, k, v, is_causal=True, return_weights=True)[0]
+    ref.sum().backward()
+    for g, t in zip(grads, (q, k, v), strict=True):
+        torch.testing.assert_close(g, t.grad)
+
+
+def test_tiled_with_bool_mask():
+    q, k, v = _qkv((2, 2, 12, 8), 12)
+    for mask in (E.sliding_window_mask(12, 3), E.block_sparse_mask(12, 4), attnlib.padding_mask([12, 5], 12)):
+        ref = attnlib.attention(q, k, v, mask=mask, return_weights=True)[0]
+        out = E.tiled_attention(q, k, v, mask=mask, block_size=5)
+        torch.testing.assert_close(out, ref)
+    m = torch.zeros(12, 12, dtype=torch.bool)  # every row masked
+    assert torch.equal(E.tiled_attention(q, k, v, mask=m), torch.zeros_like(q))
+
+
+def test_tiled_never_materialises_the_pattern():
+    T, d, block = 256, 16, 32
+    q, k, v = _qkv((1, 1, T, d), T)
+    with E.LargestTensor() as explicit:
+        attnlib.attention(q, k, v, is_causal=True, return_weights=True)
+    with E.LargestTensor() as tiled:
+        E.tiled_attention(q, k, v, is_causal=True, block_size=block)
+    assert explicit.nbytes >= T * T * 4
+    # Largest tensor of the tiled path: a (T, block) tile of scores or a (T, d) copy of q.
+    assert tiled.nbytes <= T * max(block, d) * 4
+    assert tiled.nbytes < explicit.nbytes // 4
+
+
+def test_tiled_bad_input():
+    q, k, v = _qkv((1, 4, 8), 4)
+    with pytest.raises(ValueError, match="block_size"):
+        E.tiled_attention(q, k, v, block_size=0)
+    with pytest.raises(ValueError, match="last dim"):
+        E.tiled_attention(q, k[..., :3], v)
+    with pytest.raises(ValueError, match="T_k"):
+        E.tiled_attention(q, k, v[..., :3, :])
+    with pytest.raises(TypeError, match="floating"):
+        E.tiled_attention(q.long(), k, v)
+    with pytest.raises(TypeError, match="bool"):
+        E.tiled_attention(q, k, v, mask=torch.ones(4, 4))
+    with pytest.raises(ValueError, match="broadcast"):
+        E.tiled_attention(q, k, v, mask=torch.ones(3, 4, dtype=torch.bool))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T_q=st.integers(1, 12),
+    T_k=st.integers(1, 12),
+    block=st.integers(1, 13),
+    causal=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_tiled_property(T_q, T_k, block, causal, seed):
+    q, k, v = _qkv((2, T_q, 4), T_k, d_v=3, seed=seed)
+    ref = attnlib.attention(q, k, v, is_causal=causal, return_weights=True)[0]
+    torch.testing.assert_close(E.tiled_attention(q, k, v, is_causal=causal, block_size=block), ref)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def test_sliding_window_structure():
+    m = E.sliding_window_mask(6, 3)
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0],
+            [0, 1, 1, 1, 0, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 0, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(m, expected)
+    assert torch.equal(E.sliding_window_mask(5, 5), attnlib.causal_mask(5))
+    assert torch.equal(E.sliding_window_mask(5, 1), torch.eye(5, dtype=torch.bool))
+    sym = E.sliding_window_mask(6, 2, causal=False)
+    assert torch.equal(sym, sym.T) and E.count_attended(sym) == 6 + 2 * 5
+
+
+@settings(max_examples=30, deadline=None)
+@given(T=st.integers(1, 40), window=st.integers(1, 45))
+def test_sliding_window_counts(T, window):
+    m = E.sliding_window_mask(T, window)
+    w = min(window, T)
+    # row i sees min(i + 1, window) keys
+    assert E.count_attended(m) == sum(min(i + 1, w) for i in range(T))
+    assert not (m & ~attnlib.causal_mask(T)).any()  # never looks ahead
+    assert m.diagonal().all()  # every token sees itself
+
+
+def test_block_sparse_structure():
+    m = E.block_sparse_mask(7, 3)  # blocks {0,1,2} {3,4,5} {6}; summary keys 2 and 5
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0, 0],
+            [0, 0, 1, 1, 0, 0, 0],
+            [0, 0, 1, 1, 1, 0, 0],
+            [0, 0, 1, 1, 1, 1, 0],
+            [0, 0, 1, 0, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(m, expected)
+    assert torch.equal(E.block_sparse_mask(6, 6), attnlib.causal_mask(6))  # one block = full causal
+    nc = E.block_sparse_mask(6, 3, causal=False, n_summary=0)
+    assert E.count_attended(nc) == 2 * 9  # two dense 3x3 blocks
+    assert E.count_attended(E.block_sparse_mask(6, 3, n_summary=3)) == E.count_attended(attnlib.causal_mask(6))
+
+
+@settings(max_examples=30, deadline=None)
+@given(T=st.integers(1, 40), block=st.integers(1, 12))
+def test_block_sparse_properties(T, block):
+    m = E.block_sparse_mask(T, block)
+    assert not (m & ~attnlib.causal_mask(T)).any()
+    assert m.diagonal().all()
+    assert E.count_attended(m) <= T * (T + 1) // 2
+
+
+def test_mask_bad_input():
+    with pytest.raises(ValueError, match="window"):
+        E.sliding_window_mask(4, 0)
+    with pytest.raises(ValueError, match="block"):
+        E.block_sparse_mask(4, 0)
+    with pytest.raises(ValueError, match="n_summary"):
+        E.block_sparse_mask(4, 2, n_summary=3)
+    with pytest.raises(TypeError, match="bool"):
+        E.count_attended(torch.ones(2, 2))
+
+
+# --------------------------------------------------------------------------- cost helpers
+
+
+def test_pattern_bytes():
+    assert E.pattern_bytes(2048) == 2048 * 2048 * 4
+    assert E.pattern_bytes(2048, n_heads=96, n_layers=96, dtype=torch.float16) == 96 * 96 * 2048**2 * 2
+    assert E.pattern_bytes(10, batch=3, dtype=torch.bfloat16) == 600
+    assert E.pattern_bytes(7) == torch.empty(7, 7).nbytes
+    with pytest.raises(ValueError, match="n_heads"):
+        E.pattern_bytes(8, n_heads=0)
+    with pytest.raises(TypeError, match="dtype"):
+        E.pattern_bytes(8, dtype="float32")
+
+
+def test_largest_tensor_and_benchmark():
+    with E.LargestTensor() as t:
+        torch.zeros(10, 2) @ torch.zeros(2, 30)
+    assert t.nbytes == 10 * 30 * 4 and t.shape == (10, 30)
+    with E.LargestTensor() as t:
+        x = torch.zeros(100)
+        x.view(10, 10)  # views allocate nothing
+    assert t.shape == (100,)
+    seconds = E.benchmark(torch.matmul, torch.ones(4, 4), torch.ones(4, 4), repeats=3)
+    assert 0 < seconds < 1
