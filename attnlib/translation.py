@@ -1,0 +1,276 @@
+"""A toy translation task for cross-attention, generated in code, and a small encoder-decoder.
+
+The source language is English-like: subject, verb, object, adjectives before their noun
+(``a fluffy blue creature roamed the verdant forest``). The target language uses the same
+words under other names but another word order: adjectives follow their noun and the verb comes
+last (``un bestia pelu azur le silva verda vagava``). Every target word translates exactly one
+source word, so each target token has a ground-truth *alignment*: the index of its source word.
+Because the order differs, a decoder can only produce the right word if its cross-attention
+looks at the right source position, which makes the learned pattern easy to score.
+
+    pairs = make_pairs(2000, seed=0)             # list of Pair(src, tgt, align)
+    batch = make_batch(pairs[:8])                # padded tensors, see Batch
+    model = Seq2Seq(small_config())
+    logits, loss = model(batch.src, batch.src_len, batch.tgt_in, batch.tgt_out)
+    acc = alignment_accuracy(model.cross_pattern(batch), batch.align)
+
+Decoder positions: the decoder reads ``<bos> t_0 ... t_{n-1}`` and is trained to output
+``t_0 ... t_{n-1} <eos>``; query position j is the one that *produces* target word t_j, so the
+alignment of row j of a cross-attention pattern is ``align[j]`` (and -1, not scored, for the row
+that produces ``<eos>`` and for padding).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import padding_mask
+from .decoder import Decoder, DecoderConfig, Encoder
+from .tokenizer import Tokenizer
+
+__all__ = [
+    "LEXICON", "SPECIALS", "PAD", "BOS", "EOS", "Pair", "Batch", "translate_words", "sample_pair",
+    "make_pairs", "src_tokenizer", "tgt_tokenizer", "make_batch", "batch_sampler", "small_config",
+    "Seq2Seq", "alignment_accuracy", "exact_match",
+]
+
+PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+SPECIALS = (PAD, BOS, EOS)  # ids 0, 1, 2 in both vocabularies
+
+_DETS = {"a": "un", "the": "le"}
+_ADJS = {"fluffy": "pelu", "blue": "azur", "verdant": "verda", "big": "grano", "small": "pitu",
+         "red": "rosso", "old": "vecho", "quick": "rapi", "green": "verdi", "shy": "timi"}
+_NOUNS = {"creature": "bestia", "forest": "silva", "dog": "kane", "cat": "gato", "bird": "avo",
+          "fox": "rena", "child": "nino", "river": "flume", "hill": "monto", "owl": "strige"}
+_TRANS = {"roamed": "vagava", "saw": "vida", "chased": "kaza", "found": "trova", "liked": "ama",
+          "crossed": "trava"}
+_INTRANS = {"slept": "dorma", "ran": "kurra", "sang": "kanta"}
+
+#: source word -> target word (one to one, so every target word has exactly one source word).
+LEXICON: dict[str, str] = {**_DETS, **_ADJS, **_NOUNS, **_TRANS, **_INTRANS}
+_ROLE = {**dict.fromkeys(_DETS, "det"), **dict.fromkeys(_ADJS, "adj"), **dict.fromkeys(_NOUNS, "noun"),
+         **dict.fromkeys(_TRANS, "verb"), **dict.fromkeys(_INTRANS, "verb")}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One sentence pair: ``align[j]`` is the index in ``src`` of the word that ``tgt[j]`` translates."""
+
+    src: tuple[str, ...]
+    tgt: tuple[str, ...]
+    align: tuple[int, ...]
+
+
+def translate_words(src: list[str] | tuple[str, ...]) -> Pair:
+    """Translate a source sentence word by word and reorder it: ``Det Adj* Noun`` becomes
+    ``Det Noun Adj*`` and ``Subject Verb Object`` becomes ``Subject Object Verb``.
+
+    Raises ValueError for a word outside the lexicon or a sentence outside the grammar.
+    """
+    src = tuple(src)
+    unknown = [w for w in src if w not in LEXICON]
+    if unknown:
+        raise ValueError(f"translate_words: {unknown} not in the lexicon")
+    roles = [_ROLE[w] for w in src]
+    phrases: list[list[int]] = []  # noun phrases and the verb, as lists of source indices
+    i = 0
+    while i < len(src):
+        if roles[i] == "verb":
+            phrases.append([i])
+            i += 1
+            continue
+        if roles[i] != "det":
+            raise ValueError(f"translate_words: expected a determiner at position {i}, got {src[i]!r}")
+        j = i + 1
+        while j < len(src) and roles[j] == "adj":
+            j += 1
+        if j >= len(src) or roles[j] != "noun":
+            raise ValueError(f"translate_words: noun phrase starting at {i} has no noun")
+        phrases.append([i, j, *range(i + 1, j)])  # det, noun, then the adjectives in their order
+        i = j + 1
+    kinds = ["verb" if len(p) == 1 and roles[p[0]] == "verb" else "np" for p in phrases]
+    if kinds not in (["np", "verb"], ["np", "verb", "np"]):
+        raise ValueError(f"translate_words: expected 'NP verb' or 'NP verb NP', got {kinds}")
+    order = [phrases[0], phrases[2], phrases[1]] if len(phrases) == 3 else phrases
+    align = tuple(k for p in order for k in p)
+    return Pair(src, tuple(LEXICON[src[k]] for k in align), align)
+
+
+def _noun_phrase(rng: random.Random, max_adjs: int) -> list[str]:
+    n_adj = rng.randint(0, max_adjs)
+    return [rng.choice(sorted(_DETS)), *rng.sample(sorted(_ADJS), n_adj), rng.choice(sorted(_NOUNS))]
+
+
+def sample_pair(rng: random.Random, max_adjs: int = 2) -> Pair:
+    """One random sentence of the grammar (a quarter of them intransitive) and its translation."""
+    subj = _noun_phrase(rng, max_adjs)
+    if rng.random() < 0.25:
+        words = subj + [rng.choice(sorted(_INTRANS))]
+    else:
+        words = subj + [rng.choice(sorted(_TRANS))] + _noun_phrase(rng, max_adjs)
+    return translate_words(words)
+
+
+def make_pairs(n: int, seed: int = 0, max_adjs: int = 2, exclude=()) -> list[Pair]:
+    """``n`` random pairs from a seeded generator; source sentences in ``exclude`` are skipped
+    (use it to keep a test set out of the training set)."""
+    rng = random.Random(seed)
+    banned = {tuple(p.src) if isinstance(p, Pair) else tuple(p) for p in exclude}
+    out = []
+    while len(out) < n:
+        p = sample_pair(rng, max_adjs)
+        if p.src not in banned:
+            out.append(p)
+    return out
+
+
+def src_tokenizer() -> Tokenizer:
+    return Tokenizer([*SPECIALS, *LEXICON])
+
+
+def tgt_tokenizer() -> Tokenizer:
+    return Tokenizer([*SPECIALS, *LEXICON.values()])
+
+
+@dataclass
+class Batch:
+    """Padded tensors for B pairs (S = longest source, T = longest target + 1).
+
+    src (B, S) source ids, padded with 0; src_len (B,) true lengths;
+    tgt_in (B, T) ``<bos> t_0 .. t_{n-1}`` padded with 0; tgt_out (B, T) ``t_0 .. t_{n-1} <eos>``
+    padded with -100 (ignored by the loss); align (B, T) the source index each decoder position
+    should attend to, -1 where not scored (the ``<eos>`` row and padding).
+    """
+
+    src: torch.Tensor
+    src_len: torch.Tensor
+    tgt_in: torch.Tensor
+    tgt_out: torch.Tensor
+    align: torch.Tensor
+
+    def to(self, device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out, self.align)))
+
+
+def make_batch(pairs: list[Pair], device=None) -> Batch:
+    """Pad a list of pairs into a Batch."""
+    if not pairs:
+        raise ValueError("make_batch: pairs is empty")
+    s_tok, t_tok = src_tokenizer(), tgt_tokenizer()
+    bos, eos = t_tok.stoi[BOS], t_tok.stoi[EOS]
+    B = len(pairs)
+    S = max(len(p.src) for p in pairs)
+    T = max(len(p.tgt) for p in pairs) + 1
+    src = torch.zeros(B, S, dtype=torch.long)
+    tgt_in = torch.zeros(B, T, dtype=torch.long)
+    tgt_out = torch.full((B, T), -100, dtype=torch.long)
+    align = torch.full((B, T), -1, dtype=torch.long)
+    for b, p in enumerate(pairs):
+        n = len(p.tgt)
+        src[b, :len(p.src)] = torch.tensor(s_tok.encode(list(p.src)))
+        ids = t_tok.encode(list(p.tgt))
+        tgt_in[b, :n + 1] = torch.tensor([bos, *ids])
+        tgt_out[b, :n + 1] = torch.tensor([*ids, eos])
+        align[b, :n] = torch.tensor(p.align)
+    src_len = torch.tensor([len(p.src) for p in pairs])
+    batch = Batch(src, src_len, tgt_in, tgt_out, align)
+    return batch if device is None else batch.to(device)
+
+
+def batch_sampler(pairs: list[Pair], batch_size: int, generator: torch.Generator | None = None,
+                  device=None):
+    """A ``batch_fn`` for ``attnlib.train.train``: each call pads ``batch_size`` random pairs and
+    returns the arguments of ``Seq2Seq.forward``: (src, src_len, tgt_in, tgt_out)."""
+
+    def batch_fn():
+        idx = torch.randint(len(pairs), (batch_size,), generator=generator).tolist()
+        b = make_batch([pairs[i] for i in idx], device)
+        return b.src, b.src_len, b.tgt_in, b.tgt_out
+
+    return batch_fn
+
+
+def small_config(**changes) -> DecoderConfig:
+    """A shape that learns the task in a few hundred steps on a CPU (vocab_size is set per side)."""
+    base = DecoderConfig(vocab_size=len(src_tokenizer()), context_len=16, d_model=64, n_layers=2,
+                         n_heads=4, d_mlp=128)
+    return base.replace(**changes)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder: ``attnlib.Encoder`` reads the source, ``attnlib.Decoder`` with
+    cross-attention writes the target; the decoder's queries look at the encoder's outputs.
+
+    ``config`` gives the shape of both halves; each side gets its own vocabulary size.
+    """
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config.replace(vocab_size=len(src_tokenizer()), cross_attention=False))
+        self.decoder = Decoder(config.replace(vocab_size=len(tgt_tokenizer()), cross_attention=True))
+
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor):
+        """src (B, S) -> (memory (B, S, d_model), key-padding mask (B, 1, 1, S))."""
+        mask = padding_mask(src_len.to(src.device), src.shape[1])
+        return self.encoder(src, mask=mask), mask
+
+    def forward(self, src, src_len, tgt_in, targets=None, *, return_weights: bool = False):
+        """-> (logits (B, T, tgt_vocab), loss) or with return_weights (logits, loss, weights);
+        weights["cross"][layer] has shape (B, n_heads, T, S)."""
+        memory, mask = self.encode(src, src_len)
+        return self.decoder(tgt_in, targets, context=memory, context_mask=mask,
+                            return_weights=return_weights)
+
+    @torch.no_grad()
+    def cross_pattern(self, batch: Batch, layer: int = -1, head: int | None = None) -> torch.Tensor:
+        """Teacher-forced cross-attention pattern of one layer, (B, T, S): one head's, or the
+        average over the layer's heads when ``head`` is None."""
+        was = self.training
+        self.eval()
+        _, _, w = self(batch.src, batch.src_len, batch.tgt_in, return_weights=True)
+        self.train(was)
+        w = w["cross"][layer]  # (B, H, T, S)
+        return w.mean(dim=1) if head is None else w[:, head]
+
+    @torch.no_grad()
+    def translate(self, src_words: list[str] | tuple[str, ...], max_len: int | None = None) -> list[str]:
+        """Greedy decoding of one source sentence; stops at ``<eos>``."""
+        s_tok, t_tok = src_tokenizer(), tgt_tokenizer()
+        device = next(self.parameters()).device
+        src = torch.tensor([s_tok.encode(list(src_words))], device=device)
+        memory, mask = self.encode(src, torch.tensor([src.shape[1]], device=device))
+        start = torch.tensor([[t_tok.stoi[BOS]]], device=device)
+        n = max_len if max_len is not None else self.decoder.config.context_len - 1
+        out = self.decoder.generate(start, n, temperature=0.0, context=memory, context_mask=mask)
+        words = t_tok.tokens(out[0, 1:].tolist())
+        return words[:words.index(EOS)] if EOS in words else words
+
+
+def alignment_accuracy(pattern: torch.Tensor, align: torch.Tensor) -> float:
+    """Fraction of scored query rows whose largest weight falls on the aligned key.
+
+    pattern (B, T_q, T_k) or (T_q, T_k); align of the same leading shape (B, T_q) or (T_q,), with
+    the aligned key index per row and -1 for rows that are not scored.
+    """
+    if pattern.ndim == 2:
+        pattern, align = pattern.unsqueeze(0), align.unsqueeze(0)
+    if pattern.ndim != 3 or tuple(align.shape) != tuple(pattern.shape[:2]):
+        raise ValueError(
+            f"alignment_accuracy: pattern must be (B, T_q, T_k) and align (B, T_q), got "
+            f"{tuple(pattern.shape)} and {tuple(align.shape)}"
+        )
+    scored = align >= 0
+    if not scored.any():
+        raise ValueError("alignment_accuracy: align has no scored row (all -1)")
+    hits = pattern.argmax(dim=-1) == align.to(pattern.device)
+    return (hits & scored).sum().item() / scored.sum().item()
+
+
+def exact_match(model: Seq2Seq, pairs: list[Pair]) -> float:
+    """Fraction of pairs whose greedy translation equals the reference exactly."""
+    return sum(model.translate(p.src) == list(p.tgt) for p in pairs) / len(pairs)
