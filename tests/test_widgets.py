@@ -1,0 +1,274 @@
+"""Tests of attnlib.widgets.
+
+* The JavaScript math (attnlib/static/math.js, the code that runs in the browser) is evaluated with
+  node on random cases and compared with attnlib.attention / attnlib.softmax / attnlib.causal_mask.
+* The Python side: constructors validate their inputs (ValueError naming the argument), traits
+  round-trip, ``compute()`` equals attnlib, and each widget's ES module is well formed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import attnlib
+from attnlib import widgets as W
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: the widget JavaScript math is not tested")
+
+TEMPERATURES = [0.01, 0.1, 1.0, 3.0, 100.0]
+
+
+def _run_node(cases: list, tmp_path: Path) -> list:
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    proc = subprocess.run([NODE, str(ROOT / "tests" / "js" / "eval_math.mjs"), str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _t(a) -> torch.Tensor:
+    return torch.tensor(a, dtype=torch.float64)
+
+
+def _reference_weights(q, k, causal, temperature, scale=None):
+    """Float64 reference built from attnlib's pieces: scores, causal_mask, softmax (dead rows -> 0)."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = (q @ k.T) * scale / temperature
+    if causal:
+        m = attnlib.causal_mask(q.shape[0], k.shape[0])
+        s = s.masked_fill(~m, float("-inf"))
+    dead = torch.isinf(s).all(dim=-1, keepdim=True)
+    w = attnlib.softmax(s.masked_fill(dead, 0.0), dim=-1)
+    return w.masked_fill(dead, 0.0)
+
+
+# --------------------------------------------------------------------------- JS math vs attnlib
+
+
+@needs_node
+def test_js_softmax_matches_attnlib(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    cases, refs = [], []
+    for n in (1, 2, 5, 9):
+        for temp in TEMPERATURES:
+            row = torch.randn(n, generator=g, dtype=torch.float64) * 3
+            cases.append({"op": "softmax", "row": row.tolist(), "temperature": temp})
+            refs.append(attnlib.softmax(row / temp))
+    # masked entries (-inf, sent as null) get exactly zero weight
+    cases.append({"op": "softmax", "row": [1.0, None, 2.0, None], "temperature": 0.5})
+    refs.append(attnlib.softmax(_t([1.0, float("-inf"), 2.0, float("-inf")]) / 0.5))
+    # huge scores do not overflow (stable softmax)
+    cases.append({"op": "softmax", "row": [1000.0, 999.0, -1000.0], "temperature": 0.01})
+    refs.append(attnlib.softmax(_t([1000.0, 999.0, -1000.0]) / 0.01))
+    got = _run_node(cases, tmp_path)
+    for c, g_, r in zip(cases, got, refs, strict=True):
+        g_ = _t(g_)
+        assert torch.isfinite(g_).all(), c
+        torch.testing.assert_close(g_, r, atol=1e-6, rtol=1e-6, msg=lambda m, c=c: f"{c}: {m}")
+        assert abs(g_.sum().item() - 1.0) < 1e-9
+
+
+@needs_node
+def test_js_all_masked_row_gives_zeros(tmp_path):
+    (got,) = _run_node([{"op": "softmax", "row": [None, None], "temperature": 1.0}], tmp_path)
+    assert got == [0, 0]
+
+
+@needs_node
+def test_js_causal_mask_matches_attnlib(tmp_path):
+    shapes = [(1, 1), (3, 3), (2, 5), (5, 2), (1, 6), (4, 4)]
+    got = _run_node([{"op": "causal_mask", "T_q": a, "T_k": b} for a, b in shapes], tmp_path)
+    for (a, b), m in zip(shapes, got, strict=True):
+        assert torch.equal(torch.tensor(m, dtype=torch.bool), attnlib.causal_mask(a, b)), (a, b)
+
+
+@needs_node
+def test_js_attention_matches_attnlib(tmp_path):
+    """Random q, k, v with T_q == T_k and T_q != T_k (cross-attention, KV-cache shapes), causal on and
+    off, temperatures from 0.01 to 100: weights and outputs match attnlib to 1e-6, with no NaN."""
+    g = torch.Generator().manual_seed(1)
+    cases = []
+    for T_q, T_k in [(4, 4), (1, 5), (3, 6), (6, 3), (7, 7)]:
+        for causal in (False, True):
+            for temp in TEMPERATURES:
+                d = int(torch.randint(1, 6, (1,), generator=g))
+                q = torch.randn(T_q, d, generator=g, dtype=torch.float64)
+                k = torch.randn(T_k, d, generator=g, dtype=torch.float64)
+                v = torch.randn(T_k, 3, generator=g, dtype=torch.float64)
+                cases.append({"op": "attention", "q": q.tolist(), "k": k.tolist(), "v": v.tolist(),
+                              "causal": causal, "temperature": temp})
+    cases.append({"op": "attention", "q": [[1.0, 2.0]], "k": [[0.5, 1.0], [2.0, -1.0]], "v": [[1.0], [2.0]],
+                  "causal": False, "temperature": 1.0, "scale": 0.3})
+    got = _run_node(cases, tmp_path)
+    for c, r in zip(cases, got, strict=True):
+        q, k, v = _t(c["q"]), _t(c["k"]), _t(c["v"])
+        scale = c.get("scale", 1.0 / math.sqrt(q.shape[-1]))
+        w_js, out_js = _t(r["weights"]), _t(r["out"])
+        assert torch.isfinite(w_js).all() and torch.isfinite(out_js).all(), c
+        # exact float64 reference from attnlib.softmax / causal_mask
+        ref = _reference_weights(q, k, c["causal"], c["temperature"], scale)
+        torch.testing.assert_close(w_js, ref, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(out_js, ref @ v, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(_t(r["scores"]), (q @ k.T) * scale, atol=1e-12, rtol=1e-12)
+        # attnlib.attention itself (its explicit path computes the softmax in float32, hence the
+        # tolerance grows as the temperature shrinks and amplifies float32 rounding of the scores)
+        out, w = attnlib.attention(q, k, v, is_causal=c["causal"], scale=scale / c["temperature"],
+                                   return_weights=True)
+        tol = 1e-6 * max(1.0, 1.0 / c["temperature"])
+        torch.testing.assert_close(w_js, w, atol=tol, rtol=tol)
+        torch.testing.assert_close(out_js, out, atol=10 * tol, rtol=10 * tol)
+
+
+@needs_node
+def test_js_explorer_state_matches_compute(tmp_path):
+    g = torch.Generator().manual_seed(2)
+    cases, widgets = [], []
+    for T, d_model, d_head in [(4, 6, 3), (1, 2, 1), (6, 4, 4)]:
+        for causal in (False, True):
+            for temp in (0.01, 1.0, 100.0):
+                x = torch.randn(T, d_model, generator=g)
+                wq, wk = torch.randn(d_model, d_head, generator=g), torch.randn(d_model, d_head, generator=g)
+                e = W.AttentionExplorer([f"t{i}" for i in range(T)], x, wq, wk, temperature=temp, causal=causal)
+                widgets.append(e)
+                cases.append({"op": "explorer", "x": e.x, "w_q": e.w_q, "w_k": e.w_k, "causal": causal,
+                              "temperature": temp})
+    got = _run_node(cases, tmp_path)
+    for e, r in zip(widgets, got, strict=True):
+        ref = e.compute()
+        tol = 1e-6 * max(1.0, 1.0 / e.temperature)
+        torch.testing.assert_close(_t(r["weights"]), ref["weights"], atol=tol, rtol=tol)
+        torch.testing.assert_close(_t(r["scores"]), ref["scores"], atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(_t(r["q"]), ref["q"], atol=1e-12, rtol=1e-12)
+        x = _t(e.x)
+        exact = _reference_weights(x @ _t(e.w_q), x @ _t(e.w_k), e.causal, e.temperature)
+        torch.testing.assert_close(_t(r["weights"]), exact, atol=1e-9, rtol=1e-9)
+
+
+@needs_node
+def test_js_format_helpers(tmp_path):
+    got = _run_node([{"op": "format", "bytes": 805306368, "int": 4194304},
+                     {"op": "format", "bytes": 512, "int": 0}], tmp_path)
+    assert got == [{"bytes": "768.0 MiB", "int": "4,194,304"}, {"bytes": "512 B", "int": "0"}]
+
+
+# --------------------------------------------------------------------------- Python side
+
+
+TOKENS = ["a", "fluffy", "blue", "creature"]
+
+
+def _explorer(**kw):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, generator=g)
+    return W.AttentionExplorer(TOKENS, x, torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g), **kw)
+
+
+def test_attention_explorer_compute_equals_attnlib():
+    e = _explorer(temperature=0.5, causal=True, query=2)
+    x, wq, wk = _t(e.x), _t(e.w_q), _t(e.w_k)
+    q, k = x @ wq, x @ wk
+    _, w = attnlib.attention(q, k, k, is_causal=True, scale=1 / math.sqrt(3) / 0.5, return_weights=True)
+    r = e.compute()
+    torch.testing.assert_close(r["weights"], w)
+    torch.testing.assert_close(_t(e.weights), w)
+    torch.testing.assert_close(r["scores"], q @ k.T / math.sqrt(3))
+    assert torch.all(r["weights"].triu(1) == 0)
+
+
+def test_attention_explorer_traits_round_trip_and_refresh():
+    e = _explorer()
+    assert e.tokens == TOKENS and len(e.x) == 4 and len(e.w_q) == 6 and len(e.w_q[0]) == 3
+    before = e.weights
+    e.temperature = 0.05
+    assert e.temperature == 0.05 and e.weights != before
+    e.causal = True
+    assert e.weights[0][1:] == [0.0, 0.0, 0.0]
+    e.query = 3
+    assert e.query == 3
+    w_q = [row[:] for row in e.w_q]
+    w_q[0][0] += 1.0
+    e.w_q = w_q
+    assert e.w_q[0][0] == w_q[0][0]
+    torch.testing.assert_close(_t(e.weights), e.compute()["weights"])
+    state = e.get_state()
+    for name in ("tokens", "x", "w_q", "w_k", "temperature", "causal", "query", "weights", "scores",
+                 "edit_matrix", "edit_row", "edit_col"):
+        assert name in state, name
+    # a state update as the browser sends it (JSON numbers: ints for whole floats)
+    e.set_state({"temperature": 2, "weights": [[0.25] * 4] * 4})
+    assert e.temperature == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"tokens": ["a", "b"]}, "tokens"),
+        ({"x": torch.randn(4)}, "x"),
+        ({"x": [[1.0, 2.0], [3.0]]}, "x"),
+        ({"x": torch.full((4, 6), float("nan"))}, "x"),
+        ({"w_q": torch.randn(5, 3)}, "w_q"),
+        ({"w_k": torch.randn(6, 2)}, "w_k"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"query": 4}, "query"),
+        ({"query": -1}, "query"),
+    ],
+)
+def test_attention_explorer_rejects_bad_inputs(kwargs, name):
+    args = {"tokens": TOKENS, "x": torch.randn(4, 6), "w_q": torch.randn(6, 3), "w_k": torch.randn(6, 3)}
+    args.update(kwargs)
+    extra = {k: args.pop(k) for k in ("temperature", "query") if k in args}
+    with pytest.raises(ValueError, match=name):
+        W.AttentionExplorer(args["tokens"], args["x"], args["w_q"], args["w_k"], **extra)
+
+
+def test_attention_explorer_rejects_bad_trait_values():
+    e = _explorer()
+    with pytest.raises(ValueError, match="temperature"):
+        e.temperature = -1.0
+    with pytest.raises(ValueError, match="query"):
+        e.query = 10
+    with pytest.raises(ValueError, match="edit_matrix"):
+        e.edit_matrix = "w_v"
+
+
+def test_softmax_explorer():
+    s = W.SoftmaxExplorer(["the", "cat", "sat"], torch.tensor([2.0, 1.0, -1.0]), temperature=0.5)
+    torch.testing.assert_close(_t(s.weights), attnlib.softmax(_t([2.0, 1.0, -1.0]) / 0.5))
+    torch.testing.assert_close(s.compute(), _t(s.weights))
+    s.temperature = 100.0
+    assert max(s.weights) - min(s.weights) < 0.05
+    s.temperature = 0.01
+    assert s.weights[0] > 0.999 and all(math.isfinite(w) for w in s.weights)
+    with pytest.raises(ValueError, match="labels"):
+        W.SoftmaxExplorer(["a"], [1.0, 2.0])
+    with pytest.raises(ValueError, match="scores"):
+        W.SoftmaxExplorer(["a", "b"], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="scores"):
+        W.SoftmaxExplorer(["a", "b"], [1.0, float("inf")])
+    with pytest.raises(ValueError, match="temperature"):
+        W.SoftmaxExplorer(["a", "b"], [1.0, 2.0], temperature=-2)
+
+
+# --------------------------------------------------------------------------- the ES modules
+
+
+@pytest.mark.parametrize("cls", [W.AttentionExplorer, W.SoftmaxExplorer])
+def test_esm_is_self_contained(cls):
+    esm = cls._esm
+    assert esm.count("export default") == 1
+    assert not re.search(r"^\s*import[\s{*]|\bimport\(", esm, re.M), "widget modules must not import anything"
+    assert "fetch(" not in esm and "http://" not in esm.replace("http://www.w3.org/2000/svg", "")
+    assert "attnlib-widget" in esm
+    assert ".attnlib-widget" in cls._css
