@@ -1,0 +1,309 @@
+"""The checkers of chapters 5-8 accept correct answers written in two styles and name each mistake."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnlib import checks, count_parameters
+from attnlib.attention import padding_mask
+from attnlib.decoder import GPT3, Decoder
+
+
+def verdict(capsys, checker, fn):
+    ok = checker(fn)
+    out = capsys.readouterr().out
+    return ok, out
+
+
+def passes(capsys, checker, fn):
+    ok, out = verdict(capsys, checker, fn)
+    assert ok, out
+    assert out.startswith("✓")
+
+
+def fails_with(capsys, checker, fn, text):
+    ok, out = verdict(capsys, checker, fn)
+    assert not ok
+    assert out.startswith("✗")
+    assert text in out, out
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+ALL = [checks.check_value_update, checks.check_projection, checks.check_value_params, checks.check_head,
+       checks.check_head_params, checks.check_leak_detector, checks.check_split_heads,
+       checks.check_merge_heads, checks.check_multihead, checks.check_param_count,
+       checks.check_cross_attention, checks.check_cross_attention_mask, checks.check_alignment_accuracy]
+
+
+@pytest.mark.parametrize("checker", ALL, ids=lambda c: c.__name__)
+def test_stub_reads_not_implemented(capsys, checker):
+    fails_with(capsys, checker, stub, "not implemented yet")
+
+
+# ---------------------------------------------------------------- chapter 5
+
+
+def test_value_update(capsys):
+    passes(capsys, checks.check_value_update, lambda x, p, Wd, Wu: x + p @ (x @ Wd) @ Wu)
+    passes(capsys, checks.check_value_update,
+           lambda x, p, Wd, Wu: x + torch.einsum("...qk,...kd->...qd", p, torch.einsum("...td,de,ef->...tf", x, Wd, Wu)))
+    fails_with(capsys, checks.check_value_update, lambda x, p, Wd, Wu: p @ x @ Wd @ Wu, "only the change")
+    fails_with(capsys, checks.check_value_update, lambda x, p, Wd, Wu: x + p.transpose(-2, -1) @ x @ Wd @ Wu,
+               "transposed")
+    fails_with(capsys, checks.check_value_update, lambda x, p, Wd, Wu: x + x @ Wd @ Wu, "its own value only")
+    fails_with(capsys, checks.check_value_update, lambda x, p, Wd, Wu: x + (x @ Wd @ Wu).sum(-2, keepdim=True)
+               .expand_as(x), "plain sum")
+    fails_with(capsys, checks.check_value_update, lambda x, p, Wd, Wu: 2 * x + p @ x @ Wd @ Wu, "twice")
+    fails_with(capsys, checks.check_value_update, lambda x, p, Wd, Wu: x + p @ x @ Wd, "shape")
+
+
+def test_projection(capsys):
+    passes(capsys, checks.check_projection, lambda v, u: v @ u / u.norm())
+    passes(capsys, checks.check_projection, lambda v, u: float(torch.dot(v, u / torch.linalg.norm(u))))
+    fails_with(capsys, checks.check_projection, lambda v, u: v @ u, "plain dot product")
+    fails_with(capsys, checks.check_projection, lambda v, u: v @ u / (u @ u), "|u|^2")
+    fails_with(capsys, checks.check_projection, lambda v, u: (v @ u / u.norm()).abs(), "sign")
+    fails_with(capsys, checks.check_projection, lambda v, u: (v @ u / (u @ u)) * u, "vector")
+
+
+def test_value_params(capsys):
+    passes(capsys, checks.check_value_params, lambda d, dh: (d * d, 2 * d * dh))
+    passes(capsys, checks.check_value_params, lambda d, dh: [torch.tensor(d**2), d * dh + dh * d])
+    fails_with(capsys, checks.check_value_params, lambda d, dh: (d * d, d * dh), "one of the two factors")
+    fails_with(capsys, checks.check_value_params, lambda d, dh: (d * dh, 2 * d * dh), "full map")
+    fails_with(capsys, checks.check_value_params, lambda d, dh: d * d, "two numbers")
+
+
+# ---------------------------------------------------------------- chapter 6
+
+
+def head_matmul(x, W_Q, W_K, W_V, W_O, *, causal=True, scale=None, dim=-1, swap=False, up=True):
+    q, k = (x @ W_K, x @ W_Q) if swap else (x @ W_Q, x @ W_K)
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = q @ k.transpose(-2, -1) * scale
+    if causal:
+        T = s.shape[-1]
+        s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+    out = torch.softmax(s, dim=dim) @ (x @ W_V)
+    return out @ W_O if up else out
+
+
+def head_sdpa(x, W_Q, W_K, W_V, W_O):
+    return F.scaled_dot_product_attention(x @ W_Q, x @ W_K, x @ W_V, is_causal=True) @ W_O
+
+
+def test_head(capsys):
+    passes(capsys, checks.check_head, head_matmul)
+    passes(capsys, checks.check_head, head_sdpa)
+    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, scale=1.0), "not scaled")
+    fails_with(capsys, checks.check_head, lambda x, *W: head_matmul(x, *W, scale=1 / math.sqrt(x.shape[-1])),
+               "sqrt(d_model)")
+    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, dim=-2), "wrong axis")
+    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, causal=False), "future")
+    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, swap=True), "swapped")
+    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, up=False), "forgot value-up")
+    fails_with(capsys, checks.check_head, lambda x, *W: x + head_sdpa(x, *W), "change only")
+
+
+def test_head_leak_is_caught_even_when_values_differ(capsys):
+    # a head that is wrong in an unknown way AND leaks: the value mismatch is reported first,
+    # a leak alone (same values except position 0 peeks) shows up as a value mismatch too
+    def peeky(x, W_Q, W_K, W_V, W_O):
+        out = head_sdpa(x, W_Q, W_K, W_V, W_O)
+        full = F.scaled_dot_product_attention(x @ W_Q, x @ W_K, x @ W_V) @ W_O
+        out[..., 0, :] = full[..., 0, :]
+        return out
+
+    ok, _ = verdict(capsys, checks.check_head, peeky)
+    assert not ok
+
+
+def test_head_params(capsys):
+    passes(capsys, checks.check_head_params, lambda d, dh: 4 * d * dh)
+    passes(capsys, checks.check_head_params,
+           lambda d, dh: sum(p.numel() for p in torch.nn.ModuleList(
+               [torch.nn.Linear(d, dh, bias=False, device="meta") for _ in range(3)]
+               + [torch.nn.Linear(dh, d, bias=False, device="meta")]).parameters()))
+    fails_with(capsys, checks.check_head_params, lambda d, dh: 3 * d * dh, "three matrices")
+    fails_with(capsys, checks.check_head_params, lambda d, dh: 3 * d * dh + d * d, "full d_model x d_model")
+    fails_with(capsys, checks.check_head_params, lambda d, dh: 4 * d * d, "not d_model x d_model")
+
+
+def test_leak_detector(capsys):
+    def detect(head, x):
+        base = head(x)
+        for j in range(1, x.shape[0]):
+            x2 = x.clone()
+            x2[j] += 1.0
+            if not torch.allclose(head(x2)[:j], base[:j], atol=1e-6):
+                return True
+        return False
+
+    def detect_grad(head, x):  # via the Jacobian: d out[i] / d x[j] for j > i must vanish
+        J = torch.autograd.functional.jacobian(head, x)  # (T, d, T, d)
+        T = x.shape[0]
+        leak = J.abs().sum(dim=(1, 3)) * torch.triu(torch.ones(T, T), 1)
+        return bool(leak.max() > 1e-6)
+
+    passes(capsys, checks.check_leak_detector, detect)
+    passes(capsys, checks.check_leak_detector, detect_grad)
+    fails_with(capsys, checks.check_leak_detector, lambda head, x: True, "flagged a correct")
+    fails_with(capsys, checks.check_leak_detector, lambda head, x: False, "missed a head with no mask")
+
+    def last_only(head, x):  # perturbs only the last token: misses position 0 peeking at 1
+        x2 = x.clone()
+        x2[-1] += 1.0
+        return not torch.allclose(head(x2)[:-1], head(x)[:-1], atol=1e-6)
+
+    fails_with(capsys, checks.check_leak_detector, last_only, "small leak")
+
+    def first_token(head, x):  # perturbs the first token: a correct head moves, flagged wrongly
+        x2 = x.clone()
+        x2[0] += 1.0
+        return not torch.allclose(head(x2), head(x), atol=1e-6)
+
+    fails_with(capsys, checks.check_leak_detector, first_token, "flagged a correct")
+
+
+# ---------------------------------------------------------------- chapter 7
+
+
+def test_split_and_merge_heads(capsys):
+    passes(capsys, checks.check_split_heads, lambda t, H: t.view(t.shape[0], t.shape[1], H, -1).transpose(1, 2))
+    passes(capsys, checks.check_split_heads,
+           lambda t, H: torch.stack(t.chunk(H, dim=-1), dim=1))
+    fails_with(capsys, checks.check_split_heads, lambda t, H: t.reshape(t.shape[0], H, t.shape[1], -1),
+               "wrong reshape")
+    fails_with(capsys, checks.check_split_heads,
+               lambda t, H: t.view(t.shape[0], t.shape[1], -1, H).permute(0, 3, 1, 2), "interleaved")
+    fails_with(capsys, checks.check_split_heads, lambda t, H: t.view(t.shape[0], t.shape[1], H, -1),
+               "forgot the transpose")
+    passes(capsys, checks.check_merge_heads, lambda t: t.transpose(1, 2).reshape(t.shape[0], t.shape[2], -1))
+    passes(capsys, checks.check_merge_heads, lambda t: torch.cat(t.unbind(1), dim=-1))
+    fails_with(capsys, checks.check_merge_heads, lambda t: t.reshape(t.shape[0], t.shape[2], -1), "wrong reshape")
+    fails_with(capsys, checks.check_merge_heads,
+               lambda t: t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2], -1), "interleaved")
+
+
+def mh_einsum(x, W_Q, W_K, W_V, W_O, *, causal=True, mean=False, scale=None):
+    q = torch.einsum("btd,hde->bhte", x, W_Q)
+    k = torch.einsum("btd,hde->bhte", x, W_K)
+    v = torch.einsum("btd,hde->bhte", x, W_V)
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)  # (B, H, T, dh)
+    per_head = torch.einsum("bhte,hed->bhtd", o, W_O)
+    return per_head.mean(1) if mean else per_head.sum(1)
+
+
+def mh_loop(x, W_Q, W_K, W_V, W_O):
+    return sum(head_matmul(x, W_Q[h], W_K[h], W_V[h], W_O[h]) for h in range(W_Q.shape[0]))
+
+
+def test_multihead(capsys):
+    passes(capsys, checks.check_multihead, mh_einsum)
+    passes(capsys, checks.check_multihead, mh_loop)
+    fails_with(capsys, checks.check_multihead, lambda *a: mh_einsum(*a, mean=True), "averaged")
+    fails_with(capsys, checks.check_multihead, lambda *a: mh_einsum(*a, causal=False), "causal")
+    fails_with(capsys, checks.check_multihead, lambda x, *W: mh_einsum(x, *W, scale=1 / math.sqrt(x.shape[-1])),
+               "sqrt(d_model)")
+    fails_with(capsys, checks.check_multihead, lambda x, *W: x + mh_einsum(x, *W), "output only")
+    fails_with(capsys, checks.check_multihead, lambda x, *W: head_matmul(x, *(w[0] for w in W)), "one head only")
+
+
+def test_param_count(capsys):
+    passes(capsys, checks.check_param_count, lambda d, H, dh, L: 4 * d * H * dh * L)
+
+    def from_module(d, H, dh, L):
+        from attnlib import MultiHeadAttention
+
+        with torch.device("meta"):
+            block = MultiHeadAttention(d, H, dh)
+        return L * sum(p.numel() for p in block.parameters())
+
+    passes(capsys, checks.check_param_count, from_module)
+    fails_with(capsys, checks.check_param_count, lambda d, H, dh, L: 4 * d * H * dh, "multiply by the number of layers")
+    fails_with(capsys, checks.check_param_count, lambda d, H, dh, L: 4 * d * dh * L, "n_heads")
+    fails_with(capsys, checks.check_param_count, lambda d, H, dh, L: 3 * d * H * dh * L, "three matrices")
+    fails_with(capsys, checks.check_param_count, lambda d, H, dh, L: 4 * d * d * L, "true for GPT-3")
+
+
+def test_param_count_reference_matches_the_real_gpt3():
+    with torch.device("meta"):
+        gpt3 = Decoder(GPT3)
+    assert count_parameters(gpt3).by_component["attention"] == 4 * 12288 * 96 * 128 * 96 == 57_982_058_496
+
+
+# ---------------------------------------------------------------- chapter 8
+
+
+def cross_explicit(x, c, w_q, w_k, w_v, lengths, *, causal=False, flip=False, pad=True, dim=-1, scale=True):
+    q, k, v = x @ w_q, c @ w_k, c @ w_v
+    s = q @ k.transpose(-2, -1)
+    if scale:
+        s = s / math.sqrt(q.shape[-1])
+    keep = torch.arange(c.shape[1])[None, None, :] < lengths[:, None, None]  # (B, 1, T_k)
+    if flip:
+        keep = ~keep
+    if pad:
+        s = s.masked_fill(~keep, float("-inf"))
+    if causal:
+        T_q, T_k = s.shape[-2:]
+        s = s.masked_fill(~torch.ones(T_q, T_k, dtype=torch.bool).tril(T_k - T_q), float("-inf"))
+    return torch.softmax(s, dim=dim).nan_to_num(0.0) @ v
+
+
+def cross_sdpa(x, c, w_q, w_k, w_v, lengths):
+    mask = padding_mask(lengths, c.shape[1])[:, 0]
+    return F.scaled_dot_product_attention(x @ w_q, c @ w_k, c @ w_v, attn_mask=mask)
+
+
+def test_cross_attention(capsys):
+    passes(capsys, checks.check_cross_attention, cross_explicit)
+    passes(capsys, checks.check_cross_attention, cross_sdpa)
+    fails_with(capsys, checks.check_cross_attention, lambda *a: cross_explicit(*a, causal=True), "causal")
+    fails_with(capsys, checks.check_cross_attention, lambda *a: cross_explicit(*a, pad=False), "padding is attended")
+    fails_with(capsys, checks.check_cross_attention, lambda *a: cross_explicit(*a, flip=True), "flipped")
+    fails_with(capsys, checks.check_cross_attention, lambda *a: cross_explicit(*a, scale=False), "not scaled")
+    fails_with(capsys, checks.check_cross_attention, lambda *a: cross_explicit(*a, dim=-2), "over the queries")
+    fails_with(capsys, checks.check_cross_attention,
+               lambda x, c, wq, wk, wv, n: F.scaled_dot_product_attention(x @ wq, x @ wk, c @ wv),
+               "keys AND values from context")
+
+
+def test_cross_attention_mask(capsys):
+    passes(capsys, checks.check_cross_attention_mask, lambda n, T_q, T_k: padding_mask(n, T_k))
+    passes(capsys, checks.check_cross_attention_mask,
+           lambda n, T_q, T_k: (torch.arange(T_k).expand(len(n), 1, T_q, T_k) < n.view(-1, 1, 1, 1)))
+    fails_with(capsys, checks.check_cross_attention_mask, lambda n, T_q, T_k: ~padding_mask(n, T_k), "flipped")
+    fails_with(capsys, checks.check_cross_attention_mask,
+               lambda n, T_q, T_k: padding_mask(n, T_k) & torch.ones(T_q, T_k, dtype=torch.bool).tril(T_k - T_q),
+               "causal")
+    fails_with(capsys, checks.check_cross_attention_mask,
+               lambda n, T_q, T_k: (torch.arange(T_k) <= n[:, None])[:, None, None, :], "off by one")
+    fails_with(capsys, checks.check_cross_attention_mask, lambda n, T_q, T_k: padding_mask(n, T_k).float(),
+               "float mask")
+    fails_with(capsys, checks.check_cross_attention_mask, lambda n, T_q, T_k: padding_mask(n, T_k)[:, 0],
+               "expected shape")
+
+
+def test_alignment_accuracy(capsys):
+    def good(p, a):
+        s = a >= 0
+        return ((p.argmax(-1) == a) & s).sum() / s.sum()
+
+    def good2(p, a):
+        hits = [p[b, i].argmax().item() == a[b, i].item() for b in range(a.shape[0]) for i in range(a.shape[1])
+                if a[b, i] >= 0]
+        return sum(hits) / len(hits)
+
+    passes(capsys, checks.check_alignment_accuracy, good)
+    passes(capsys, checks.check_alignment_accuracy, good2)
+    fails_with(capsys, checks.check_alignment_accuracy, lambda p, a: (p.argmax(-1) == a).float().mean(),
+               "not scored")
+    fails_with(capsys, checks.check_alignment_accuracy,
+               lambda p, a: ((p.argmax(1) == a) & (a >= 0)).sum() / (a >= 0).sum(), "over the queries")
+    fails_with(capsys, checks.check_alignment_accuracy, lambda p, a: 1 - good(p, a), "misses")
