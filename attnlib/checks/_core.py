@@ -99,9 +99,12 @@ def _auto_hint(err: Exception) -> str:
             "you used a dim the input does not have; count dims from the end (dim=-1 is the last) "
             "so the code works with any number of batch dims"
         )
-    if "cannot be multiplied" in msg or "must match the size" in msg or "size of tensor" in msg:
-        return "a shape does not line up; print the shapes of your intermediate tensors"
     return ""
+
+
+def _is_shape_error(err: Exception) -> bool:
+    msg = str(err)
+    return any(s in msg for s in ("cannot be multiplied", "must match the size", "size of tensor"))
 
 
 def _copy(x: Any) -> Any:
@@ -128,7 +131,10 @@ def call(fn: Callable, *args: Any, hint: str = "", **kwargs: Any) -> Any:
         fail(NOT_IMPLEMENTED)
     except Exception as err:  # noqa: BLE001 - the reader's exception becomes a diagnosis
         text = f"your code raised {type(err).__name__}: {err}"
-        hint = _auto_hint(err) or hint  # a specific hint beats the checker's general one
+        # a hint for a well-known cause first, then the checker's own, then a generic one
+        if not hint and _is_shape_error(err):
+            hint = "a shape does not line up; print the shapes of your intermediate tensors"
+        hint = _auto_hint(err) or hint
         fail(f"{text}\n  hint: {hint}" if hint else text)
 
 
@@ -146,11 +152,12 @@ def tensor_output(out: Any, *, what: str = "your function", verb: str = "returne
     if isinstance(out, torch.Tensor):
         return out.detach().cpu()
     kind = type(out).__module__.split(".")[0] + "." + type(out).__name__
+    want = "return a single torch.Tensor" if verb == "returned" else "expected a single torch.Tensor"
     if type(out).__module__.startswith("numpy"):
-        fail(f"{what} {verb} a numpy array; return a torch.Tensor (stay in torch throughout)")
+        fail(f"{what} {verb} a numpy array; {want} (stay in torch throughout)")
     if isinstance(out, (tuple, list)):
-        fail(f"{what} {verb} a {type(out).__name__} of {len(out)} items; return a single tensor")
-    fail(f"{what} {verb} a {kind}; expected a torch.Tensor")
+        fail(f"{what} {verb} a {type(out).__name__} of {len(out)} items; {want}")
+    fail(f"{what} {verb} a {kind}; {want}")
 
 
 def shape_str(shape: Iterable[int]) -> str:
