@@ -19,9 +19,10 @@ Sparse attention is shown as boolean masks (True = may attend, the book's conven
 (a fixed block pattern in the style of the Sparse Transformer). ``count_attended`` counts the
 (query, key) pairs a mask allows, which is what a sparse kernel would have to compute.
 
-Measuring helpers for the book: ``pattern_bytes`` (exact arithmetic of the pattern's size),
-``LargestTensor`` (records the largest tensor any PyTorch operation allocates inside a ``with``
-block, a deterministic stand-in for peak memory on the CPU) and ``benchmark`` (median wall time).
+Measuring helpers for the book: ``pattern_bytes`` and ``kv_cache_bytes`` (exact arithmetic of the
+pattern's and the KV cache's sizes), ``LargestTensor`` (records the largest tensor any PyTorch
+operation allocates inside a ``with`` block, a deterministic stand-in for peak memory on the CPU,
+and counts the operations) and ``benchmark`` (median wall time).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "block_sparse_mask",
     "count_attended",
     "pattern_bytes",
+    "kv_cache_bytes",
     "LargestTensor",
     "benchmark",
 ]
@@ -269,14 +271,37 @@ def pattern_bytes(
     return batch * n_layers * n_heads * context_len * context_len * itemsize
 
 
+def kv_cache_bytes(
+    context_len: int,
+    *,
+    n_layers: int,
+    n_heads: int,
+    d_head: int,
+    batch: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> int:
+    """Bytes of a full KV cache: a key and a value vector per position, head, layer and sequence.
+
+    2 x batch x layers x heads x context_len x d_head x size. Exact arithmetic; it grows linearly
+    with the context, while the explicit pattern grows with its square.
+    """
+    for name, val in (("context_len", context_len), ("n_layers", n_layers), ("n_heads", n_heads),
+                      ("d_head", d_head), ("batch", batch)):
+        _positive_int("kv_cache_bytes", name, val)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"kv_cache_bytes: dtype must be a torch.dtype, got {dtype!r}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return 2 * batch * n_layers * n_heads * context_len * d_head * itemsize
+
+
 class LargestTensor(TorchDispatchMode):
     """Record the largest tensor that any PyTorch operation creates inside a ``with`` block.
 
         with LargestTensor() as tracker:
             attention(q, k, v, return_weights=True)
-        tracker.nbytes, tracker.shape, tracker.op
+        tracker.nbytes, tracker.shape, tracker.op, tracker.n_ops
 
-    Every operation's outputs are inspected (views, which allocate nothing, are skipped). This is
+    ``n_ops`` counts the PyTorch (aten) operations run inside the block. Every operation's outputs are inspected (views, which allocate nothing, are skipped). This is
     deterministic, unlike the process's memory, and it is the quantity the argument is about: the
     explicit path allocates a (T_q, T_k) score tensor, the tiled path at most (T_q, block_size).
     It cannot see buffers a fused kernel allocates internally (SDPA's own kernels), only the
@@ -288,9 +313,11 @@ class LargestTensor(TorchDispatchMode):
         self.nbytes = 0
         self.shape: tuple = ()
         self.op = ""
+        self.n_ops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        self.n_ops += 1
         if not getattr(func, "is_view", False):
             for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, torch.Tensor):

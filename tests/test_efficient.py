@@ -228,10 +228,28 @@ def test_pattern_bytes():
         E.pattern_bytes(8, dtype="float32")
 
 
+def test_kv_cache_bytes():
+    # GPT-3, one sequence of 2048 tokens in fp16: 2 x 96 x 96 x 2048 x 128 x 2 bytes
+    assert E.kv_cache_bytes(2048, n_layers=96, n_heads=96, d_head=128, dtype=torch.float16) == (
+        2 * 96 * 96 * 2048 * 128 * 2
+    )
+    # against a real cache filled by a decoder's forward pass
+    cfg = attnlib.DecoderConfig(vocab_size=10, context_len=8, d_model=12, n_layers=2, n_heads=3)
+    model = attnlib.Decoder(cfg).eval()
+    caches = [attnlib.KVCache() for _ in range(cfg.n_layers)]
+    with torch.no_grad():
+        model(torch.zeros(4, 5, dtype=torch.long), kv_caches=caches)
+    stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
+    assert stored == E.kv_cache_bytes(5, n_layers=2, n_heads=3, d_head=4, batch=4)
+    with pytest.raises(ValueError, match="d_head"):
+        E.kv_cache_bytes(5, n_layers=1, n_heads=2, d_head=0)
+
+
 def test_largest_tensor_and_benchmark():
     with E.LargestTensor() as t:
         torch.zeros(10, 2) @ torch.zeros(2, 30)
     assert t.nbytes == 10 * 30 * 4 and t.shape == (10, 30)
+    assert t.n_ops == 3  # two zeros, one mm
     with E.LargestTensor() as t:
         x = torch.zeros(100)
         x.view(10, 10)  # views allocate nothing
