@@ -23,6 +23,7 @@ ValueError that names the argument.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from importlib import resources
 
 import anywidget
@@ -35,6 +36,9 @@ from .attention import attention, softmax
 __all__ = [
     "AttentionExplorer",
     "SoftmaxExplorer",
+    "PatternViewer",
+    "ValueUpdateExplorer",
+    "CostExplorer",
     "esm_source",
 ]
 
@@ -279,3 +283,232 @@ class SoftmaxExplorer(_Explorer):
         """``attnlib.softmax(scores / temperature)`` as a float64 tensor (n,)."""
         s = _vector("scores", self.scores)
         return softmax(s / self.temperature, dim=-1)
+
+
+# --------------------------------------------------------------------------- PatternViewer
+
+
+class PatternViewer(_Explorer):
+    """Show one of several attention patterns (heads, layers, ...), chosen from a dropdown.
+
+    Args:
+        patterns: a dict {name: pattern (T_q, T_k)} (kept in order), or a 3-D array (n, T_q, T_k)
+            whose patterns are named "head 0", "head 1", ...
+        q_tokens: T_q query labels (rows).
+        k_tokens: T_k key labels (columns); default ``q_tokens`` (self-attention).
+        selected: name of the pattern shown first (default: the first).
+        decimals: digits shown in each cell.
+
+    Synced traits: ``names`` (n,), ``patterns`` (n, T_q, T_k), ``q_tokens``, ``k_tokens``,
+    ``selected`` (the name shown; follows the dropdown), ``decimals``.
+    """
+
+    _esm = esm_source("pattern_viewer.js")
+
+    names = List(Unicode()).tag(sync=True)
+    patterns = List(List(List(Float()))).tag(sync=True)
+    q_tokens = List(Unicode()).tag(sync=True)
+    k_tokens = List(Unicode()).tag(sync=True)
+    selected = Unicode("").tag(sync=True)
+    decimals = Int(2).tag(sync=True)
+
+    def __init__(self, patterns, q_tokens, k_tokens=None, *, selected: str | None = None, decimals: int = 2,
+                 **kwargs):
+        if isinstance(patterns, Mapping):
+            if not patterns:
+                raise ValueError("patterns must not be empty")
+            names = [str(n) for n in patterns]
+            mats = [_matrix(f"patterns[{n!r}]", p) for n, p in patterns.items()]
+        else:
+            stack = _as_tensor("patterns", patterns, 3)
+            if stack.shape[0] == 0:
+                raise ValueError("patterns must not be empty")
+            names = [f"head {i}" for i in range(stack.shape[0])]
+            mats = list(stack)
+        T_q, T_k = mats[0].shape
+        for n, m in zip(names, mats, strict=True):
+            if m.shape != (T_q, T_k):
+                raise ValueError(f"patterns must all have one shape (T_q, T_k) = {(T_q, T_k)}, but {n!r} has "
+                                 f"{tuple(m.shape)}")
+        qt = _tokens("q_tokens", q_tokens, T_q, f" (one per row: the patterns are {(T_q, T_k)})")
+        kt = qt if k_tokens is None else _tokens("k_tokens", k_tokens, T_k,
+                                                 f" (one per column: the patterns are {(T_q, T_k)})")
+        if k_tokens is None and T_k != T_q:
+            raise ValueError(f"k_tokens is needed when T_k != T_q (the patterns are {(T_q, T_k)})")
+        sel = names[0] if selected is None else str(selected)
+        if sel not in names:
+            raise ValueError(f"selected must be one of {names}, got {selected!r}")
+        if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
+            raise ValueError(f"decimals must be an int in [0, 6], got {decimals!r}")
+        super().__init__(names=names, patterns=[_lists(m) for m in mats], q_tokens=qt, k_tokens=kt,
+                         selected=sel, decimals=decimals, **kwargs)
+
+    @traitlets.validate("selected")
+    def _check_selected(self, proposal):
+        if self.names and proposal["value"] not in self.names:
+            raise ValueError(f"selected must be one of {list(self.names)}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    def compute(self) -> torch.Tensor:
+        """The pattern shown now, as a float64 tensor (T_q, T_k)."""
+        return torch.tensor(self.patterns[self.names.index(self.selected)], dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------- ValueUpdateExplorer
+
+
+class ValueUpdateExplorer(_Explorer):
+    """How the weighted sum of values moves a query's embedding (2-D, so it can be drawn).
+
+    Args:
+        tokens: T token labels.
+        points: embeddings (T, 2).
+        values: value vectors (T, 2), the change each token proposes.
+        query: index of the token being updated.
+        weights: the query's weights on the T keys (T,), non-negative; renormalised to sum to 1
+            (all zeros: no change). Default: uniform.
+
+    The change is delta = sum_j weights[j] * values[j] (2,), and the updated embedding is
+    points[query] + delta (the residual connection).
+
+    Synced traits: ``tokens``, ``points``, ``values``, ``query``, ``weights`` (normalised; follows the
+    sliders) and the results ``delta`` (2,) and ``updated`` (2,).
+    """
+
+    _esm = esm_source("value_update_explorer.js")
+
+    tokens = List(Unicode()).tag(sync=True)
+    points = List(List(Float())).tag(sync=True)
+    values = List(List(Float())).tag(sync=True)
+    query = Int(0).tag(sync=True)
+    weights = List(Float()).tag(sync=True)
+    delta = List(Float()).tag(sync=True)
+    updated = List(Float()).tag(sync=True)
+
+    def __init__(self, tokens, points, values, query: int = 0, weights=None, **kwargs):
+        p = _matrix("points", points, cols=2, what=" (T, 2): one 2-D embedding per token")
+        T = p.shape[0]
+        toks = _tokens("tokens", tokens, T, f" (one per row of points, which has shape {tuple(p.shape)})")
+        v = _matrix("values", values, rows=T, cols=2, what=" (T, 2): one 2-D value per token")
+        q = _index("query", query, T, "a token index")
+        w = _normalised_weights(torch.full((T,), 1.0 / T, dtype=torch.float64) if weights is None else weights, T)
+        super().__init__(tokens=toks, points=_lists(p), values=_lists(v), query=q, weights=_lists(w), **kwargs)
+        self._refresh()
+
+    @traitlets.validate("query")
+    def _check_query(self, proposal):
+        return _index("query", proposal["value"], max(1, len(self.tokens)), "a token index")
+
+    @traitlets.validate("weights")
+    def _check_weights(self, proposal):
+        w = proposal["value"]
+        if not w:
+            return w
+        n = _normalised_weights(w, len(w))
+        # values that already sum to 1 (as the browser sends them) are kept exactly, so that no
+        # rounding difference is echoed back to the sliders
+        return list(w) if abs(sum(w) - 1.0) < 1e-9 else _lists(n)
+
+    @traitlets.observe("points", "values", "query", "weights")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        self.delta = _lists(r["delta"])
+        self.updated = _lists(r["updated"])
+
+    def compute(self) -> dict:
+        """Float64 tensors: ``weights`` (T,), ``delta`` = weights @ values (2,), ``updated`` (2,)."""
+        p = _matrix("points", self.points, cols=2)
+        v = _matrix("values", self.values, rows=p.shape[0], cols=2)
+        w = _normalised_weights(self.weights, p.shape[0])
+        delta = w @ v  # (2,)
+        return {"weights": w, "delta": delta, "updated": p[self.query] + delta}
+
+
+def _normalised_weights(weights, T: int) -> torch.Tensor:
+    w = _vector("weights", weights, T, " (one weight per key)")
+    if (w < 0).any():
+        raise ValueError(f"weights must be non-negative, got {w.tolist()}")
+    total = w.sum()
+    return w / total if total > 0 else w  # all zero: the query attends to nothing, no change
+
+
+# --------------------------------------------------------------------------- CostExplorer
+
+
+class CostExplorer(_Explorer):
+    """How many entries the attention patterns have, and their memory, as the context grows.
+
+    Args:
+        context_lens: the context lengths the slider steps through (increasing positive ints).
+        n_heads: heads per layer (default 96, GPT-3).
+        n_layers: layers (default 96, GPT-3).
+        bytes_per_entry: bytes per stored weight (default 2: float16/bfloat16; 4 for float32).
+        context_len: the length shown first (default 2048 if listed, else the first).
+        label: a name for the model, shown in the widget (e.g. "GPT-3").
+
+    One pattern has context_len**2 entries per head and layer; memory_bytes counts all heads and
+    layers of one sequence at ``bytes_per_entry`` each.
+
+    Synced traits: ``context_lens``, ``context_len`` (follows the slider), ``n_heads``, ``n_layers``,
+    ``bytes_per_entry``, ``label``, and the results ``entries`` (per head and layer) and
+    ``memory_bytes`` (all heads and layers).
+    """
+
+    _esm = esm_source("cost_explorer.js")
+
+    context_lens = List(Int()).tag(sync=True)
+    context_len = Int(2048).tag(sync=True)
+    n_heads = Int(96).tag(sync=True)
+    n_layers = Int(96).tag(sync=True)
+    bytes_per_entry = Float(2.0).tag(sync=True)
+    label = Unicode("").tag(sync=True)
+    entries = Int(0).tag(sync=True)
+    memory_bytes = Float(0.0).tag(sync=True)
+
+    def __init__(self, context_lens=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), n_heads: int = 96,
+                 n_layers: int = 96, bytes_per_entry: float = 2, *, context_len: int | None = None,
+                 label: str = "", **kwargs):
+        lens = list(context_lens) if hasattr(context_lens, "__iter__") else None
+        if not lens or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lens) \
+                or any(b <= a for a, b in zip(lens, lens[1:], strict=False)):
+            raise ValueError(f"context_lens must be a non-empty increasing sequence of positive ints, got {context_lens!r}")
+        for name, val in (("n_heads", n_heads), ("n_layers", n_layers)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        b = _positive("bytes_per_entry", bytes_per_entry)
+        n = (2048 if 2048 in lens else lens[0]) if context_len is None else context_len
+        if n not in lens:
+            raise ValueError(f"context_len must be one of context_lens {lens}, got {context_len!r}")
+        super().__init__(context_lens=lens, context_len=n, n_heads=n_heads, n_layers=n_layers,
+                         bytes_per_entry=b, label=str(label), **kwargs)
+        self._refresh()
+
+    @traitlets.validate("context_len")
+    def _check_context_len(self, proposal):
+        if self.context_lens and proposal["value"] not in self.context_lens:
+            raise ValueError(f"context_len must be one of {list(self.context_lens)}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.observe("context_len", "n_heads", "n_layers", "bytes_per_entry")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        self.entries = r["per_head"]
+        self.memory_bytes = float(r["bytes_total"])
+
+    def compute(self, context_len: int | None = None) -> dict:
+        """Pattern sizes for ``context_len`` (default: the current one), as Python numbers:
+        ``per_head`` = n**2, ``per_layer`` = n**2 * n_heads, ``total`` = per_layer * n_layers, and
+        ``bytes_per_head``, ``bytes_per_layer``, ``bytes_total`` at ``bytes_per_entry`` each."""
+        n = self.context_len if context_len is None else context_len
+        per_head = n * n
+        per_layer = per_head * self.n_heads
+        total = per_layer * self.n_layers
+        b = self.bytes_per_entry
+        return {"per_head": per_head, "per_layer": per_layer, "total": total, "bytes_per_head": per_head * b,
+                "bytes_per_layer": per_layer * b, "bytes_total": total * b}

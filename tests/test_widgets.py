@@ -166,6 +166,7 @@ def test_js_format_helpers(tmp_path):
 
 
 TOKENS = ["a", "fluffy", "blue", "creature"]
+ALL_WIDGETS = [W.AttentionExplorer, W.SoftmaxExplorer, W.PatternViewer, W.ValueUpdateExplorer, W.CostExplorer]
 
 
 def _explorer(**kw):
@@ -264,7 +265,7 @@ def test_softmax_explorer():
 # --------------------------------------------------------------------------- the ES modules
 
 
-@pytest.mark.parametrize("cls", [W.AttentionExplorer, W.SoftmaxExplorer])
+@pytest.mark.parametrize("cls", ALL_WIDGETS)
 def test_esm_is_self_contained(cls):
     esm = cls._esm
     assert esm.count("export default") == 1
@@ -272,3 +273,112 @@ def test_esm_is_self_contained(cls):
     assert "fetch(" not in esm and "http://" not in esm.replace("http://www.w3.org/2000/svg", "")
     assert "attnlib-widget" in esm
     assert ".attnlib-widget" in cls._css
+
+
+def test_pattern_viewer():
+    g = torch.Generator().manual_seed(4)
+    pats = {f"head {h}": torch.softmax(torch.randn(2, 5, generator=g), -1) for h in range(3)}
+    pv = W.PatternViewer(pats, ["x", "y"], ["a", "b", "c", "d", "e"], selected="head 1")
+    assert pv.names == ["head 0", "head 1", "head 2"] and pv.selected == "head 1"
+    torch.testing.assert_close(pv.compute(), pats["head 1"].double())
+    pv.selected = "head 2"
+    torch.testing.assert_close(pv.compute(), pats["head 2"].double())
+    stack = torch.stack(list(pats.values()))
+    pv2 = W.PatternViewer(stack, ["x", "y"], list("abcde"))
+    assert pv2.names == ["head 0", "head 1", "head 2"]
+    with pytest.raises(ValueError, match="selected"):
+        pv.selected = "head 9"
+    with pytest.raises(ValueError, match="q_tokens"):
+        W.PatternViewer(pats, ["x"], list("abcde"))
+    with pytest.raises(ValueError, match="k_tokens"):
+        W.PatternViewer(pats, ["x", "y"], list("abc"))
+    with pytest.raises(ValueError, match="k_tokens"):
+        W.PatternViewer(pats, ["x", "y"])  # T_k != T_q needs key labels
+    with pytest.raises(ValueError, match="patterns"):
+        W.PatternViewer({"a": torch.ones(2, 5), "b": torch.ones(2, 4)}, ["x", "y"], list("abcde"))
+    with pytest.raises(ValueError, match="patterns"):
+        W.PatternViewer({}, ["x"])
+    with pytest.raises(ValueError, match="patterns"):
+        W.PatternViewer(torch.ones(2, 2), ["x", "y"])
+
+
+@needs_node
+def test_value_update_explorer(tmp_path):
+    toks = ["a", "fluffy", "blue", "creature"]
+    pts = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 1.5], [2.5, -0.5]])
+    vals = torch.tensor([[0.1, 0.0], [0.0, 0.8], [-0.6, 0.2], [0.2, 0.1]])
+    raw = [0.5, 2.0, 1.0, 0.5]
+    e = W.ValueUpdateExplorer(toks, pts, vals, query=3, weights=raw)
+    w = torch.tensor(raw, dtype=torch.float64) / sum(raw)
+    torch.testing.assert_close(_t(e.weights), w)
+    delta = w @ vals.double()
+    torch.testing.assert_close(_t(e.delta), delta)
+    torch.testing.assert_close(_t(e.updated), pts[3].double() + delta)
+    r = e.compute()
+    torch.testing.assert_close(r["updated"], _t(e.updated))
+    # the browser math (math.js valueUpdate) gives the same numbers
+    (got,) = _run_node([{"op": "value_update", "points": e.points, "values": e.values, "query": 3, "raw": raw}],
+                       tmp_path)
+    torch.testing.assert_close(_t(got["delta"]), delta, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(_t(got["updated"]), _t(e.updated), atol=1e-12, rtol=1e-12)
+    e.weights = [0.0, 0.0, 1.0, 0.0]
+    torch.testing.assert_close(_t(e.delta), vals[2].double())
+    e.query = 0
+    torch.testing.assert_close(_t(e.updated), vals[2].double())
+    u = W.ValueUpdateExplorer(toks, pts, vals)
+    assert u.weights == [0.25] * 4
+    with pytest.raises(ValueError, match="points"):
+        W.ValueUpdateExplorer(toks, torch.zeros(4, 3), vals)
+    with pytest.raises(ValueError, match="values"):
+        W.ValueUpdateExplorer(toks, pts, torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="tokens"):
+        W.ValueUpdateExplorer(toks[:3], pts, vals)
+    with pytest.raises(ValueError, match="weights"):
+        W.ValueUpdateExplorer(toks, pts, vals, weights=[1.0, -1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="weights"):
+        W.ValueUpdateExplorer(toks, pts, vals, weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match="query"):
+        W.ValueUpdateExplorer(toks, pts, vals, query=7)
+
+
+@needs_node
+def test_cost_explorer(tmp_path):
+    c = W.CostExplorer(label="GPT-3")
+    assert c.context_len == 2048 and c.entries == 4_194_304
+    assert c.memory_bytes == 2048**2 * 96 * 96 * 2
+    r = c.compute(4096)
+    assert r["per_head"] == 4096**2 and r["per_layer"] == 4096**2 * 96 and r["total"] == 4096**2 * 96 * 96
+    c.context_len = 512
+    assert c.entries == 512**2
+    (got,) = _run_node([{"op": "cost", "n": 512, "n_heads": 96, "n_layers": 96, "bytes_per_entry": 2}], tmp_path)
+    mine = c.compute()
+    assert (got["perHead"], got["perLayer"], got["total"], got["bytesTotal"]) == (
+        mine["per_head"], mine["per_layer"], mine["total"], mine["bytes_total"])
+    with pytest.raises(ValueError, match="context_len"):
+        c.context_len = 1000
+    with pytest.raises(ValueError, match="context_lens"):
+        W.CostExplorer(context_lens=(1024, 512))
+    with pytest.raises(ValueError, match="context_lens"):
+        W.CostExplorer(context_lens=())
+    with pytest.raises(ValueError, match="n_heads"):
+        W.CostExplorer(n_heads=0)
+    with pytest.raises(ValueError, match="bytes_per_entry"):
+        W.CostExplorer(bytes_per_entry=0)
+    with pytest.raises(ValueError, match="context_len"):
+        W.CostExplorer(context_lens=(128, 256), context_len=100)
+
+
+
+@needs_node
+@pytest.mark.parametrize("cls", ALL_WIDGETS)
+def test_esm_parses_as_a_module(cls, tmp_path):
+    """Each widget's module is valid JavaScript and exports default {render} (checked with node)."""
+    path = tmp_path / "w.mjs"
+    path.write_text(cls._esm)
+    check = tmp_path / "check.mjs"
+    check.write_text(
+        f"const m = await import({json.dumps(path.as_uri())});\n"
+        "if (typeof m.default?.render !== 'function') { console.error('no default render'); process.exit(1); }\n"
+    )
+    proc = subprocess.run([NODE, str(check)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

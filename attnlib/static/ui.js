@@ -150,14 +150,14 @@ function heatmap(values, opts) {
   ]);
 }
 
-/** A colour legend from 0 to 1 for weights. */
-function weightLegend() {
+/** A colour legend from 0 to 1 for weights (and the hatching of masked cells when `masked`). */
+function weightLegend({ masked = true } = {}) {
   return h("div", { class: "attnlib-legend" }, [
     h("span", { text: "0" }),
     h("span", { class: "attnlib-legend-bar" }),
     h("span", { text: "1" }),
-    h("span", { class: "attnlib-legend-masked" }),
-    h("span", { text: "masked" }),
+    masked ? h("span", { class: "attnlib-legend-masked" }) : null,
+    masked ? h("span", { text: "masked" }) : null,
   ]);
 }
 
