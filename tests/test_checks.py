@@ -300,6 +300,19 @@ def test_attention_diagnoses(capsys, fn, words):
     fails(capsys, checks.check_attention, fn, words=words)
 
 
+def test_attention_diagnoses_wrong_size_and_wrong_tensor(capsys):
+    def scaled_by_dv(q, k, v, mask=None):
+        return torch.softmax(q @ k.mT / math.sqrt(v.shape[-1]), -1) @ v
+
+    def averages_keys(q, k, v, mask=None):
+        return torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), -1) @ k
+
+    fails(capsys, checks.check_attention, scaled_by_dv, words=["d_v", "q.shape[-1] = 16"])
+    fails(capsys, checks.check_attention, averages_keys, words=["averaged the keys", "weights @ v"])
+    no_mask_arg = lambda q, k, v: attnlib.attention(q, k, v)  # noqa: E731
+    fails(capsys, checks.check_attention, no_mask_arg, words=["unexpected keyword", "signature"])
+
+
 def test_attention_additive_minus_1e9_masks_correctly(capsys):
     # Honest limit: adding -1e9 overflows to -inf in float16 (or promotes to float32), which masks
     # correctly, so there is nothing wrong to detect.

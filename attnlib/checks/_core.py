@@ -94,6 +94,13 @@ def _auto_hint(err: Exception) -> str:
             "a constant such as -1e9 does not fit in float16 (its largest magnitude is 65504); "
             "fill masked scores with float('-inf') or torch.finfo(scores.dtype).min instead"
         )
+    if "unexpected keyword argument" in msg or "positional argument" in msg:
+        return "give your function exactly the signature the exercise shows (names and defaults)"
+    if "same device" in msg:
+        return (
+            "the checker passes CPU tensors: build any tensor you create inside the function on "
+            "the inputs' device, e.g. torch.ones(..., device=q.device)"
+        )
     if "Dimension out of range" in msg:
         return (
             "you used a dim the input does not have; count dims from the end (dim=-1 is the last) "

@@ -228,7 +228,15 @@ def _attention_mistakes(q, k, v, mask):
          "queries, columns = keys", lambda: _variant(q, k, v, mask, transpose=True)),
         ("you returned the attention weights (..., T_q, T_k); the output is weights @ v, of shape "
          "(..., T_q, d_v)", lambda: _variant(q, k, v, mask, weights=True)),
+        ("you averaged the keys (weights @ k); the output averages the values, weights @ v",
+         lambda: _variant(q, k, k, mask)),
     ]
+    for what, size in (("v.shape[-1] (d_v)", v.shape[-1]), ("q.shape[-2] (T_q)", q.shape[-2]),
+                       ("k.shape[-2] (T_k)", k.shape[-2])):
+        if size != d:
+            out.append((f"you scaled by 1/sqrt({what} = {size}); d is the size of the queries and "
+                        f"keys, q.shape[-1] = {d}",
+                        lambda size=size: _variant(q, k, v, mask, scale=1 / math.sqrt(size))))
     if mask is not None:
         out += [
             (_FINITE_FILL, lambda: _variant(q, k, v, mask, fill=-1e4)),
@@ -452,15 +460,16 @@ def _infer_input(model, d_model, vocab_size, T):
 
 
 def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = None, T: int = 6,
-                    batch: int = 2, atol: float = 1e-5) -> bool:
+                    batch: int = 2, device=None, atol: float | None = None) -> bool:
     """Check that ``fn`` is causal: output position i never depends on inputs at positions j > i.
 
     ``fn`` maps (B, T, d_model) floats -> (B, T, ...), or token ids (B, T) -> logits (B, T, V);
     a module works too (it is put in eval mode for the check and restored). Give ``d_model=`` or
     ``vocab_size=``; for attnlib modules they are read from ``.d_model`` or ``.config``. A tuple
     output (e.g. ``(logits, loss)``) is fine: its first item is used.
+    The inputs are made on ``device`` (default: the module's device, else the CPU).
     For each j, the input at position j is changed and every earlier output must stay put (within
-    ``atol``), while outputs at j and later should move. Diagnoses: the future leaks (which
+    ``atol``: 1e-5 on the CPU, 1e-4 on an accelerator), while outputs at j and later should move. Diagnoses: the future leaks (which
     positions, and whether it looks like no mask at all or a mask one step too wide), nan output,
     outputs that ignore the input.
     """
@@ -473,6 +482,11 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
         else:
             x = torch.randn(batch, t, dm, generator=g)
         module = fn if isinstance(fn, torch.nn.Module) else None
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        if device is None and module is not None:
+            dev = next(iter(module.parameters()), torch.empty(0)).device
+        tol = atol if atol is not None else (1e-5 if dev.type == "cpu" else 1e-4)
+        x = x.to(dev)
         was_training = module.training if module is not None else False
         if module is not None:
             module.eval()
@@ -492,12 +506,12 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
                     if vs is not None:
                         x2[:, j] = (x2[:, j] + 1 + j) % vs
                     else:
-                        x2[:, j] = torch.randn(batch, dm, generator=g)
+                        x2[:, j] = torch.randn(batch, dm, generator=g).to(dev)
                     out = tensor_output(call(fn, x2), allow_tuple=True)
                     if out.shape != base.shape:
                         fail(f"the output shape changed from {shape_str(base.shape)} to "
                              f"{shape_str(out.shape)} when one input changed")
-                    moved = [not torch.allclose(out[:, i].double(), base[:, i].double(), atol=atol,
+                    moved = [not torch.allclose(out[:, i].double(), base[:, i].double(), atol=tol,
                                                 rtol=0) for i in range(t)]
                     leaks += [(i, j) for i in range(j) if moved[i]]
                     moved_self = moved_self or moved[j]
