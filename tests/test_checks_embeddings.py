@@ -218,6 +218,21 @@ def test_stable_softmax_half(capsys):
           words=["last dim"])
 
 
+def test_logsumexp(capsys):
+    passes(capsys, checks.check_logsumexp, lambda s: torch.logsumexp(s, dim=-1))
+
+    def written(s):
+        m = s.amax(dim=-1, keepdim=True)
+        return (m + (s - m).exp().sum(dim=-1, keepdim=True).log()).squeeze(-1)
+
+    passes(capsys, checks.check_logsumexp, written)
+    fails(capsys, checks.check_logsumexp, stub, words=["not implemented"])
+    fails(capsys, checks.check_logsumexp, lambda s: s.exp().sum(-1).log(), words=["overflow"])
+    fails(capsys, checks.check_logsumexp, lambda s: (s - s.amax(-1, keepdim=True)).exp().sum(-1).log(),
+          words=["add the max back"])
+    fails(capsys, checks.check_logsumexp, lambda s: torch.logsumexp(s, dim=-1, keepdim=True), words=["keepdim"])
+
+
 # --------------------------------------------------------------------------- chapter 4
 
 
@@ -260,7 +275,7 @@ def test_combined_mask(capsys):
 
 @pytest.mark.parametrize("name", ["check_embedding_lookup", "check_cosine_similarity", "check_positional_encoding",
                                   "check_score_grid", "check_qk_parameters", "check_temperature_softmax",
-                                  "check_stable_softmax_half", "check_shift_targets", "check_combined_mask"])
+                                  "check_stable_softmax_half", "check_logsumexp", "check_shift_targets", "check_combined_mask"])
 def test_bad_outputs_never_raise(capsys, name):
     checker = getattr(checks, name)
     for bad in (lambda *a: None, lambda *a: "text", lambda *a: 1 / 0):

@@ -10,7 +10,7 @@ import torch
 from ..attention import softmax
 from ._core import Case, call, case, close, compare, fail, randn, run_cases, run_check, tensor_output
 
-__all__ = ["check_temperature_softmax", "check_stable_softmax_half"]
+__all__ = ["check_temperature_softmax", "check_stable_softmax_half", "check_logsumexp"]
 
 FP16_EXP_LIMIT = 11.09  # exp(x) > 65504, float16's largest finite value, for x above about 11.09
 
@@ -98,3 +98,35 @@ def check_stable_softmax_half(fn) -> bool:
     return run_check("softmax in half precision", body)
 
 
+
+
+def check_logsumexp(fn) -> bool:
+    """Check ``fn(scores) -> lse``: ``log(sum(exp(scores)))`` over the last dim, without overflow.
+
+    The answer has shape ``scores.shape[:-1]``. The stable way: m = max of the row,
+    lse = m + log(sum(exp(scores - m))). Then ``softmax(scores) = exp(scores - lse[..., None])``.
+    Cases include scores of 1000 (exp overflows) and -inf entries. Any correct way passes
+    (``torch.logsumexp``, written out). Diagnoses: overflow (no max subtracted), the max not added
+    back, keepdim left on, the wrong dim.
+    """
+
+    def body():
+        inputs = [("2 x 5", randn(2, 5, seed=90) * 3), ("one row", torch.tensor([1.0, 2.0, 3.0])),
+                  ("scores of 1000", torch.tensor([[1000.0, 999.0, 0.0], [-5.0, 1000.0, 1000.0]])),
+                  ("-inf (masked) entries", torch.tensor([[0.5, float("-inf"), 2.0]]))]
+        cases = []
+        for name, x in inputs:
+            m = x.amax(dim=-1, keepdim=True)
+            lse = torch.logsumexp(x, dim=-1)
+            cases.append(Case(name, (x,), lse, mistakes=[
+                ("you kept the reduced dim (keepdim=True): return shape scores.shape[:-1]",
+                 lse.unsqueeze(-1)),
+                ("you forgot to add the max back: log(sum(exp(s - m))) is lse - m, so return "
+                 "m + log(sum(exp(s - m)))", lambda m=m, x=x: (x - m).exp().sum(-1).log()),
+                ("you reduced over the wrong dim: the keys are the last dim (dim=-1)",
+                 lambda x=x: torch.logsumexp(x, dim=0)),
+            ], nonfinite=("your output contains inf/nan: exp(1000) overflows; subtract each row's max "
+                          "m before exp and add it back after the log")))
+        return run_cases(fn, cases, hint="fn(scores) returns log(sum(exp(scores), dim=-1))")
+
+    return run_check("log-sum-exp", body)
