@@ -86,6 +86,14 @@ def test_core_run_check_and_call(capsys):
     assert _core.run_check("demo", body) is False
     assert "not implemented yet" in capsys.readouterr().out
 
+    def in_a_case():
+        with _core.case("first"):
+            _core.call(stub)
+        return 1
+
+    assert _core.run_check("demo", in_a_case) is False
+    assert capsys.readouterr().out.startswith("✗ demo: not implemented yet: fill in the TODO")
+
     def boom(x):
         raise ValueError("bad input")
 
@@ -168,7 +176,7 @@ def test_softmax_diagnoses(capsys, fn, words):
 
 BAD_OUTPUTS = [
     (stub, ["not implemented"]),
-    (lambda *a, **k: None, ["returned None", "return"]),
+    (lambda *a, **k: None, ["returned None", "TODO", "return"]),
     (lambda *a, **k: a[0].numpy(), ["numpy"]),
     (lambda *a, **k: "hello", ["str"]),
     (lambda *a, **k: torch.zeros(2, 5), ["shape", "got (2, 5)"]),
@@ -311,6 +319,14 @@ def test_attention_diagnoses_wrong_size_and_wrong_tensor(capsys):
     fails(capsys, checks.check_attention, averages_keys, words=["averaged the keys", "weights @ v"])
     no_mask_arg = lambda q, k, v: attnlib.attention(q, k, v)  # noqa: E731
     fails(capsys, checks.check_attention, no_mask_arg, words=["unexpected keyword", "signature"])
+
+    def if_mask(q, k, v, mask=None):
+        s = q @ k.mT / math.sqrt(q.shape[-1])
+        if mask:
+            s = s.masked_fill(~mask, -INF)
+        return s.softmax(-1) @ v
+
+    fails(capsys, checks.check_attention, if_mask, words=["if mask is not None"])
 
 
 def test_attention_additive_minus_1e9_masks_correctly(capsys):

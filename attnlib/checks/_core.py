@@ -51,6 +51,10 @@ class CheckFailure(Exception):
     """A mistake found in the reader's answer; ``str(err)`` is the diagnosis shown to the reader."""
 
 
+class NotImplementedYet(CheckFailure):
+    """The reader's stub still raises NotImplementedError (shown without a case name)."""
+
+
 def fail(message: str) -> NoReturn:
     """Stop the current check with a diagnosis."""
     raise CheckFailure(message)
@@ -58,9 +62,11 @@ def fail(message: str) -> NoReturn:
 
 @contextmanager
 def case(name: str):
-    """Prefix any failure raised inside the block with ``case 'name'``."""
+    """Prefix any failure raised inside the block with ``case 'name'`` (except "not implemented")."""
     try:
         yield
+    except NotImplementedYet:
+        raise
     except CheckFailure as err:
         raise CheckFailure(f"case {name!r}: {err}") from None
 
@@ -101,6 +107,8 @@ def _auto_hint(err: Exception) -> str:
             "the checker passes CPU tensors: build any tensor you create inside the function on "
             "the inputs' device, e.g. torch.ones(..., device=q.device)"
         )
+    if "Boolean value of Tensor" in msg:
+        return "to test for a missing mask write `if mask is not None:`, not `if mask:`"
     if "Dimension out of range" in msg:
         return (
             "you used a dim the input does not have; count dims from the end (dim=-1 is the last) "
@@ -135,7 +143,7 @@ def call(fn: Callable, *args: Any, hint: str = "", **kwargs: Any) -> Any:
     except CheckFailure:
         raise
     except NotImplementedError:
-        fail(NOT_IMPLEMENTED)
+        raise NotImplementedYet(NOT_IMPLEMENTED) from None
     except Exception as err:  # noqa: BLE001 - the reader's exception becomes a diagnosis
         text = f"your code raised {type(err).__name__}: {err}"
         # a hint for a well-known cause first, then the checker's own, then a generic one
@@ -155,7 +163,7 @@ def tensor_output(out: Any, *, what: str = "your function", verb: str = "returne
     if allow_tuple and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         out = out[0]
     if out is None:
-        fail(f"{what} {verb} None - did you forget the `return` statement?")
+        fail(f"{what} {verb} None - is the TODO still open, or is a `return` missing?")
     if isinstance(out, torch.Tensor):
         return out.detach().cpu()
     kind = type(out).__module__.split(".")[0] + "." + type(out).__name__
