@@ -184,7 +184,9 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
     if mask is not None and mask.dtype == torch.bool:
         allowed = mask if allowed is None else allowed & mask
     elif mask is not None:
-        bias = mask
+        # read the float mask in the working dtype, as SDPA will: a float32 -1e9 is -inf in fp16, so
+        # a row of them must count as fully masked here too (else the two paths disagree)
+        bias = mask.to(q.dtype)
         if allowed is not None:
             bias = bias.masked_fill(~allowed, float("-inf"))
         allowed = bias > float("-inf")
