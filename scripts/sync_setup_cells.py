@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Keep the set-up cell that opens every chapter in sync with ``_config.yml``.
+
+The first code cell of every notebook in ``notebooks/`` imports attnlib and, only on Colab and only
+when that import fails, installs attnlib from the book's repository at a fixed git ref. The
+repository URL (``repository.url``) and the ref (``attnlib_install_ref``) are stated once, in
+``_config.yml``; this script writes the cell from them.
+
+    python scripts/sync_setup_cells.py           # rewrite drifting set-up cells in place
+    python scripts/sync_setup_cells.py --check   # exit 1 and list the notebooks that drift
+
+Only the source of the set-up cell changes: outputs, metadata and every other cell are left as
+they are. A notebook whose first code cell is not a set-up cell (it does not start with
+``# Set-up:``) gets the set-up cell inserted in front of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = "# Set-up:"
+
+TEMPLATE = '''\
+# Set-up: the same cell opens every chapter (kept in sync by scripts/sync_setup_cells.py).
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install attnlib once; keep Colab's torch and ipywidgets
+    try:
+        import attnlib
+    except ImportError:
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                        "attnlib @ git+{url}@{ref}"], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+import attnlib'''
+
+
+def read_config(root: Path = ROOT) -> tuple[str, str]:
+    """Return (repository url, git ref to install) from ``_config.yml``."""
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
+    try:
+        url = config["repository"]["url"].rstrip("/")
+        ref = str(config["attnlib_install_ref"])
+    except (KeyError, TypeError, AttributeError) as err:
+        raise SystemExit(f"_config.yml must set repository.url and attnlib_install_ref ({err!r})") from err
+    if url.endswith(".git"):
+        url = url[: -len(".git")]
+    return url, ref
+
+
+def setup_cell_source(root: Path = ROOT) -> str:
+    """The canonical text of the set-up cell."""
+    url, ref = read_config(root)
+    return TEMPLATE.format(url=url, ref=ref)
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _new_code_cell(nb: dict, text: str) -> dict:
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": _lines(text)}
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):
+        import uuid
+
+        cell["id"] = uuid.uuid4().hex[:8]
+    return cell
+
+
+def sync_notebook(path: Path, canonical: str, *, write: bool) -> str | None:
+    """Return None when ``path`` is in sync, else "differs" or "missing" (fixed when ``write``)."""
+    raw = path.read_text(encoding="utf-8")
+    nb = json.loads(raw)
+    cells = nb.get("cells", [])
+    first = next((i for i, c in enumerate(cells) if c.get("cell_type") == "code"), None)
+    if first is not None and _source(cells[first]).startswith(MARKER):
+        if _source(cells[first]) == canonical:
+            return None
+        action = "differs"
+        cells[first]["source"] = _lines(canonical)
+    else:
+        action = "missing"
+        cells.insert(len(cells) if first is None else first, _new_code_cell(nb, canonical))
+    if write:
+        # the layout nbformat itself writes (sorted keys, one-space indent), so diffs stay small
+        path.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return action
+
+
+def notebooks(root: Path = ROOT) -> list[Path]:
+    return sorted(p for p in (root / "notebooks").glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook drifts")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)")
+    args = parser.parse_args(argv)
+    canonical = setup_cell_source(args.root)
+    paths = args.paths or notebooks(args.root)
+    drift = []
+    for path in paths:
+        action = sync_notebook(path, canonical, write=not args.check)
+        if action:
+            done = {"differs": "rewritten", "missing": "inserted"}[action]
+            drift.append(f"{path}: set-up cell {action if args.check else done}")
+    for line in drift:
+        print(line)
+    if args.check and drift:
+        print(f"{len(drift)} notebook(s) out of sync with _config.yml; run `make sync` "
+              "(python scripts/sync_setup_cells.py), then re-execute them.", file=sys.stderr)
+        return 1
+    if not drift:
+        print(f"{len(paths)} notebook(s) in sync.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

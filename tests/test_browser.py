@@ -1,0 +1,186 @@
+"""The built book in headless Chromium, with every request outside 127.0.0.1 blocked.
+
+For every page: it loads with no console error beyond the allow-list below and asks no third-party
+server for anything; every widget renders; on every page with a slider, moving each slider changes
+what its widget shows; no local resource answers 404; each chapter's Colab link points at its own
+notebook. Needs Debian's chromium (`apt-get install -y chromium`); see conftest.py for skipping.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import HTML, ROOT
+
+pytestmark = pytest.mark.browser
+
+# Console errors that are known, harmless and not ours. Everything else fails the test.
+CONSOLE_ALLOWED = [
+    # pydata-sphinx-theme reads the colour mode from localStorage; a fresh profile has none, so it
+    # logs this as an error and falls back to "auto".
+    re.compile(r"^Got invalid theme mode"),
+    # sphinx-thebe's script declares THEBE_JS_URL with `const` and is included twice by
+    # jupyter-book; the second declaration throws. Thebe (live code on the page) is switched off.
+    re.compile(r"Identifier 'THEBE_JS_URL' has already been declared"),
+]
+
+WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
+
+
+def _pages() -> list[str]:
+    """Every page of the book, from _toc.yml (known before the build runs), plus Sphinx's own."""
+    from test_book import toc_files
+
+    return ["index.html", "search.html", "genindex.html"] + [
+        f"{Path(entry).with_suffix('').as_posix() if entry.endswith(('.md', '.ipynb')) else entry}.html"
+        for entry in toc_files()
+    ]
+
+
+def _chapters() -> list[str]:
+    return [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+
+
+class Visit:
+    """One page load: console errors, page errors, blocked third-party requests, failed responses."""
+
+    def __init__(self, browser, base: str, path: str):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.blocked: list[str] = []
+        self.failed: list[str] = []
+
+        def route(r):
+            if r.request.url.startswith(base) or r.request.url.startswith(("data:", "blob:")):
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        self.page.route("**/*", route)
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.status} {r.url}"))
+        self.page.goto(base + path, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+        self.wait_for_widgets()
+
+    def wait_for_widgets(self, timeout_ms: int = 15000):
+        n = self.page.locator(WIDGET_VIEW).count()
+        if n:
+            # the renderer inserts each view next to its <script> tag
+            self.page.wait_for_function(
+                """sel => [...document.querySelectorAll(sel)].every(s =>
+                       [...s.parentElement.children].some(c => c !== s && c.tagName !== 'SCRIPT'
+                                                           && c.innerHTML.trim() !== ''))""",
+                arg=WIDGET_VIEW, timeout=timeout_ms)
+            self.page.wait_for_timeout(300)  # let the widgets draw
+
+    def unexpected_errors(self) -> list[str]:
+        """Console errors not on the allow-list. A 404 shows up as a console error too."""
+        return [e for e in self.errors if not any(p.search(e) for p in CONSOLE_ALLOWED)]
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, book_url):
+    opened = []
+
+    def open_page(path: str) -> Visit:
+        v = Visit(browser, book_url, path)
+        opened.append(v)
+        return v
+
+    yield open_page
+    for v in opened:
+        v.close()
+
+
+@pytest.mark.parametrize("path", _pages())
+def test_page_loads_cleanly_and_offline(visit, path):
+    v = visit(path)
+    assert not v.blocked, f"{path} asked third-party servers for: {v.blocked}"
+    assert not v.failed, f"{path}: failed requests: {v.failed}"
+    assert not v.unexpected_errors(), f"{path}: console errors: {v.unexpected_errors()}"
+    assert v.page.title(), f"{path} has no title"
+
+
+@pytest.mark.parametrize("path", _pages())
+def test_every_widget_renders(visit, path):
+    v = visit(path)
+    views = v.page.locator(WIDGET_VIEW).count()
+    if not views:
+        pytest.skip("no widgets on this page")
+    empty = v.page.evaluate(
+        """sel => [...document.querySelectorAll(sel)].map((s, i) => {
+               const out = [...s.parentElement.children].filter(c => c !== s && c.tagName !== 'SCRIPT');
+               const r = out.map(c => c.getBoundingClientRect());
+               const ok = out.some(c => c.innerHTML.trim() !== '') && r.some(b => b.width > 0 && b.height > 0);
+               return ok ? null : i; }).filter(i => i !== null)""",
+        WIDGET_VIEW)
+    assert not empty, f"{path}: widget views {empty} (of {views}) rendered nothing"
+    ours = v.page.locator(".attnlib-widget")
+    for i in range(ours.count()):
+        assert ours.nth(i).inner_text().strip() or ours.nth(i).locator("svg, canvas").count(), \
+            f"{path}: .attnlib-widget #{i} is empty"
+    assert not v.unexpected_errors(), f"{path}: console errors: {v.unexpected_errors()}"
+
+
+_SNAPSHOT = """root => JSON.stringify({
+    text: root.innerText,
+    svg: [...root.querySelectorAll('svg')].map(s => s.outerHTML),
+    canvas: [...root.querySelectorAll('canvas')].map(c => { try { return c.toDataURL(); } catch (e) { return ''; } }),
+})"""
+
+
+@pytest.mark.parametrize("path", _pages())
+def test_every_slider_changes_its_widget(visit, path):
+    v = visit(path)
+    sliders = v.page.locator(".attnlib-widget input[type=range]")
+    n = sliders.count()
+    if not n:
+        pytest.skip("no sliders on this page")
+    dead = []
+    for i in range(n):
+        slider = sliders.nth(i)
+        slider.scroll_into_view_if_needed()
+        root = slider.locator("xpath=ancestor::*[contains(concat(' ', normalize-space(@class), ' '), ' attnlib-widget ')][1]")
+        before = root.evaluate(_SNAPSHOT)
+        lo, hi, value = (float(slider.get_attribute(a) or d) for a, d in (("min", "0"), ("max", "100"), ("value", "50")))
+        value = float(slider.input_value())
+        target = lo if abs(value - lo) > abs(hi - value) else hi
+        slider.fill(repr(target))  # sets the value and fires `input` and `change`, as a drag would
+        v.page.wait_for_timeout(150)
+        if root.evaluate(_SNAPSHOT) == before:
+            dead.append(f"slider #{i} ({slider.get_attribute('class')}) moved {value} -> {target}")
+    assert not dead, f"{path}: moving these sliders changed nothing: {dead}"
+    assert not v.unexpected_errors(), f"{path}: console errors: {v.unexpected_errors()}"
+
+
+@pytest.mark.parametrize("chapter", _chapters())
+def test_colab_link_points_at_the_chapter(visit, chapter):
+    from test_book import CONFIG, colab_url
+
+    v = visit(f"notebooks/{chapter}.html")
+    hrefs = v.page.eval_on_selector_all('a[href*="colab.research.google.com"]', "as => as.map(a => a.href)")
+    expected = colab_url(ROOT / "notebooks" / f"{chapter}.ipynb")
+    assert hrefs and set(hrefs) == {expected}, f"Colab links {hrefs}, expected {expected}"
+    assert "/github" + urlsplit(CONFIG["repository"]["url"]).path.rstrip("/") + "/blob/" in expected
+
+
+def test_screenshot_of_the_first_chapter(visit, tmp_path_factory):
+    """Leaves a full-page screenshot of chapter 0 in _build/screenshots/ for people to look at."""
+    chapters = _chapters()
+    if not chapters:
+        pytest.skip("no chapters yet")
+    v = visit(f"notebooks/{chapters[0]}.html")
+    out = Path(HTML).parent / "screenshots"
+    out.mkdir(exist_ok=True)
+    v.page.screenshot(path=str(out / f"{chapters[0]}.png"), full_page=True)
+    assert (out / f"{chapters[0]}.png").stat().st_size > 10_000
