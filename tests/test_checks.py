@@ -160,6 +160,8 @@ def test_softmax_accepts_correct(capsys, fn):
     (lambda x: torch.softmax(x, dim=0), ["do not sum to 1", "dim="]),
     (lambda x: x.exp() / x.exp().sum(dim=-1, keepdim=True), ["nan", "max", "overflow"]),
     (lambda x: x.exp(), ["without normalising"]),
+    (lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(-1, keepdim=True), ["own max", "0 / 0"]),
+    (lambda x: (x - x.max(dim=-1)).exp(), ["returns a pair", "amax"]),
     (lambda x: torch.log_softmax(x, dim=-1), ["log-softmax"]),
     (lambda x: x.exp() / x.exp().sum(), ["sum of all entries"]),
     (lambda x: (x - x.amax(-1, keepdim=True)).exp() / (x - x.amax(-1, keepdim=True)).exp().sum(-1),

@@ -107,6 +107,11 @@ def _auto_hint(err: Exception) -> str:
             "the checker passes CPU tensors: build any tensor you create inside the function on "
             "the inputs' device, e.g. torch.ones(..., device=q.device)"
         )
+    if "return_types.max" in msg or "return_types.min" in msg:
+        return (
+            "x.max(dim=...) returns a pair (values, indices): use x.amax(dim=-1, keepdim=True), "
+            "or x.max(dim=-1, keepdim=True).values"
+        )
     if "Boolean value of Tensor" in msg:
         return "to test for a missing mask write `if mask is not None:`, not `if mask:`"
     if "Dimension out of range" in msg:

@@ -81,9 +81,10 @@ def check_softmax(fn) -> bool:
     ``scores`` is a float tensor of any shape (..., T_k); the answer has the same shape, is
     non-negative and each row sums to 1. Any correct implementation passes (``torch.softmax``,
     ``F.softmax``, or exp / sum written out). The cases include a 1-D row, -inf entries (which must
-    get weight 0) and scores of size 1000, where exp overflows unless the row max is subtracted.
+    get weight 0), scores of size 1000, where exp overflows unless the row max is subtracted, and
+    rows 2000 apart, where one max for the whole tensor makes the lower row underflow to 0 / 0.
     Diagnoses: wrong axis, exp without normalising, log-softmax, missing keepdim, no max
-    subtraction (overflow to nan/inf).
+    subtraction (overflow to nan/inf), a global instead of a per-row max.
     """
 
     def body():
@@ -95,17 +96,26 @@ def check_softmax(fn) -> bool:
             ("a single row", torch.tensor([3.0, 1.0, 0.2])),
             ("rows with -inf (masked) scores", masked),
             ("large scores (1000)", big),
+            ("rows far apart (near +1000 and near -1000)",
+             torch.tensor([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1003.0]])),
         ]
+        overflow = (
+            "your output contains nan/inf: exp(1000) overflows to inf in float32 and inf / inf = "
+            "nan. Subtract each row's max first, scores - scores.amax(dim=-1, keepdim=True): the "
+            "softmax is unchanged by a shift"
+        )
+        nonfinite = {
+            "large scores (1000)": overflow,
+            "rows far apart (near +1000 and near -1000)": (
+                "your output contains nan/inf: a row far below the largest score of the whole tensor "
+                "underflows to exp(-2000) = 0, and 0 / 0 = nan. Subtract each row's OWN max, "
+                "scores.amax(dim=-1, keepdim=True), not one max for the whole tensor"
+            ),
+        }
         cases = [
-            Case(name, (x,), softmax(x), mistakes=_softmax_mistakes(x),
-                 nonfinite=(
-                     "your output contains nan/inf: exp(1000) overflows to inf in float32 and "
-                     "inf / inf = nan. Subtract each row's max first, "
-                     "scores - scores.amax(dim=-1, keepdim=True): the softmax is unchanged by a shift"
-                     if name.startswith("large") else
-                     "your output contains nan/inf: exp(-inf) is 0, so a -inf score should get "
-                     "weight exactly 0; check what you subtract or divide by"
-                 ))
+            Case(name, (x,), softmax(x), mistakes=_softmax_mistakes(x), nonfinite=nonfinite.get(
+                name, "your output contains nan/inf: exp(-inf) is 0, so a -inf score should get "
+                "weight exactly 0; check what you subtract or divide by"))
             for name, x in inputs
         ]
         return run_cases(fn, cases, hint=(
