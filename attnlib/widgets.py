@@ -167,10 +167,14 @@ class AttentionExplorer(_Explorer):
         temperature: positive; weights = softmax(q k^T / sqrt(d_head) / temperature).
         causal: apply the causal mask (each token sees itself and earlier tokens only).
         query: index of the query token whose weights are listed.
+        dim_labels: optional names of the d_model embedding dimensions (the rows of w_q and w_k),
+            shown in the weight editor; default "0", "1", ...
+
+    The head's maps of attnlib fit as they are: ``mha.W_Q[h]``, ``mha.W_K[h]`` (d_model, d_head).
 
     Synced traits (read them back in a live kernel): ``tokens``, ``x``, ``w_q``, ``w_k`` (lists),
     ``temperature``, ``causal``, ``query``, ``edit_matrix`` ("w_q" or "w_k"), ``edit_row``,
-    ``edit_col`` (the weight being edited), and the results ``weights`` (T, T) and ``scores`` (T, T)
+    ``edit_col`` (the weight being edited), ``dim_labels``, and the results ``weights`` (T, T) and ``scores`` (T, T)
     (q k^T / sqrt(d_head), before mask and temperature).
     """
 
@@ -186,11 +190,12 @@ class AttentionExplorer(_Explorer):
     edit_matrix = Unicode("w_q").tag(sync=True)
     edit_row = Int(0).tag(sync=True)
     edit_col = Int(0).tag(sync=True)
+    dim_labels = List(Unicode()).tag(sync=True)
     weights = List(List(Float())).tag(sync=True)
     scores = List(List(Float())).tag(sync=True)
 
     def __init__(self, tokens, x, w_q, w_k, *, temperature: float = 1.0, causal: bool = False, query: int = 0,
-                 **kwargs):
+                 dim_labels=None, **kwargs):
         x_t = _matrix("x", x)
         T, d_model = x_t.shape
         toks = _tokens("tokens", tokens, T, f" (one per row of x, which has shape {tuple(x_t.shape)})")
@@ -198,8 +203,10 @@ class AttentionExplorer(_Explorer):
         wk = _matrix("w_k", w_k, rows=d_model, cols=wq.shape[1], what=" (d_model, d_head), the same as w_q")
         temp = _positive("temperature", temperature)
         q = _index("query", query, T, "a token index")
+        dims = [str(i) for i in range(d_model)] if dim_labels is None else _tokens(
+            "dim_labels", dim_labels, d_model, f" (one per embedding dimension: d_model = {d_model})")
         super().__init__(tokens=toks, x=_lists(x_t), w_q=_lists(wq), w_k=_lists(wk), temperature=temp,
-                         causal=bool(causal), query=q, **kwargs)
+                         causal=bool(causal), query=q, dim_labels=dims, **kwargs)
         self._refresh()
 
     @traitlets.validate("temperature")

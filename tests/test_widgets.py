@@ -217,6 +217,8 @@ def test_attention_explorer_traits_round_trip_and_refresh():
         ({"tokens": ["a", "b"]}, "tokens"),
         ({"x": torch.randn(4)}, "x"),
         ({"x": [[1.0, 2.0], [3.0]]}, "x"),
+        ({"x": "not numbers"}, "x"),
+        ({"tokens": "abcd"}, "tokens"),
         ({"x": torch.full((4, 6), float("nan"))}, "x"),
         ({"w_q": torch.randn(5, 3)}, "w_q"),
         ({"w_k": torch.randn(6, 2)}, "w_k"),
@@ -224,12 +226,13 @@ def test_attention_explorer_traits_round_trip_and_refresh():
         ({"temperature": float("inf")}, "temperature"),
         ({"query": 4}, "query"),
         ({"query": -1}, "query"),
+        ({"dim_labels": ["a", "b"]}, "dim_labels"),
     ],
 )
 def test_attention_explorer_rejects_bad_inputs(kwargs, name):
     args = {"tokens": TOKENS, "x": torch.randn(4, 6), "w_q": torch.randn(6, 3), "w_k": torch.randn(6, 3)}
     args.update(kwargs)
-    extra = {k: args.pop(k) for k in ("temperature", "query") if k in args}
+    extra = {k: args.pop(k) for k in ("temperature", "query", "dim_labels") if k in args}
     with pytest.raises(ValueError, match=name):
         W.AttentionExplorer(args["tokens"], args["x"], args["w_q"], args["w_k"], **extra)
 

@@ -1,7 +1,8 @@
 // AttentionExplorer: pick a query token, a temperature, the causal mask and one weight of W_Q or
 // W_K; the pattern softmax(x W_Q (x W_K)^T / sqrt(d_head) / temperature) is recomputed here, in the
 // browser (math.js), so the widget also works in a static page with no kernel.
-// Traits read: tokens, x, w_q, w_k, temperature, causal, query, edit_matrix, edit_row, edit_col.
+// Traits read: tokens, x, w_q, w_k, temperature, causal, query, edit_matrix, edit_row, edit_col,
+// dim_labels.
 // Traits written back: those controls, plus weights (T, T) and scores (T, T).
 
 function renderAttentionExplorer({ model, el }) {
@@ -47,6 +48,10 @@ function renderAttentionExplorer({ model, el }) {
   const dModel = () => get("w_q").length;
   const dHead = () => (get("w_q")[0] || []).length;
   const range = (n) => Array.from({ length: n }, (_, i) => [i, String(i)]);
+  const dimNames = () => {
+    const d = get("dim_labels") || [];
+    return Array.from({ length: dModel() }, (_, i) => [i, d[i] !== undefined && d[i] !== String(i) ? `${i}: ${d[i]}` : String(i)]);
+  };
   const matSel = select({
     label: "matrix",
     options: [
@@ -58,8 +63,8 @@ function renderAttentionExplorer({ model, el }) {
     cls: "attnlib-edit-matrix",
   });
   const rowSel = select({
-    label: "row",
-    options: range(dModel()),
+    label: "row (embedding dim)",
+    options: dimNames(),
     value: get("edit_row"),
     onchange: (v) => commit({ edit_row: Number(v) }),
     cls: "attnlib-edit-row",
@@ -117,7 +122,7 @@ function renderAttentionExplorer({ model, el }) {
     const blocked = isCausal ? causalMask(T, T).map((r) => r.map((b) => !b)) : null;
 
     setOptions(querySel.select, toks.map((tk, i) => [i, `${i}: ${tk}`]));
-    setOptions(rowSel.select, range(dModel()));
+    setOptions(rowSel.select, dimNames());
     setOptions(colSel.select, range(dHead()));
     querySel.select.value = String(q);
     temp.input.value = String(Math.log10(t));
@@ -159,25 +164,31 @@ function renderAttentionExplorer({ model, el }) {
     const M = get(name);
     let hi = 0;
     for (const row of M) for (const x of row) hi = Math.max(hi, Math.abs(x));
-    const mat = heatmapMatrix(M, r, c, hi, name === "w_q" ? "W_Q" : "W_K");
+    const mat = heatmapMatrix(M, r, c, hi, name === "w_q" ? "W_Q" : "W_K", dimNames().map((x) => x[1]),
+      (i, j) => commit({ edit_row: i, edit_col: j }));
     panes.replaceChildren(h("div", {}, [heat, weightLegend()]), h("div", {}, [side, mat]));
   };
 
   draw();
-  return listen(model, ["tokens", "x", "w_q", "w_k", "temperature", "causal", "query", "edit_matrix", "edit_row", "edit_col"], draw);
+  return listen(model, ["tokens", "x", "w_q", "w_k", "temperature", "causal", "query", "edit_matrix", "edit_row", "edit_col", "dim_labels"], draw);
 }
 
 /** The weight matrix being edited, as a small signed table with the chosen entry outlined. */
-function heatmapMatrix(M, r, c, hi, title) {
+function heatmapMatrix(M, r, c, hi, title, rowNames, onPick) {
   const table = h("table", { class: "attnlib-matrix" });
   const head = h("tr", {}, [h("th", { text: "" })]);
   (M[0] || []).forEach((_, j) => head.append(h("th", { text: String(j) })));
   table.append(h("thead", {}, [head]));
   const body = h("tbody");
   M.forEach((row, i) => {
-    const tr = h("tr", {}, [h("th", { text: String(i) })]);
+    const tr = h("tr", {}, [h("th", { text: rowNames[i] ?? String(i) })]);
     row.forEach((x, j) => {
-      const td = h("td", { text: fmt(x, 2), class: i === r && j === c ? "attnlib-picked" : "" });
+      const td = h("td", {
+        text: fmt(x, 2),
+        class: "attnlib-clickable" + (i === r && j === c ? " attnlib-picked" : ""),
+        title: `row ${rowNames[i] ?? i}, column ${j}: click to edit`,
+        onclick: () => onPick(i, j),
+      });
       td.style.background = signedColor(x, hi);
       tr.append(td);
     });
@@ -185,7 +196,7 @@ function heatmapMatrix(M, r, c, hi, title) {
   });
   table.append(body);
   return h("div", { class: "attnlib-matrix-wrap" }, [
-    h("div", { class: "attnlib-subtitle", text: `${title} (d_model × d_head); outlined: the entry being edited` }),
+    h("div", { class: "attnlib-subtitle", text: `${title} (d_model × d_head); outlined: the entry being edited (click a cell to pick it)` }),
     table,
   ]);
 }
