@@ -158,6 +158,7 @@ def test_verb_head(capsys):
     fails(capsys, checks.check_verb_head, *_verb_head(strength=0.8), words=["larger"])
     fails(capsys, checks.check_verb_head, W_Q[:10], W_K[:10], words=["shape"])
     fails(capsys, checks.check_verb_head, *ex.adjective_head()[:2], words=["roamed"])
+    fails(capsys, checks.check_verb_head, torch.zeros(ex.D_MODEL, 4), torch.zeros(ex.D_MODEL, 4), words=["evenly"])
 
 
 def test_qk_parameters(capsys):

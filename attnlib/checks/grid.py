@@ -99,6 +99,11 @@ def check_verb_head(W_Q, W_K, threshold: float = 0.5) -> bool:
                     fail("the roles of W_Q and W_K are swapped: the verb ASKS (its query, x @ W_Q, "
                          "should read the verb direction) and the noun ANSWERS (its key, x @ W_K, "
                          "should read the noun direction)")
+                visible = w[: toks.index(verb) + 1]
+                if float(visible.max() - visible.min()) < 1e-4:
+                    fail(f"{verb!r} spreads its weight evenly over every word it can see: all its "
+                         "scores are equal (a head of zeros does that). Set entries so that a verb's "
+                         "query matches a noun's key")
                 top = int(w.argmax())
                 if toks[top] == subject:
                     fail(f"{verb!r} attends most to {subject!r}, but only with weight {got:.2f} "
