@@ -1,0 +1,185 @@
+"""The adjective language (attnlib.data): determinism, metadata, and that the answers really need
+the adjectives."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+
+import pytest
+import torch
+
+from attnlib import data
+from attnlib.train import get_batch
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.make_dataset(n_train=600, n_val=100, seed=0)
+
+
+def test_same_seed_same_corpus_other_seed_other_corpus():
+    a = data.make_dataset(n_train=50, n_val=10, seed=3)
+    b = data.make_dataset(n_train=50, n_val=10, seed=3)
+    c = data.make_dataset(n_train=50, n_val=10, seed=4)
+    assert torch.equal(a.train, b.train) and torch.equal(a.val, b.val)
+    assert torch.equal(a.train_split.queries, b.train_split.queries)
+    assert not torch.equal(a.train[:100], c.train[:100])
+    assert [str(s) for s in a.train_stories] == [str(s) for s in b.train_stories]
+
+
+def test_known_first_story_is_stable():
+    # Pin the generator's output so a change to it (which would change the book's numbers) is seen.
+    s = data.make_stories(1, seed=0)[0]
+    assert str(s) == "the yellow fluffy mouse sang . it is yellow . the mouse feels fluffy ."
+    assert (s.noun, s.queries, s.sources, s.answers, s.kinds) == (
+        3, [7, 12], [1, 2], ["yellow", "fluffy"], ["colour", "texture"])
+
+
+def test_train_and_val_are_different_draws(ds):
+    assert not torch.equal(ds.train[: len(ds.val)], ds.val)
+
+
+def test_tokenizer_round_trip_and_vocab(ds):
+    tok = ds.tokenizer
+    assert len(tok) == len(set(tok.vocab))
+    for w in (*data.COLOURS, *data.TEXTURES, *data.SIZES, *data.NOUNS, *data.VERBS, "is", "feels", "."):
+        assert w in tok.stoi
+    story = ds.train_stories[0]
+    assert tok.tokens(tok.encode(story.tokens)) == story.tokens
+    assert tok.decode(tok.encode(str(story))) == str(story)
+    assert int(ds.train.max()) < len(tok) and ds.train.dtype == torch.long
+
+
+def test_metadata_points_at_the_right_tokens(ds):
+    for story in ds.train_stories[:200]:
+        assert story.tokens[story.noun] in data.NOUNS
+        for q, a, ans, kind in zip(story.queries, story.sources, story.answers, story.kinds, strict=True):
+            assert a < story.noun < q  # the adjective comes before the noun, the question after it
+            assert story.tokens[q] in data.ASKS and data.ASKS[story.tokens[q]] == kind
+            assert story.tokens[q + 1] == ans == story.tokens[a]
+            assert ans in (data.COLOURS if kind == "colour" else data.TEXTURES)
+            # the adjective is one of the words between "the" and the noun
+            assert 1 <= a < story.noun
+
+
+def test_stream_metadata_matches_stories(ds):
+    sp, tok = ds.train_split, ds.tokenizer
+    assert len(sp.starts) == len(ds.train_stories)
+    for i in range(len(sp.queries)):
+        q, a, k = int(sp.queries[i]), int(sp.sources[i]), int(sp.kinds[i])
+        assert tok.vocab[int(sp.tokens[q + 1])] == tok.vocab[int(sp.tokens[a])]
+        assert data.ASKS[tok.vocab[int(sp.tokens[q])]] == data.KINDS[k]
+        s = int(sp.story_of[i])
+        assert sp.starts[s] <= a < q
+
+
+def test_windows_pairs(ds):
+    x, pairs = ds.windows("val", context_len=32)
+    assert x.shape[1] == 32 and pairs.shape[1] == 4 and len(pairs) > len(x)
+    tok = ds.tokenizer
+    for b, q, a, k in pairs.tolist():
+        assert 0 <= a < q < 31
+        assert tok.vocab[int(x[b, q + 1])] == tok.vocab[int(x[b, a])]
+        assert data.ASKS[tok.vocab[int(x[b, q])]] == data.KINDS[k]
+    # windows span several stories, so there are distractors: other colours before the right one
+    colours = {tok.stoi[c] for c in data.COLOURS}
+    has_distractor = any(
+        sum(int(t) in colours for t in x[b, :a]) > 0 for b, q, a, k in pairs.tolist() if k == 0
+    )
+    assert has_distractor
+    x5, p5 = ds.windows("train", context_len=32, n=5)
+    assert x5.shape == (5, 32) and int(p5[:, 0].max()) <= 4
+    with pytest.raises(ValueError, match="split"):
+        ds.windows("test")
+
+
+def test_answer_is_unpredictable_without_the_adjective():
+    # Given everything in the story except the adjectives, the answer is uniform: the noun, verb and
+    # question carry no information about it.
+    stories = data.make_stories(6000, seed=1)
+    by_context = defaultdict(Counter)
+    for s in stories:
+        for ans, kind in zip(s.answers, s.kinds, strict=True):
+            by_context[(s.tokens[s.noun], kind)][ans] += 1
+    for (_, kind), counts in by_context.items():
+        values = data.COLOURS if kind == "colour" else data.TEXTURES
+        assert set(counts) == set(values)
+        n = sum(counts.values())
+        # every value appears close to n / len(values) times (no value is favoured)
+        assert max(counts.values()) / n < 1 / len(values) + 0.12
+    # ...while the adjective determines it completely
+    for s in stories[:500]:
+        for a, ans in zip(s.sources, s.answers, strict=True):
+            assert s.tokens[a] == ans
+
+
+def test_colour_and_texture_are_independent_of_the_noun():
+    rng = random.Random(0)
+    pairs = Counter()
+    for _ in range(4000):
+        s = data.make_story(rng)
+        for ans, kind in zip(s.answers, s.kinds, strict=True):
+            if kind == "colour":
+                pairs[ans] += 1
+    assert len(pairs) == len(data.COLOURS)
+
+
+def test_story_options():
+    rng = random.Random(0)
+    plain = [data.make_story(rng, p_size=0.0, p_place=0.0) for _ in range(50)]
+    assert not any(w in data.SIZES for s in plain for w in s.tokens)
+    rng = random.Random(0)
+    rich = [data.make_story(rng, p_size=1.0, p_place=1.0) for _ in range(50)]
+    assert all(any(w in data.SIZES for w in s.tokens) for s in rich)
+    assert all(s.tokens[s.noun + 2] in ("by", "in", "near", "under") for s in rich)
+
+
+def test_get_batch_works_on_the_streams(ds):
+    g = torch.Generator().manual_seed(0)
+    x, y = get_batch(ds.train, 4, 32, generator=g)
+    assert x.shape == y.shape == (4, 32)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_adjective_mass():
+    B, H, T = 2, 3, 6
+    w = torch.zeros(2, B, H, T, T)
+    pairs = torch.tensor([[0, 4, 1, 0], [1, 5, 2, 1]])
+    w[1, 0, 2, 4, 1] = 1.0  # layer 1 head 2 is perfect on pair 0...
+    w[1, 1, 2, 5, 2] = 0.5  # ...and half right on pair 1
+    w[0, :, 0, 4, 1] = 0.2
+    m = data.adjective_mass(list(w), pairs)
+    assert m.shape == (2, 3)
+    torch.testing.assert_close(m[1, 2], torch.tensor(0.75))
+    torch.testing.assert_close(m[0, 0], torch.tensor(0.1))
+    assert m[1, 0] == 0
+    torch.testing.assert_close(data.adjective_mass(w, pairs[:, :3]), m)
+    with pytest.raises(ValueError, match="pairs"):
+        data.adjective_mass(w, torch.zeros(0, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="weights"):
+        data.adjective_mass(w[0], pairs)
+
+
+def test_adjective_mass_on_a_real_model(ds):
+    import attnlib
+
+    cfg = attnlib.TINY.replace(vocab_size=len(ds.tokenizer))
+    model = attnlib.Decoder(cfg).eval()
+    x, pairs = ds.windows("val", context_len=cfg.context_len, n=8)
+    with torch.no_grad():
+        _, _, w = model(x, return_weights=True)
+    m = data.adjective_mass(w["self"], pairs)
+    assert m.shape == (cfg.n_layers, cfg.n_heads)
+    assert ((m >= 0) & (m <= 1)).all()
+
+
+def test_zen_of_python():
+    text = data.zen_of_python()
+    assert text.startswith("The Zen of Python")
+    assert "Beautiful is better than ugly." in text
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="n_train"):
+        data.make_dataset(n_train=0)
