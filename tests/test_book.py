@@ -271,3 +271,15 @@ def test_widget_state_is_embedded(book_html, notebook):
     assert html.count('type="application/vnd.jupyter.widget-view+json"') == views
     for script in ("widgets/require.js", "widgets/anywidget-local.js", "widgets/embed-amd.js"):
         assert f"_static/{script}" in html, f"{script} not on the page"
+
+
+def test_vendored_anywidget_front_end_matches_the_installed_anywidget():
+    """book/_static_widgets/widgets/anywidget.js renders the saved widgets on the static pages; it
+    must be the front end of the anywidget that executed the notebooks (refresh it when
+    requirements.txt moves anywidget: see book/_static_widgets/README.txt)."""
+    import anywidget
+
+    installed = Path(anywidget.__file__).parent / "nbextension" / "index.js"
+    vendored = ROOT / "book" / "_static_widgets" / "widgets" / "anywidget.js"
+    assert vendored.read_bytes() == installed.read_bytes(), (
+        f"copy {installed} to {vendored.relative_to(ROOT)} (anywidget {anywidget.__version__})")
