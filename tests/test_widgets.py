@@ -385,3 +385,127 @@ def test_esm_parses_as_a_module(cls, tmp_path):
     )
     proc = subprocess.run([NODE, str(check)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------- the modules in a browser
+# Each widget's module is rendered in headless Chromium with a stand-in for the widget model (get,
+# set, on, off, save_changes: the part of the anywidget API the modules use). The static book's
+# own pages, with the real renderer, are tested in test_browser.py.
+
+_FAKE_MODEL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>%(css)s</style></head>
+<body><div id="host"></div><script type="module">
+const state = %(state)s;
+const handlers = {};
+window.saves = 0;
+window.model = {
+  get: (k) => state[k],
+  set: (k, v) => { state[k] = v; (handlers["change:" + k] || []).forEach((f) => f()); },
+  on: (ev, f) => { (handlers[ev] = handlers[ev] || []).push(f); },
+  off: (ev, f) => { handlers[ev] = (handlers[ev] || []).filter((g) => g !== f); },
+  save_changes: () => { window.saves++; },
+};
+window.state = state;
+const url = URL.createObjectURL(new Blob([%(esm)s], { type: "text/javascript" }));
+const mod = await import(url);
+mod.default.render({ model: window.model, el: document.getElementById("host") });
+window.rendered = true;
+</script></body></html>"""
+
+
+def _widget_page(browser, widget):
+    state = {k: v for k, v in widget.get_state().items() if not k.startswith("_") and k != "layout"}
+    html = _FAKE_MODEL_PAGE % {"css": widget._css, "state": json.dumps(state), "esm": json.dumps(widget._esm)}
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_content(html)
+    page.wait_for_function("window.rendered === true", timeout=10_000)
+    return page, errors
+
+
+def _slide(page, selector, value):
+    page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }",
+                          str(value))
+
+
+def _cases():
+    g = torch.Generator().manual_seed(0)
+    toks = ["a", "fluffy", "blue", "creature"]
+    return {
+        "attention-explorer": (
+            lambda: W.AttentionExplorer(toks, torch.randn(4, 6, generator=g), torch.randn(6, 3, generator=g),
+                                        torch.randn(6, 3, generator=g), query=3),
+            "input.attnlib-temperature", -1.0, "temperature"),
+        "softmax-explorer": (lambda: W.SoftmaxExplorer(toks, [2.0, 1.0, 0.5, -1.0]),
+                             "input.attnlib-temperature", 1.5, "temperature"),
+        "value-update-explorer": (
+            lambda: W.ValueUpdateExplorer(toks, [[0, 0], [1, 2], [2, 1.5], [2.5, -0.5]],
+                                          [[0.1, 0], [0, 0.8], [-0.6, 0.2], [0.2, 0.1]], query=3),
+            "input.attnlib-weight-1", 1.0, "weights"),
+        "cost-explorer": (lambda: W.CostExplorer(), "input.attnlib-context", 0, "context_len"),
+    }
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", list(_cases()))
+def test_widget_renders_and_slider_changes_numbers(browser, kind):
+    make, selector, value, trait = _cases()[kind]
+    widget = make()
+    page, errors = _widget_page(browser, widget)
+    try:
+        root = page.locator(f".attnlib-widget.attnlib-{kind}")
+        assert root.count() == 1
+        assert page.locator(f".attnlib-{kind} input[type=range]").count() >= 1
+        before = root.inner_text()
+        old = page.evaluate(f"JSON.stringify(window.state[{json.dumps(trait)}])")
+        _slide(page, selector, value)
+        assert root.inner_text() != before, "moving the slider did not change the numbers shown"
+        assert page.evaluate(f"JSON.stringify(window.state[{json.dumps(trait)}])") != old
+        assert page.evaluate("window.saves") >= 1, "the view did not send its change (save_changes)"
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_attention_explorer_in_browser_matches_python(browser):
+    """The pattern the browser writes back equals compute(); heatmap axes and token labels are shown;
+    a change made from Python (model.set) redraws the view."""
+    e = _explorer(causal=True, query=2)
+    page, errors = _widget_page(browser, e)
+    try:
+        _slide(page, "input.attnlib-temperature", math.log10(0.5))
+        t = page.evaluate("window.state.temperature")
+        e.temperature = t
+        torch.testing.assert_close(_t(page.evaluate("window.state.weights")), e.compute()["weights"],
+                                   atol=1e-6, rtol=1e-6)
+        heat = page.locator(".attnlib-attention-explorer table.attnlib-heatmap")
+        text = heat.inner_text()
+        assert "query" in text and "key" in text and all(tok in text for tok in TOKENS)
+        assert heat.locator("td.attnlib-masked").count() == 6  # causal, T = 4: 4 * 3 / 2 blocked
+        page.click("input.attnlib-causal")
+        assert heat.locator("td.attnlib-masked").count() == 0 and page.evaluate("window.state.causal") is False
+        page.evaluate("window.model.set('temperature', 3.0)")
+        assert "temperature = 3.00" in page.locator(".attnlib-attention-explorer").inner_text()
+        page.select_option("select.attnlib-query", "1")
+        assert page.evaluate("window.state.query") == 1
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_pattern_viewer_in_browser(browser):
+    pats = {"head 0": [[1.0, 0.0], [0.25, 0.75]], "head 1": [[0.5, 0.5], [0.9, 0.1]]}
+    pv = W.PatternViewer(pats, ["x", "y"])
+    page, errors = _widget_page(browser, pv)
+    try:
+        root = page.locator(".attnlib-widget.attnlib-pattern-viewer")
+        assert "0.75" in root.inner_text()
+        page.select_option("select.attnlib-pattern-select", "head 1")
+        assert "0.90" in root.inner_text() and "0.75" not in root.inner_text()
+        assert page.evaluate("window.state.selected") == "head 1"
+        assert errors == []
+    finally:
+        page.close()
