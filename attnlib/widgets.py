@@ -305,9 +305,16 @@ class PatternViewer(_Explorer):
         k_tokens: T_k key labels (columns); default ``q_tokens`` (self-attention).
         selected: name of the pattern shown first (default: the first).
         decimals: digits shown in each cell.
+        vmin, vmax: the colour range. Default: 0 and 1 when every value lies in [0, 1] (attention
+            weights); symmetric around 0 (a red/blue diverging scale) when some value is negative,
+            e.g. for cosine similarities; otherwise 0 to the largest value.
+        title: the widget's heading; caption: the line above the grid (default: "attention pattern:
+            rows = query, columns = key" with row_name and col_name).
+        row_name, col_name: what the rows and columns are (default "query" and "key").
 
     Synced traits: ``names`` (n,), ``patterns`` (n, T_q, T_k), ``q_tokens``, ``k_tokens``,
-    ``selected`` (the name shown; follows the dropdown), ``decimals``.
+    ``selected`` (the name shown; follows the dropdown), ``decimals``, ``vmin``, ``vmax``, ``title``,
+    ``caption``, ``row_name``, ``col_name``.
     """
 
     _esm = esm_source("pattern_viewer.js")
@@ -318,9 +325,16 @@ class PatternViewer(_Explorer):
     k_tokens = List(Unicode()).tag(sync=True)
     selected = Unicode("").tag(sync=True)
     decimals = Int(2).tag(sync=True)
+    vmin = Float(0.0).tag(sync=True)
+    vmax = Float(1.0).tag(sync=True)
+    title = Unicode("Attention patterns").tag(sync=True)
+    caption = Unicode("").tag(sync=True)
+    row_name = Unicode("query").tag(sync=True)
+    col_name = Unicode("key").tag(sync=True)
 
     def __init__(self, patterns, q_tokens, k_tokens=None, *, selected: str | None = None, decimals: int = 2,
-                 **kwargs):
+                 vmin: float | None = None, vmax: float | None = None, title: str = "Attention patterns",
+                 caption: str = "", row_name: str = "query", col_name: str = "key", **kwargs):
         if isinstance(patterns, Mapping):
             if not patterns:
                 raise ValueError("patterns must not be empty")
@@ -347,8 +361,24 @@ class PatternViewer(_Explorer):
             raise ValueError(f"selected must be one of {names}, got {selected!r}")
         if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
             raise ValueError(f"decimals must be an int in [0, 6], got {decimals!r}")
+        lo = min(float(m.min()) for m in mats)
+        top = max(float(m.max()) for m in mats)
+        if vmin is None and vmax is None:
+            if lo >= 0 and top <= 1:
+                vmin, vmax = 0.0, 1.0
+            elif lo < 0:
+                big = max(abs(lo), abs(top))
+                vmin, vmax = -big, big
+            else:
+                vmin, vmax = 0.0, top
+        elif vmin is None or vmax is None:
+            raise ValueError("vmin and vmax must be given together (or neither)")
+        vmin, vmax = float(vmin), float(vmax)
+        if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+            raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
         super().__init__(names=names, patterns=[_lists(m) for m in mats], q_tokens=qt, k_tokens=kt,
-                         selected=sel, decimals=decimals, **kwargs)
+                         selected=sel, decimals=decimals, vmin=vmin, vmax=vmax, title=str(title),
+                         caption=str(caption), row_name=str(row_name), col_name=str(col_name), **kwargs)
 
     @traitlets.validate("selected")
     def _check_selected(self, proposal):

@@ -289,6 +289,12 @@ def test_pattern_viewer():
     stack = torch.stack(list(pats.values()))
     pv2 = W.PatternViewer(stack, ["x", "y"], list("abcde"))
     assert pv2.names == ["head 0", "head 1", "head 2"]
+    assert (pv.vmin, pv.vmax) == (0.0, 1.0)
+    sim = W.PatternViewer({"cosine": [[1.0, -0.5], [-0.5, 1.0]]}, ["x", "y"], title="Similarity",
+                          row_name="token", col_name="token")
+    assert (sim.vmin, sim.vmax) == (-1.0, 1.0) and sim.title == "Similarity"
+    with pytest.raises(ValueError, match="vmin"):
+        W.PatternViewer(pats, ["x", "y"], list("abcde"), vmin=1.0, vmax=0.0)
     with pytest.raises(ValueError, match="selected"):
         pv.selected = "head 9"
     with pytest.raises(ValueError, match="q_tokens"):
@@ -506,6 +512,16 @@ def test_pattern_viewer_in_browser(browser):
         page.select_option("select.attnlib-pattern-select", "head 1")
         assert "0.90" in root.inner_text() and "0.75" not in root.inner_text()
         assert page.evaluate("window.state.selected") == "head 1"
+        assert errors == []
+    finally:
+        page.close()
+    sim = W.PatternViewer({"cosine": [[1.0, -0.5], [-0.5, 1.0]]}, ["x", "y"], row_name="token", col_name="token",
+                          caption="cosine similarity")
+    page, errors = _widget_page(browser, sim)
+    try:
+        text = page.locator(".attnlib-pattern-viewer").inner_text()
+        assert "-0.50" in text and "cosine similarity" in text and "token" in text
+        assert "rgba(202, 0, 32" in page.locator(".attnlib-pattern-viewer td.attnlib-cell").nth(1).get_attribute("style")
         assert errors == []
     finally:
         page.close()

@@ -1,10 +1,11 @@
 // PatternViewer: a dropdown picks one of several attention patterns (a head, a layer, ...) and shows
 // it as a heatmap with its numbers. Pure display: no math beyond row sums, so it works anywhere.
-// Traits read: names, patterns (n, T_q, T_k), q_tokens, k_tokens, selected, decimals.
+// Traits read: names, patterns (n, T_q, T_k), q_tokens, k_tokens, selected, decimals, title, caption,
+// vmin, vmax, row_name, col_name.
 // Traits written back: selected.
 
 function renderPatternViewer({ model, el }) {
-  const root = widgetRoot(el, "pattern-viewer", "Attention patterns");
+  const root = widgetRoot(el, "pattern-viewer", model.get("title"));
   const get = (n) => model.get(n);
   const names = () => get("names");
 
@@ -38,9 +39,18 @@ function renderPatternViewer({ model, el }) {
     const P = get("patterns")[i];
     const qt = get("q_tokens");
     const kt = get("k_tokens");
+    const scale = { vmin: get("vmin"), vmax: get("vmax") };
     body.replaceChildren(
-      heatmap(P, { rowLabels: qt, colLabels: kt, decimals: get("decimals") }),
-      weightLegend({ masked: false }),
+      heatmap(P, {
+        rowLabels: qt,
+        colLabels: kt,
+        decimals: get("decimals"),
+        rowName: get("row_name"),
+        colName: get("col_name"),
+        caption: get("caption") || null,
+        ...scale,
+      }),
+      weightLegend({ masked: false, ...scale }),
     );
     // where does each query look most?
     const tops = P.map((row, r) => {
@@ -50,11 +60,12 @@ function renderPatternViewer({ model, el }) {
       });
       return `${qt[r]}→${kt[j]}`;
     });
-    info.textContent = `“${ns[i]}” (${P.length} queries × ${kt.length} keys); strongest key per query: ${tops.join(", ")}`;
+    info.hidden = get("vmin") < 0; // "largest key per query" means something for weights only
+    info.textContent = `“${ns[i]}” (${P.length} × ${kt.length}); largest ${get("col_name")} per ${get("row_name")}: ${tops.join(", ")}`;
   };
 
   draw();
-  return listen(model, ["names", "patterns", "q_tokens", "k_tokens", "selected", "decimals"], draw);
+  return listen(model, ["names", "patterns", "q_tokens", "k_tokens", "selected", "decimals", "vmin", "vmax", "row_name", "col_name", "caption"], draw);
 }
 
 export default { render: renderPatternViewer };

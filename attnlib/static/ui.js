@@ -107,22 +107,38 @@ function checkbox({ label, checked, onchange, cls = "" }) {
 /**
  * Heatmap of a pattern as an HTML table: rows = query tokens, columns = key tokens, the value
  * written in every cell. opts: {rowLabels, colLabels, masked (bool (T_q, T_k), true = blocked),
- * highlightRow, decimals, color (value -> css color), onRowClick(i)}.
+ * highlightRow, decimals, vmin = 0, vmax = 1 (colour range; vmin < 0 gives a red/blue diverging
+ * scale), rowName = "query", colName = "key", caption, onRowClick(i)}.
  */
 function heatmap(values, opts) {
-  const { rowLabels, colLabels, masked = null, highlightRow = -1, decimals = 2, color = weightColor, onRowClick = null } =
-    opts;
+  const {
+    rowLabels,
+    colLabels,
+    masked = null,
+    highlightRow = -1,
+    decimals = 2,
+    vmin = 0,
+    vmax = 1,
+    rowName = "query",
+    colName = "key",
+    caption = null,
+    onRowClick = null,
+  } = opts;
+  const signed = vmin < 0;
+  const hi = Math.max(Math.abs(vmin), Math.abs(vmax)) || 1;
+  const strength = (x) => (signed ? Math.abs(x) / hi : (x - vmin) / (vmax - vmin || 1));
+  const color = (x) => (signed ? signedColor(x, hi) : weightColor(strength(x)));
   const table = h("table", { class: "attnlib-heatmap" });
-  const head = h("tr", {}, [h("th", { class: "attnlib-corner", title: "rows: query tokens; columns: key tokens" }, [
-    h("span", { class: "attnlib-axis-q", text: "query ↓" }),
-    h("span", { class: "attnlib-axis-k", text: "key →" }),
+  const head = h("tr", {}, [h("th", { class: "attnlib-corner", title: `rows: ${rowName}; columns: ${colName}` }, [
+    h("span", { class: "attnlib-axis-q", text: `${rowName} ↓` }),
+    h("span", { class: "attnlib-axis-k", text: `${colName} →` }),
   ])]);
-  colLabels.forEach((t, j) => head.append(h("th", { class: "attnlib-col", scope: "col", title: `key ${j}: ${t}`, text: t })));
+  colLabels.forEach((t, j) => head.append(h("th", { class: "attnlib-col", scope: "col", title: `${colName} ${j}: ${t}`, text: t })));
   table.append(h("thead", {}, [head]));
   const body = h("tbody");
   values.forEach((row, i) => {
     const tr = h("tr", { class: i === highlightRow ? "attnlib-selected" : "" });
-    const th = h("th", { class: "attnlib-row", scope: "row", title: `query ${i}: ${rowLabels[i]}`, text: rowLabels[i] });
+    const th = h("th", { class: "attnlib-row", scope: "row", title: `${rowName} ${i}: ${rowLabels[i]}`, text: rowLabels[i] });
     if (onRowClick) {
       th.classList.add("attnlib-clickable");
       th.addEventListener("click", () => onRowClick(i));
@@ -137,7 +153,7 @@ function heatmap(values, opts) {
       });
       if (!isMasked) {
         td.style.background = color(x);
-        if (Math.abs(x) > 0.55 && color === weightColor) td.classList.add("attnlib-dark");
+        if (strength(x) > 0.6) td.classList.add("attnlib-dark");
       }
       tr.append(td);
     });
@@ -145,17 +161,18 @@ function heatmap(values, opts) {
   });
   table.append(body);
   return h("div", { class: "attnlib-heatmap-wrap" }, [
-    h("div", { class: "attnlib-axis-title", text: "attention pattern: rows = query, columns = key" }),
+    h("div", { class: "attnlib-axis-title", text: caption ?? `attention pattern: rows = ${rowName}, columns = ${colName}` }),
     table,
   ]);
 }
 
-/** A colour legend from 0 to 1 for weights (and the hatching of masked cells when `masked`). */
-function weightLegend({ masked = true } = {}) {
+/** A colour legend from vmin to vmax (and the hatching of masked cells when `masked`). */
+function weightLegend({ masked = true, vmin = 0, vmax = 1 } = {}) {
+  const signed = vmin < 0;
   return h("div", { class: "attnlib-legend" }, [
-    h("span", { text: "0" }),
-    h("span", { class: "attnlib-legend-bar" }),
-    h("span", { text: "1" }),
+    h("span", { text: String(vmin) }),
+    h("span", { class: "attnlib-legend-bar" + (signed ? " attnlib-legend-signed" : "") }),
+    h("span", { text: String(vmax) }),
     masked ? h("span", { class: "attnlib-legend-masked" }) : null,
     masked ? h("span", { text: "masked" }) : null,
   ]);
