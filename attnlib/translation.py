@@ -35,7 +35,7 @@ from .tokenizer import Tokenizer
 __all__ = [
     "LEXICON", "SPECIALS", "PAD", "BOS", "EOS", "Pair", "Batch", "translate_words", "sample_pair",
     "make_pairs", "src_tokenizer", "tgt_tokenizer", "make_batch", "batch_sampler", "small_config",
-    "Seq2Seq", "alignment_accuracy", "exact_match",
+    "Seq2Seq", "alignment_accuracy", "exact_match", "plot_alignment",
 ]
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
@@ -274,3 +274,27 @@ def alignment_accuracy(pattern: torch.Tensor, align: torch.Tensor) -> float:
 def exact_match(model: Seq2Seq, pairs: list[Pair]) -> float:
     """Fraction of pairs whose greedy translation equals the reference exactly."""
     return sum(model.translate(p.src) == list(p.tgt) for p in pairs) / len(pairs)
+
+
+def plot_alignment(pair: Pair, ax=None, title: str | None = None):
+    """Draw a pair as two rows of words, source above and target below, with a line from each
+    target word to the source word it translates. Crossing lines are reordered words."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 * max(len(pair.src), 4) + 1, 1.8))
+    n = len(pair.src)
+    for i, w in enumerate(pair.src):
+        ax.text(i, 1, w, ha="center", va="bottom", fontsize=10)
+    for j, (w, a) in enumerate(zip(pair.tgt, pair.align, strict=True)):
+        ax.text(j, 0, w, ha="center", va="top", fontsize=10, color="C3")
+        ax.plot([a, j], [0.95, 0.05], color="C0" if a == j else "C1", lw=1.5)
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylim(-0.4, 1.4)
+    ax.set_yticks([0, 1], ["target", "source"])
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax
