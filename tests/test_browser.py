@@ -65,7 +65,8 @@ class Visit:
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.status} {r.url}"))
-        self.page.goto(base + path, wait_until="load")
+        response = self.page.goto(base + path, wait_until="load")
+        self.status = response.status if response else 0
         self.page.wait_for_load_state("networkidle")
         self.wait_for_widgets()
 
@@ -95,6 +96,9 @@ def visit(browser, book_url):
     def open_page(path: str) -> Visit:
         v = Visit(browser, book_url, path)
         opened.append(v)
+        if v.status != 200:
+            pytest.fail(f"{path}: HTTP {v.status} (is the page in _toc.yml and was the book built?)",
+                        pytrace=False)
         return v
 
     yield open_page
@@ -172,6 +176,24 @@ def test_colab_link_points_at_the_chapter(visit, chapter):
     expected = colab_url(ROOT / "notebooks" / f"{chapter}.ipynb")
     assert hrefs and set(hrefs) == {expected}, f"Colab links {hrefs}, expected {expected}"
     assert "/github" + urlsplit(CONFIG["repository"]["url"]).path.rstrip("/") + "/blob/" in expected
+
+
+@pytest.mark.parametrize("chapter", _chapters())
+def test_solutions_are_collapsed_until_opened(visit, chapter):
+    v = visit(f"notebooks/{chapter}.html")
+    solutions = v.page.locator("div.solution")
+    if not solutions.count():
+        pytest.skip("no solutions in this chapter")
+    shown = []
+    for i in range(solutions.count()):
+        sol = solutions.nth(i)
+        body = sol.locator(":scope > :not(.admonition-title)").first
+        if body.is_visible():
+            shown.append(sol.get_attribute("id"))
+            continue
+        sol.locator("button.toggle-button").first.click()
+        body.wait_for(state="visible", timeout=3000)
+    assert not shown, f"solutions visible before they are opened (add `:class: dropdown`): {shown}"
 
 
 def test_screenshot_of_the_first_chapter(visit, tmp_path_factory):
