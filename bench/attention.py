@@ -104,7 +104,7 @@ def target_check(fast, sdpa, device: torch.device, budget_s: float) -> dict:
     inner = max(1, int(0.002 / max(t, 1e-7)))  # ~2 ms samples: many pairs, each close in time
     ratios = []
     start = time.perf_counter()
-    while time.perf_counter() - start < budget_s or len(ratios) < 6:
+    while time.perf_counter() - start < budget_s or len(ratios) < 16:
         a1 = _time(fast, inner, device)
         b1 = _time(sdpa, inner, device)
         b2 = _time(sdpa, inner, device)
