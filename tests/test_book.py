@@ -181,6 +181,13 @@ def _page(book_html: Path, entry: str) -> Path:
     return book_html / f"{Path(entry).with_suffix('').as_posix()}.html"
 
 
+def _chapter_page(book_html: Path, notebook: Path) -> Path:
+    page = _page(book_html, notebook.relative_to(ROOT).as_posix())
+    if not page.exists():
+        pytest.fail(f"{notebook.name} has no page in the build: add it to _toc.yml", pytrace=False)
+    return page
+
+
 def test_every_toc_entry_has_a_page(book_html):
     missing = [e for e in toc_files() if not _page(book_html, e).exists()]
     assert not missing, f"no html page for {missing}"
@@ -188,7 +195,7 @@ def test_every_toc_entry_has_a_page(book_html):
 
 @pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapter_links_to_colab_and_download(book_html, notebook):
-    page = _page(book_html, notebook.relative_to(ROOT).as_posix())
+    page = _chapter_page(book_html, notebook)
     html = page.read_text(encoding="utf-8")
     colab = set(re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', html))
     assert colab == {colab_url(notebook)}, f"{page.name}: Colab links {colab}, expected {colab_url(notebook)}"
@@ -266,7 +273,7 @@ def test_widget_state_is_embedded(book_html, notebook):
                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {}))
     if not views:
         pytest.skip(f"{notebook.name} has no widget output")
-    html = _page(book_html, notebook.relative_to(ROOT).as_posix()).read_text(encoding="utf-8")
+    html = _chapter_page(book_html, notebook).read_text(encoding="utf-8")
     assert 'type="application/vnd.jupyter.widget-state+json"' in html, "widget state not embedded"
     assert html.count('type="application/vnd.jupyter.widget-view+json"') == views
     for script in ("widgets/require.js", "widgets/anywidget-local.js", "widgets/embed-amd.js"):
