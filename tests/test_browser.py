@@ -106,94 +106,101 @@ def visit(browser, book_url):
         v.close()
 
 
-@pytest.mark.parametrize("path", _pages())
-def test_page_loads_cleanly_and_offline(visit, path):
-    v = visit(path)
-    assert not v.blocked, f"{path} asked third-party servers for: {v.blocked}"
-    assert not v.failed, f"{path}: failed requests: {v.failed}"
-    assert not v.unexpected_errors(), f"{path}: console errors: {v.unexpected_errors()}"
-    assert v.page.title(), f"{path} has no title"
-
-
-@pytest.mark.parametrize("path", _pages())
-def test_every_widget_renders(visit, path):
-    v = visit(path)
-    views = v.page.locator(WIDGET_VIEW).count()
-    if not views:
-        pytest.skip("no widgets on this page")
-    empty = v.page.evaluate(
-        """sel => [...document.querySelectorAll(sel)].map((s, i) => {
-               const out = [...s.parentElement.children].filter(c => c !== s && c.tagName !== 'SCRIPT');
-               const r = out.map(c => c.getBoundingClientRect());
-               const ok = out.some(c => c.innerHTML.trim() !== '') && r.some(b => b.width > 0 && b.height > 0);
-               return ok ? null : i; }).filter(i => i !== null)""",
-        WIDGET_VIEW)
-    assert not empty, f"{path}: widget views {empty} (of {views}) rendered nothing"
-    ours = v.page.locator(".attnlib-widget")
-    for i in range(ours.count()):
-        assert ours.nth(i).inner_text().strip() or ours.nth(i).locator("svg, canvas").count(), \
-            f"{path}: .attnlib-widget #{i} is empty"
-    assert not v.unexpected_errors(), f"{path}: console errors: {v.unexpected_errors()}"
-
-
 _SNAPSHOT = """root => JSON.stringify({
     text: root.innerText,
     svg: [...root.querySelectorAll('svg')].map(s => s.outerHTML),
     canvas: [...root.querySelectorAll('canvas')].map(c => { try { return c.toDataURL(); } catch (e) { return ''; } }),
 })"""
 
+_EMPTY_VIEWS = """sel => [...document.querySelectorAll(sel)].map((s, i) => {
+    const out = [...s.parentElement.children].filter(c => c !== s && c.tagName !== 'SCRIPT');
+    const boxes = out.map(c => c.getBoundingClientRect());
+    const ok = out.some(c => c.innerHTML.trim() !== '') && boxes.some(b => b.width > 0 && b.height > 0);
+    return ok ? null : i; }).filter(i => i !== null)"""
 
-@pytest.mark.parametrize("path", _pages())
-def test_every_slider_changes_its_widget(visit, path):
-    v = visit(path)
+
+def _check_loads_cleanly(v: Visit) -> list[str]:
+    problems = []
+    if v.blocked:
+        problems.append(f"asked third-party servers for {v.blocked}")
+    if v.failed:
+        problems.append(f"failed requests: {v.failed}")
+    if not v.page.title():
+        problems.append("no title")
+    return problems
+
+
+def _check_widgets_render(v: Visit) -> list[str]:
+    views = v.page.locator(WIDGET_VIEW).count()
+    if not views:
+        return []
+    problems = []
+    empty = v.page.evaluate(_EMPTY_VIEWS, WIDGET_VIEW)
+    if empty:
+        problems.append(f"widget views {empty} (of {views}) rendered nothing")
+    ours = v.page.locator(".attnlib-widget")
+    for i in range(ours.count()):
+        if not (ours.nth(i).inner_text().strip() or ours.nth(i).locator("svg, canvas").count()):
+            problems.append(f".attnlib-widget #{i} is empty")
+    return problems
+
+
+def _check_sliders_act(v: Visit) -> list[str]:
+    """Move every slider of every attnlib widget to its far end; the widget must show something else."""
     sliders = v.page.locator(".attnlib-widget input[type=range]")
-    n = sliders.count()
-    if not n:
-        pytest.skip("no sliders on this page")
     dead = []
-    for i in range(n):
+    for i in range(sliders.count()):
         slider = sliders.nth(i)
         slider.scroll_into_view_if_needed()
-        root = slider.locator("xpath=ancestor::*[contains(concat(' ', normalize-space(@class), ' '), ' attnlib-widget ')][1]")
+        root = slider.locator(
+            "xpath=ancestor::*[contains(concat(' ', normalize-space(@class), ' '), ' attnlib-widget ')][1]")
         before = root.evaluate(_SNAPSHOT)
-        lo, hi, value = (float(slider.get_attribute(a) or d) for a, d in (("min", "0"), ("max", "100"), ("value", "50")))
+        lo, hi = (float(slider.get_attribute(a) or d) for a, d in (("min", "0"), ("max", "100")))
         value = float(slider.input_value())
         target = lo if abs(value - lo) > abs(hi - value) else hi
         slider.fill(repr(target))  # sets the value and fires `input` and `change`, as a drag would
         v.page.wait_for_timeout(150)
         if root.evaluate(_SNAPSHOT) == before:
-            dead.append(f"slider #{i} ({slider.get_attribute('class')}) moved {value} -> {target}")
-    assert not dead, f"{path}: moving these sliders changed nothing: {dead}"
-    assert not v.unexpected_errors(), f"{path}: console errors: {v.unexpected_errors()}"
+            dead.append(f"slider #{i} (class {slider.get_attribute('class')!r}) moved {value} -> {target}")
+    return [f"moving these sliders changed nothing: {dead}"] if dead else []
+
+
+@pytest.mark.parametrize("path", _pages())
+def test_page(visit, path):
+    """Loads offline with no unexpected console error; every widget renders; every slider acts."""
+    v = visit(path)
+    problems = _check_loads_cleanly(v) + _check_widgets_render(v) + _check_sliders_act(v)
+    if v.unexpected_errors():
+        problems.append(f"console errors: {v.unexpected_errors()}")
+    assert not problems, f"{path}:\n  " + "\n  ".join(problems)
 
 
 @pytest.mark.parametrize("chapter", _chapters())
-def test_colab_link_points_at_the_chapter(visit, chapter):
+def test_chapter_page(visit, chapter):
+    """The Colab link opens this chapter's notebook; every solution stays folded until opened."""
     from test_book import CONFIG, colab_url
 
     v = visit(f"notebooks/{chapter}.html")
+    problems = []
     hrefs = v.page.eval_on_selector_all('a[href*="colab.research.google.com"]', "as => as.map(a => a.href)")
     expected = colab_url(ROOT / "notebooks" / f"{chapter}.ipynb")
-    assert hrefs and set(hrefs) == {expected}, f"Colab links {hrefs}, expected {expected}"
     assert "/github" + urlsplit(CONFIG["repository"]["url"]).path.rstrip("/") + "/blob/" in expected
-
-
-@pytest.mark.parametrize("chapter", _chapters())
-def test_solutions_are_collapsed_until_opened(visit, chapter):
-    v = visit(f"notebooks/{chapter}.html")
+    if not hrefs or set(hrefs) != {expected}:
+        problems.append(f"Colab links {hrefs}, expected {expected}")
     solutions = v.page.locator("div.solution")
-    if not solutions.count():
-        pytest.skip("no solutions in this chapter")
-    shown = []
     for i in range(solutions.count()):
         sol = solutions.nth(i)
         body = sol.locator(":scope > :not(.admonition-title)").first
         if body.is_visible():
-            shown.append(sol.get_attribute("id"))
+            problems.append(f"solution {sol.get_attribute('id')} is visible before it is opened "
+                            "(give it `:class: dropdown`)")
             continue
         sol.locator("button.toggle-button").first.click()
-        body.wait_for(state="visible", timeout=3000)
-    assert not shown, f"solutions visible before they are opened (add `:class: dropdown`): {shown}"
+        try:
+            body.wait_for(state="visible", timeout=3000)
+        except Exception:  # noqa: BLE001 - reported below
+            problems.append(f"solution {sol.get_attribute('id')} does not open when clicked")
+    assert not problems, f"{chapter}:\n  " + "\n  ".join(problems)
 
 
 def test_screenshot_of_the_first_chapter(visit, tmp_path_factory):
