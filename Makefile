@@ -17,6 +17,8 @@ PYTEST_FLAGS ?= -q
 # What `make test` runs, in this order. Add a target here (and define it below, depending on
 # $(STAMP)) to put it into the suite, e.g. `TEST_TARGETS += bench-quick`.
 TEST_TARGETS := lint sync-check pytest nbval
+# The benchmark smoke runs (so the scripts cannot rot) and the chapters on Colab's package set.
+TEST_TARGETS += bench-quick colab-test
 
 .PHONY: help venv book test $(TEST_TARGETS) lint sync sync-check pytest nbval execute clean distclean
 
@@ -26,6 +28,8 @@ help:
 	@echo "make execute re-execute notebooks in place (NB=notebooks/03_x.ipynb for one)"
 	@echo "make sync    rewrite every notebook's set-up cell from _config.yml"
 	@echo "make lint    ruff over the library, tests, scripts and notebooks"
+	@echo "make colab-test  run every chapter on a Colab-like package set (.venv-colab)"
+	@echo "make bench-quick smoke-run the bench/ scripts (python bench/NAME.py for real numbers)"
 	@echo "make clean   remove _build (make distclean also removes $(VENV))"
 
 # ---------------------------------------------------------------- environment
@@ -67,6 +71,28 @@ nbval: $(STAMP)
 	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		-p no:cacheprovider notebooks $(PYTEST_FLAGS)
 
+# Each bench script with --quick: tiny sizes, a few seconds each, numbers not meaningful.
+BENCH_SCRIPTS := $(wildcard bench/attention.py bench/train.py bench/book.py)
+
+bench-quick: $(STAMP)
+	@set -e; for s in $(BENCH_SCRIPTS); do echo "== $$s --quick"; $(BIN)/python $$s --quick; done
+
+# The Colab-like job: a second venv with Colab's widget and kernel stack (requirements-colab.txt:
+# ipywidgets 7.7.1, anywidget 0.9, IPython 7.34; the main venv's Python and torch wheel), attnlib
+# installed the way the set-up cell installs it, then every chapter executed in it.
+COLAB_VENV  := .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
+
+$(COLAB_STAMP): requirements-colab.txt $(STAMP)
+	@test -x $(COLAB_VENV)/bin/python || "$$($(BIN)/python -c 'import sys; print(sys._base_executable)')" -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --disable-pip-version-check -qq -r requirements-colab.txt
+	@touch $@
+
+colab-test: $(COLAB_STAMP)
+	$(COLAB_VENV)/bin/python scripts/colab_check.py
+
+.PHONY: bench-quick colab-test
+
 # ---------------------------------------------------------------- for contributors
 
 execute: $(STAMP)
@@ -80,4 +106,4 @@ clean:
 	rm -rf _build .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COLAB_VENV)

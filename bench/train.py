@@ -1,0 +1,364 @@
+"""Training throughput of attnlib.Decoder against a plain-PyTorch decoder of identical shape.
+
+Two models, built with the same shape, the same initialisation scheme and the same seed:
+
+  attnlib    ``attnlib.Decoder(config)``: separate q/k/v projections, input validation, the mask
+             front end, then ``F.scaled_dot_product_attention(is_causal=True)``.
+  reference  ``RefDecoder`` written below in plain PyTorch, nanoGPT style: one fused qkv projection,
+             no validation, ``F.scaled_dot_product_attention(is_causal=True)``. Same parameter count
+             (asserted), pre-LayerNorm blocks without biases, GELU MLP, tied unembedding.
+
+Both train on the same batches (a seeded random token stream, cut into windows by
+``attnlib.train.get_batch``) with the same optimizer, AdamW (lr 3e-4, weight decay 0.1), on the same
+device. Each round times ``--steps`` optimizer steps of one model, then of the other (the order
+alternates from round to round, so drift on a shared machine hits both alike); after a warm-up
+round, ``--rounds`` rounds are timed and the median tokens/s of each model is reported, with the
+ratio attnlib / reference (above 1.0 means attnlib is faster). Every sample is also timed in CPU
+seconds of this process (``time.process_time``): on a CPU shared with other work, tokens per CPU
+second is far steadier than tokens per wall-clock second (with ``--threads 1`` it is the cost of the
+work itself), so both ratios are printed. On a GPU read the wall-clock one.
+
+Configurations:
+  tiny   attnlib.TINY (2 layers, 4 heads, 64 wide, context 32, vocab 64), batch 64
+  small  6 layers, 6 heads, 384 wide, context 256, vocab 64, batch 64 (nanoGPT's Shakespeare size)
+
+Peak memory is measured in a fresh process per model (so the two cannot share an allocator): it
+builds the model and takes ``--mem-steps`` steps. On CUDA it is ``torch.cuda.max_memory_allocated``;
+on CPU the peak resident set size of the process (VmHWM), which includes the PyTorch runtime
+(the same few hundred MB for both models; compare the difference, not the absolute number).
+
+    python bench/train.py                        # CPU, both configurations
+    python bench/train.py --config tiny --steps 20
+    python bench/train.py --device cuda --compile --fused
+    python bench/train.py --quick                # the tiny config, a few seconds (CI smoke test)
+    python bench/train.py --markdown             # a table ready for bench/RESULTS.md
+    python bench/train.py --profile              # where the time goes, per model (torch.profiler)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import attnlib  # noqa: E402
+from attnlib.train import get_batch  # noqa: E402
+
+CONFIGS = {
+    "tiny": (attnlib.TINY, 64),
+    "small": (attnlib.DecoderConfig(vocab_size=64, context_len=256, d_model=384, n_layers=6, n_heads=6), 64),
+}
+MODELS = ["attnlib", "reference"]
+
+
+# --------------------------------------------------------------------------- the reference decoder
+
+
+class RefBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_mlp: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln_1 = nn.LayerNorm(d_model, bias=False)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)  # q, k and v of all heads in one matmul
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.ln_2 = nn.LayerNorm(d_model, bias=False)
+        self.fc = nn.Linear(d_model, d_mlp, bias=False)
+        self.fc_out = nn.Linear(d_mlp, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, d_head)
+        x = x + self.proj(a.transpose(1, 2).reshape(B, T, C))
+        return x + self.fc_out(F.gelu(self.fc(self.ln_2(x))))
+
+
+class RefDecoder(nn.Module):
+    """A GPT decoder in plain PyTorch, the shape of ``attnlib.Decoder(cfg)`` (tied embeddings, no bias)."""
+
+    def __init__(self, cfg: attnlib.DecoderConfig):
+        super().__init__()
+        if cfg.bias or not cfg.tie_embeddings or cfg.cross_attention or cfg.dropout:
+            raise ValueError("RefDecoder covers bias=False, tie_embeddings=True, no cross-attention, no dropout")
+        if cfg.d_head not in (None, cfg.d_model // cfg.n_heads):
+            raise ValueError("RefDecoder needs d_head = d_model // n_heads")
+        d_mlp = cfg.d_mlp or 4 * cfg.d_model
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
+        self.blocks = nn.ModuleList(RefBlock(cfg.d_model, cfg.n_heads, d_mlp) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model, bias=False)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok.weight
+        for name, p in self.named_parameters():  # GPT-2 initialisation, as attnlib does
+            if p.ndim >= 2:
+                resid = name.endswith(("proj.weight", "fc_out.weight"))
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layers) if resid else 0.02)
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor):
+        T = tokens.shape[1]
+        x = self.tok(tokens) + self.pos(torch.arange(T, device=tokens.device))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        return logits, loss
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() lists a tied weight once
+
+
+def build(which: str, cfg, device, compile_: bool, fused: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    model = attnlib.Decoder(cfg) if which == "attnlib" else RefDecoder(cfg)
+    model.to(device).train()
+    kw = {"fused": True} if fused else {}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, **kw)
+    step_model = torch.compile(model) if compile_ else model
+    return model, step_model, opt
+
+
+def make_batches(cfg, batch: int, n: int, device, seed: int = 0):
+    """n distinct (x, y) batches from a seeded random token stream, already on the device."""
+    g = torch.Generator().manual_seed(seed)
+    data = torch.randint(cfg.vocab_size, (200_000,), generator=g)
+    return [get_batch(data, batch, cfg.context_len, generator=g, device=device) for _ in range(n)]
+
+
+def autocast_dtype(name: str, device: torch.device):
+    if name == "auto":
+        ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if ok else None
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def train_steps(step_model, opt, batches, start: int, steps: int, device, amp) -> float:
+    """Run ``steps`` AdamW steps; returns the loss of the last one (forces the work to finish)."""
+    for i in range(steps):
+        x, y = batches[(start + i) % len(batches)]
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            _, loss = step_model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def throughput(cfg, batch: int, args, device) -> dict:
+    amp = autocast_dtype(args.autocast, device)
+    models = {m: build(m, cfg, device, args.compile, args.fused) for m in MODELS}
+    counts = {m: n_params(models[m][0]) for m in MODELS}
+    assert counts["attnlib"] == counts["reference"], f"parameter counts differ: {counts}"
+    batches = make_batches(cfg, batch, max(args.steps, 4), device)
+    tokens = batch * cfg.context_len * args.steps
+    for m in MODELS:  # warm-up: first-call allocations, kernel selection, compilation
+        train_steps(models[m][1], models[m][2], batches, 0, max(1, args.warmup), device, amp)
+    samples: dict[str, list[float]] = {m: [] for m in MODELS}  # tokens per wall-clock second
+    cpu_samples: dict[str, list[float]] = {m: [] for m in MODELS}  # tokens per CPU second (this process)
+    losses: dict[str, float] = {}
+    for r in range(args.rounds):
+        for m in MODELS if r % 2 == 0 else MODELS[::-1]:
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            losses[m] = train_steps(models[m][1], models[m][2], batches, r * args.steps, args.steps, device, amp)
+            _sync(device)
+            samples[m].append(tokens / (time.perf_counter() - t0))
+            cpu_samples[m].append(tokens / max(time.process_time() - c0, 1e-9))
+    med = {m: statistics.median(samples[m]) for m in MODELS}
+    cpu_med = {m: statistics.median(cpu_samples[m]) for m in MODELS}
+    return {"params": counts["attnlib"], "tok_s": med, "samples": samples, "ratio": med["attnlib"] / med["reference"],
+            "cpu_tok_s": cpu_med, "cpu_ratio": cpu_med["attnlib"] / cpu_med["reference"],
+            "loss": losses, "amp": str(amp).replace("torch.", "") if amp else "fp32"}
+
+
+def _peak_child(which: str, config: str, batch: int, device: str, steps: int, compile_: bool,
+                fused: bool, amp_name: str) -> None:
+    """Runs in a fresh process: build one model, train ``steps`` steps, print the peak as JSON."""
+    dev = torch.device(device)
+    cfg, _ = CONFIGS[config]
+    _, step_model, opt = build(which, cfg, dev, compile_, fused)
+    batches = make_batches(cfg, batch, steps, dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    train_steps(step_model, opt, batches, 0, steps, dev, autocast_dtype(amp_name, dev))
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = _vm_hwm()
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def _vm_hwm() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource  # not Linux: ru_maxrss (bytes on macOS)
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def peak_memory(config: str, batch: int, args, device) -> dict[str, int | None]:
+    out = {}
+    for m in MODELS:
+        cmd = [sys.executable, __file__, "--_peak-child", m, "--config", config, "--device", str(device),
+               "--mem-steps", str(args.mem_steps), "--autocast", args.autocast, "--batch", str(batch)]
+        cmd += ["--compile"] * args.compile + ["--fused"] * args.fused
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            print(res.stderr, file=sys.stderr)
+            out[m] = None
+            continue
+        out[m] = json.loads(res.stdout.strip().splitlines()[-1])["peak_bytes"]
+    return out
+
+
+def profile(cfg, batch: int, args, device) -> None:
+    """Top operators of a few training steps of each model (CPU or CUDA time)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    amp = autocast_dtype(args.autocast, device)
+    batches = make_batches(cfg, batch, 4, device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for m in MODELS:
+        _, step_model, opt = build(m, cfg, device, args.compile, args.fused)
+        train_steps(step_model, opt, batches, 0, 1, device, amp)
+        with torch_profile(activities=acts) as prof:
+            train_steps(step_model, opt, batches, 1, max(1, args.steps), device, amp)
+        key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"\n--- {m}: top operators by {key} over {max(1, args.steps)} steps")
+        print(prof.key_averages().table(sort_by=key, row_limit=15))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _mb(b) -> str:
+    return "n/a" if b is None else f"{b / 2**20:,.0f}"
+
+
+def environment(device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu}"
+    return (f"{dev}; torch {torch.__version__}; {torch.get_num_threads()} threads; "
+            f"Python {platform.python_version()}; attnlib {attnlib.__version__}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: attnlib.get_device())")
+    p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    p.add_argument("--batch", type=int, default=None, help="override the configuration's batch size")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps per timed sample")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds (each model once per round)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--fused", action="store_true", help="fused AdamW (CUDA)")
+    p.add_argument("--autocast", choices=["auto", "none", "bf16", "fp16"], default="auto",
+                   help="autocast dtype; auto = bf16 on a CUDA GPU that supports it, else none (fp32)")
+    p.add_argument("--mem-steps", type=int, default=2, help="steps taken by the peak-memory processes")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--quick", action="store_true", help="tiny config, few steps: a CI smoke test")
+    p.add_argument("--profile", action="store_true", help="print the top operators of each model")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--_peak-child", dest="peak_child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else attnlib.get_device()
+    if args.fused and device.type != "cuda":
+        print("note: --fused is meant for CUDA; trying it on", device.type, file=sys.stderr)
+    if args.peak_child:
+        cfg_name = args.config if args.config != "all" else "tiny"
+        _peak_child(args.peak_child, cfg_name, args.batch or CONFIGS[cfg_name][1], str(device),
+                    args.mem_steps, args.compile, args.fused, args.autocast)
+        return 0
+
+    names = list(CONFIGS) if args.config == "all" else [args.config]
+    if args.quick:
+        names, args.rounds, args.warmup = ["tiny"], args.rounds or 3, 1
+        args.steps = args.steps or 3
+        args.batch = args.batch or 16
+        args.mem_steps = 1
+    on_gpu = device.type == "cuda"
+
+    print(environment(device))
+    opts = f"compile={args.compile} fused={args.fused}"
+    rows = []
+    for name in names:
+        cfg, batch = CONFIGS[name]
+        batch = args.batch or batch
+        steps = args.steps or (20 if name == "tiny" or on_gpu else 2)
+        rounds = args.rounds or (7 if name == "tiny" or on_gpu else 3)
+        run = argparse.Namespace(**{**vars(args), "steps": steps, "rounds": rounds})
+        if args.profile:
+            profile(cfg, batch, run, device)
+            continue
+        t0 = time.perf_counter()
+        res = throughput(cfg, batch, run, device)
+        mem = {m: None for m in MODELS} if args.no_memory else peak_memory(name, batch, run, device)
+        res.update(name=name, batch=batch, steps=steps, rounds=rounds, mem=mem, cfg=cfg,
+                   wall=time.perf_counter() - t0)
+        rows.append(res)
+        print(f"\n{name}: {res['params']:,} parameters each, batch {batch} x context {cfg.context_len}, "
+              f"{res['amp']}, {opts}, {rounds} rounds of {steps} steps ({res['wall']:.0f} s)")
+        for m in MODELS:
+            s = ", ".join(f"{v:,.0f}" for v in res["samples"][m])
+            print(f"  {m:<10} median {res['tok_s'][m]:>11,.0f} tokens/s   peak {_mb(mem[m]):>6} MB   "
+                  f"[{s}]  last loss {res['loss'][m]:.3f}")
+        print(f"  ratio attnlib / reference: {res['ratio']:.2f}x (wall clock); "
+              f"{res['cpu_ratio']:.2f}x per CPU second ({res['cpu_tok_s']['attnlib']:,.0f} vs "
+              f"{res['cpu_tok_s']['reference']:,.0f} tokens per CPU s)")
+
+    if args.markdown and rows:
+        mem_kind = "peak CUDA MB" if on_gpu else "peak RSS MB"
+        print(f"\n| config | params | batch x T | dtype | attnlib tok/s | reference tok/s | ratio | "
+              f"ratio per CPU s | attnlib {mem_kind} | reference {mem_kind} |")
+        print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['batch']} x {r['cfg'].context_len} | {r['amp']} | "
+                  f"{r['tok_s']['attnlib']:,.0f} | {r['tok_s']['reference']:,.0f} | {r['ratio']:.2f}x | "
+                  f"{r['cpu_ratio']:.2f}x | {_mb(r['mem']['attnlib'])} | {_mb(r['mem']['reference'])} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
