@@ -44,7 +44,17 @@ venv: $(STAMP)
 
 # ---------------------------------------------------------------- the book
 
-book: $(STAMP)
+# jupyter-book re-executes a chapter only when its code changed (the cache keys on the notebook's
+# code cells), so after any change to attnlib (its Python, the widgets' JavaScript or CSS) the
+# cache is dropped and every chapter runs again: the book always shows the current library.
+ATTNLIB_SRC := $(shell find attnlib -type f \( -name '*.py' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
+CACHE_STAMP := _build/.attnlib-stamp
+
+$(CACHE_STAMP): $(ATTNLIB_SRC)
+	rm -rf _build/.jupyter_cache
+	@mkdir -p _build && touch $@
+
+book: $(STAMP) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo
 	@echo "The book is at $(CURDIR)/$(HTML)/index.html"
@@ -63,7 +73,7 @@ sync-check: $(STAMP)
 
 # The library, checker and widget tests, the book build with -W and the browser tests
 # (tests/test_book.py builds the book once per session).
-pytest: $(STAMP)
+pytest: $(STAMP) $(CACHE_STAMP)
 	$(BIN)/pytest tests $(PYTEST_FLAGS)
 
 # Strict notebook regression: every committed output must come back when the chapter re-runs.

@@ -290,3 +290,36 @@ def test_vendored_anywidget_front_end_matches_the_installed_anywidget():
     vendored = ROOT / "book" / "_static_widgets" / "widgets" / "anywidget.js"
     assert vendored.read_bytes() == installed.read_bytes(), (
         f"copy {installed} to {vendored.relative_to(ROOT)} (anywidget {anywidget.__version__})")
+
+
+def _widget_models(notebook: Path):
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    state = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    for model_id, model in state.get("state", {}).items():
+        yield model_id, model.get("state", {})
+
+
+@pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
+def test_saved_widgets_carry_the_current_javascript(notebook):
+    """The static page runs the widget JavaScript saved in the notebook, not attnlib/static/*.js.
+
+    So a chapter must be re-executed whenever a widget's JavaScript or CSS changes (and the build's
+    jupyter-cache cleared with `make clean`, which keys on the notebook's code only).
+    """
+    import importlib
+
+    stale = []
+    for model_id, state in _widget_models(notebook):
+        ident = state.get("_anywidget_id", "")
+        if "_esm" not in state or not ident.startswith("attnlib."):
+            continue
+        module_name, _, class_name = ident.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if cls is None:
+            stale.append(f"{model_id}: {ident} no longer exists")
+            continue
+        for trait in ("_esm", "_css"):
+            current = getattr(cls, trait, None)
+            if isinstance(current, str) and state.get(trait) != current:
+                stale.append(f"{model_id}: {class_name}.{trait} changed since the notebook was executed")
+    assert not stale, (f"re-execute {notebook.relative_to(ROOT)} (make execute NB=...):\n  " + "\n  ".join(stale))
