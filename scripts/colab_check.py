@@ -18,6 +18,10 @@ Run it with the Python of the Colab-like environment (``.venv-colab``, built fro
    that the kernel runs this environment's Python (``sys.prefix``). The notebooks on disk are not
    changed. The device each chapter prints (``attnlib.get_device()``) is reported.
 
+Also checked: the widgets' JavaScript modules use ``export default {render}``, which anywidget's
+front-end must load (0.9.x does); the browser side itself is not run here (Colab's widget manager
+is not available offline).
+
     .venv-colab/bin/python scripts/colab_check.py                 # all of it
     .venv-colab/bin/python scripts/colab_check.py --skip-install  # attnlib already installed
     .venv-colab/bin/python scripts/colab_check.py notebooks/03_softmax_scaling.ipynb
@@ -156,10 +160,31 @@ def check_installed() -> None:
                          cwd=tempfile.gettempdir(), check=True, capture_output=True, text=True).stdout.strip()
     if not out.startswith(sys.prefix):
         fail(f"import attnlib finds {out}, not the copy installed in {sys.prefix}")
+    check_widget_frontend()
     print(f"installed: ipywidgets {iw}, anywidget {aw}, torch {metadata.version('torch')}, "
           f"numpy {metadata.version('numpy')}, IPython {metadata.version('ipython')}, "
           f"ipykernel {metadata.version('ipykernel')}, attnlib {dist.version} "
           f"(non-editable, {len(static)} static files); nothing upgraded")
+
+
+def check_widget_frontend() -> None:
+    """The widgets' ESM modules use ``export default {render}``: anywidget's front-end must load that.
+
+    Colab's widget manager runs the anywidget front-end of the installed anywidget (0.9.x); its
+    bundle must accept a default-exported object, not only ``export function render``.
+    """
+    import attnlib
+
+    static = Path(attnlib.__file__).parent / "static"
+    uses_default = [f.name for f in static.glob("*.js") if "export default" in f.read_text()]
+    if not uses_default:
+        return
+    bundle = Path(sys.prefix) / "share" / "jupyter" / "nbextensions" / "anywidget" / "index.js"
+    if not bundle.exists():
+        fail(f"anywidget's front-end bundle is missing ({bundle})")
+    if "mod.default" not in bundle.read_text(errors="replace"):
+        fail(f"{', '.join(uses_default)} use 'export default', which anywidget "
+             f"{metadata.version('anywidget')}'s front-end does not load")
 
 
 # --------------------------------------------------------------------------- execute
