@@ -23,6 +23,7 @@ Conventions (see the book's guide):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +43,9 @@ def causal_mask(T_q: int, T_k: int | None = None, device=None) -> torch.Tensor:
     """
     T_k = T_q if T_k is None else T_k
     for name, val in (("T_q", T_q), ("T_k", T_k)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+        if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val < 1:
             raise ValueError(f"causal_mask: {name} must be a positive int, got {val!r}")
+    T_q, T_k = int(T_q), int(T_k)
     q_pos = torch.arange(T_q, device=device).unsqueeze(1) + (T_k - T_q)  # (T_q, 1)
     k_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
     return k_pos <= q_pos

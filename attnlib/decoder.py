@@ -42,7 +42,7 @@ class DecoderConfig:
     def __post_init__(self):
         for name in ("vocab_size", "context_len", "d_model", "n_layers", "n_heads"):
             val = getattr(self, name)
-            if not isinstance(val, int) or val < 1:
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"DecoderConfig: {name} must be a positive int, got {val!r}")
         if self.d_head is None and self.d_model % self.n_heads != 0:
             raise ValueError(

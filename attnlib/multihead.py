@@ -59,7 +59,7 @@ class MultiHeadAttention(nn.Module):
                  dropout: float = 0.0, *, d_context: int | None = None):
         super().__init__()
         for name, val in (("d_model", d_model), ("n_heads", n_heads)):
-            if not isinstance(val, int) or val < 1:
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"MultiHeadAttention: {name} must be a positive int, got {val!r}")
         if d_head is None:
             if d_model % n_heads != 0:
@@ -122,7 +122,8 @@ class MultiHeadAttention(nn.Module):
         self._check("x", x, self.d_model)
         if context is None and self.d_context != self.d_model:
             raise ValueError(
-                f"MultiHeadAttention: d_context={self.d_context} differs from d_model; pass context"
+                f"MultiHeadAttention: d_context={self.d_context} differs from d_model={self.d_model}, so "
+                "self-attention is impossible; pass context (B, T_k, d_context)"
             )
         src = x if context is None else context
         if context is not None:
@@ -135,6 +136,9 @@ class MultiHeadAttention(nn.Module):
         k = self._split(self.k_proj(src))  # (B, H, T_k, dh)
         v = self._split(self.v_proj(src))  # (B, H, T_k, dh)
         if kv_cache is not None:
+            if context is not None:
+                raise ValueError("MultiHeadAttention: kv_cache is for self-attention; the keys and values "
+                                 "of a fixed context need no cache")
             k, v = kv_cache.update(k, v)
         p = self.dropout if self.training else 0.0
         res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=return_weights)
