@@ -11,6 +11,7 @@ nbval and the Colab-like job: many minutes).
     python bench/book.py --quick          # the first chapter only (CI smoke test)
     python bench/book.py --markdown       # a table ready for bench/RESULTS.md
     python bench/book.py --make-test      # ... and the time of `make test`
+    python bench/book.py --gpu            # leave CUDA visible: the chapters' GPU configuration
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--make-test", action="store_true", help="also time `make test`")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--gpu", action="store_true", help="leave CUDA visible (time the chapters on a GPU)")
     args = p.parse_args(argv)
 
     notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -73,7 +75,8 @@ def main(argv=None) -> int:
     if not notebooks:
         print("no notebooks found", file=sys.stderr)
         return 1
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the kernels inherit it: every chapter runs on the CPU
+    if not args.gpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the kernels inherit it: every chapter runs on the CPU
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     # "python3" = a kernel of this environment, ahead of any user-wide kernelspec
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
