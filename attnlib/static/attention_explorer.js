@@ -97,6 +97,10 @@ function renderAttentionExplorer({ model, el }) {
     cls: "attnlib-edit-value",
   });
 
+  // the matrix being edited, folded away by default when it is tall; stays open/closed across redraws
+  const matSummary = h("summary");
+  const matBody = h("div");
+  const matDetails = h("details", { class: "attnlib-matrix-details", open: dModel() <= 8 }, [matSummary, matBody]);
   root.append(
     h("div", { class: "attnlib-controls" }, [querySel.root, temp.root, causal.root]),
     h("fieldset", { class: "attnlib-controls attnlib-editor" }, [
@@ -105,11 +109,13 @@ function renderAttentionExplorer({ model, el }) {
       rowSel.root,
       colSel.root,
       entry.root,
+      matDetails,
     ]),
   );
   const formula = h("div", { class: "attnlib-formula" });
-  const panes = h("div", { class: "attnlib-panes" });
-  root.append(formula, panes);
+  const leftPane = h("div");
+  const sidePane = h("div", { class: "attnlib-side" });
+  root.append(formula, h("div", { class: "attnlib-panes" }, [leftPane, sidePane]));
 
   // ---- drawing
   const draw = () => {
@@ -157,16 +163,17 @@ function renderAttentionExplorer({ model, el }) {
       value: st.weights[q][j],
       note: blocked && blocked[q][j] ? "masked" : `score ${fmt(st.scores[q][j], 2)}`,
     }));
-    const side = h("div", { class: "attnlib-side" }, [
+    leftPane.replaceChildren(heat, weightLegend());
+    sidePane.replaceChildren(
       h("div", { class: "attnlib-subtitle", text: `query “${toks[q]}” attends to:` }),
       bars(items, { decimals: 3 }),
-    ]);
+    );
     const M = get(name);
     let hi = 0;
     for (const row of M) for (const x of row) hi = Math.max(hi, Math.abs(x));
-    const mat = heatmapMatrix(M, r, c, hi, name === "w_q" ? "W_Q" : "W_K", dimNames().map((x) => x[1]),
-      (i, j) => commit({ edit_row: i, edit_col: j }));
-    panes.replaceChildren(h("div", {}, [heat, weightLegend()]), h("div", {}, [side, mat]));
+    const title = name === "w_q" ? "W_Q" : "W_K";
+    matSummary.textContent = `${title} (d_model × d_head = ${dModel()} × ${dHead()}): click a cell to pick it`;
+    matBody.replaceChildren(heatmapMatrix(M, r, c, hi, dimNames().map((x) => x[1]), (i, j) => commit({ edit_row: i, edit_col: j })));
   };
 
   draw();
@@ -174,7 +181,7 @@ function renderAttentionExplorer({ model, el }) {
 }
 
 /** The weight matrix being edited, as a small signed table with the chosen entry outlined. */
-function heatmapMatrix(M, r, c, hi, title, rowNames, onPick) {
+function heatmapMatrix(M, r, c, hi, rowNames, onPick) {
   const table = h("table", { class: "attnlib-matrix" });
   const head = h("tr", {}, [h("th", { text: "" })]);
   (M[0] || []).forEach((_, j) => head.append(h("th", { text: String(j) })));
@@ -195,10 +202,7 @@ function heatmapMatrix(M, r, c, hi, title, rowNames, onPick) {
     body.append(tr);
   });
   table.append(body);
-  return h("div", { class: "attnlib-matrix-wrap" }, [
-    h("div", { class: "attnlib-subtitle", text: `${title} (d_model × d_head); outlined: the entry being edited (click a cell to pick it)` }),
-    table,
-  ]);
+  return h("div", { class: "attnlib-matrix-wrap" }, [table]);
 }
 
 export default { render: renderAttentionExplorer };
