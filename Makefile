@@ -14,6 +14,12 @@ JB_FLAGS ?= -W -n --keep-going
 NB     ?= notebooks/*.ipynb
 PYTEST_FLAGS ?= -q
 
+# One CPU thread for torch by default: a chapter's printed numbers then do not depend on the core
+# count of the machine that executed it (reductions split across threads round differently), and
+# small-tensor work is faster without thread hand-offs. Override with `make OMP_NUM_THREADS=4 ...`.
+OMP_NUM_THREADS ?= 1
+export OMP_NUM_THREADS
+
 # What `make test` runs, in this order. Add a target here (and define it below, depending on
 # $(STAMP)) to put it into the suite, e.g. `TEST_TARGETS += bench-quick`.
 TEST_TARGETS := lint sync-check pytest nbval
@@ -70,6 +76,7 @@ lint: $(STAMP)
 
 sync-check: $(STAMP)
 	$(BIN)/python scripts/sync_setup_cells.py --check
+	$(BIN)/python scripts/exercise_index.py --check
 
 # The library, checker and widget tests, the book build with -W and the browser tests
 # (tests/test_book.py builds the book once per session).
@@ -111,6 +118,7 @@ execute: $(STAMP)
 
 sync: $(STAMP)
 	$(BIN)/python scripts/sync_setup_cells.py
+	$(BIN)/python scripts/exercise_index.py
 
 clean:
 	rm -rf _build .pytest_cache
