@@ -92,7 +92,8 @@ def _shape(t: torch.Tensor) -> tuple:
     return tuple(t.shape)
 
 
-def _check_inputs(q, k, v) -> None:
+def _check_inputs(q, k, v, who: str = "attention") -> None:
+    """Validate q, k, v; ``who`` names the calling function in the error messages."""
     # Happy path first: one combined test (about half the cost of the itemised checks below, which
     # matters for short sequences, where SDPA itself takes only ~100 us); the itemised checks only
     # run when something is wrong, to name the problem.
@@ -104,40 +105,40 @@ def _check_inputs(q, k, v) -> None:
             return
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+            raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
-            raise TypeError(f"attention: {name} must be floating point, got dtype {t.dtype}")
+            raise TypeError(f"{who}: {name} must be floating point, got dtype {t.dtype}")
         if t.ndim < 2:
             raise ValueError(
-                f"attention: {name} must have at least 2 dims (..., T, d), got shape {_shape(t)}"
+                f"{who}: {name} must have at least 2 dims (..., T, d), got shape {_shape(t)}"
             )
     if not (q.ndim == k.ndim == v.ndim):
         raise ValueError(
-            "attention: q, k and v must have the same number of dims, got "
+            f"{who}: q, k and v must have the same number of dims, got "
             f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
         )
     if not (q.device == k.device == v.device):
         raise ValueError(
-            f"attention: q, k and v must be on one device, got q on {q.device}, k on {k.device}, "
+            f"{who}: q, k and v must be on one device, got q on {q.device}, k on {k.device}, "
             f"v on {v.device}"
         )
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(
-            f"attention: q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
+            f"{who}: q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
         )
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
-            "attention: q and k must have the same last dim d (queries are dotted with keys), got "
+            f"{who}: q and k must have the same last dim d (queries are dotted with keys), got "
             f"q {_shape(q)} (d={q.shape[-1]}) and k {_shape(k)} (d={k.shape[-1]})"
         )
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(
-            "attention: k and v must have the same number of positions T_k, got "
+            f"{who}: k and v must have the same number of positions T_k, got "
             f"k {_shape(k)} (T_k={k.shape[-2]}) and v {_shape(v)} (T_k={v.shape[-2]})"
         )
     if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         raise ValueError(
-            "attention: q, k and v must have the same batch dims (...), got "
+            f"{who}: q, k and v must have the same batch dims (...), got "
             f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
         )
 

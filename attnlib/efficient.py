@@ -34,7 +34,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .attention import causal_mask
+from .attention import _check_inputs, causal_mask
 
 __all__ = [
     "tiled_attention",
@@ -49,43 +49,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- tiled attention
-
-
-def _check_qkv(q, k, v) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"tiled_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"tiled_attention: {name} must be floating point, got dtype {t.dtype}")
-        if t.ndim < 2:
-            raise ValueError(
-                f"tiled_attention: {name} must have at least 2 dims (..., T, d), got shape "
-                f"{tuple(t.shape)}"
-            )
-    if not (q.ndim == k.ndim == v.ndim) or not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(
-            "tiled_attention: q, k and v must have the same batch dims (...), got "
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"tiled_attention: q and k must have the same last dim d, got q {tuple(q.shape)} and "
-            f"k {tuple(k.shape)}"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"tiled_attention: k and v must have the same number of positions T_k, got "
-            f"k {tuple(k.shape)} and v {tuple(v.shape)}"
-        )
-    if not (q.device == k.device == v.device):
-        raise ValueError(
-            f"tiled_attention: q, k and v must be on one device, got {q.device}, {k.device}, "
-            f"{v.device}"
-        )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"tiled_attention: q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
-        )
 
 
 def tiled_attention(
@@ -120,7 +83,7 @@ def tiled_attention(
     Autograd still keeps every tile for the backward pass; FlashAttention avoids that by
     recomputing the tiles in a hand-written backward, which this teaching version does not do.
     """
-    _check_qkv(q, k, v)
+    _check_inputs(q, k, v, who="tiled_attention")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"tiled_attention: block_size must be a positive int, got {block_size!r}")
     T_q, T_k = q.shape[-2], k.shape[-2]
