@@ -143,12 +143,12 @@ def _check_inputs(q, k, v, who: str = "attention") -> None:
         )
 
 
-def _check_mask(mask, target: tuple, device) -> None:
+def _check_mask(mask, target: tuple, device, who: str = "attention") -> None:
     if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"attention: mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        raise TypeError(f"{who}: mask must be a torch.Tensor or None, got {type(mask).__name__}")
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(
-            f"attention: mask must be bool (True = may attend) or float (added to the scores), got "
+            f"{who}: mask must be bool (True = may attend) or float (added to the scores), got "
             f"dtype {mask.dtype}; for a 0/1 integer mask use mask.bool()"
         )
     try:
@@ -157,11 +157,11 @@ def _check_mask(mask, target: tuple, device) -> None:
         fits = False
     if not fits:
         raise ValueError(
-            f"attention: mask of shape {_shape(mask)} does not broadcast to the pattern's shape "
+            f"{who}: mask of shape {_shape(mask)} does not broadcast to the pattern's shape "
             f"{target} (..., T_q, T_k)"
         )
     if mask.device != device:
-        raise ValueError(f"attention: mask is on {mask.device} but q is on {device}")
+        raise ValueError(f"{who}: mask is on {mask.device} but q is on {device}")
 
 
 # --------------------------------------------------------------------------- mask front end

@@ -34,7 +34,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .attention import _check_inputs, causal_mask
+from .attention import _check_inputs, _check_mask, causal_mask
 
 __all__ = [
     "tiled_attention",
@@ -95,16 +95,7 @@ def tiled_attention(
                 "tiled_attention: mask must be a bool tensor (True = may attend), got "
                 f"{getattr(mask, 'dtype', type(mask).__name__)}"
             )
-        target = tuple(q.shape[:-1]) + (T_k,)
-        try:
-            fits = torch.broadcast_shapes(mask.shape, target) == torch.Size(target)
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"tiled_attention: mask of shape {tuple(mask.shape)} does not broadcast to "
-                f"{target} (..., T_q, T_k)"
-            )
+        _check_mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, who="tiled_attention")
         if mask.ndim < 2:
             mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
         mask = mask.expand(*mask.shape[:-2], mask.shape[-2], T_k)  # a view: no copy
