@@ -48,6 +48,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from _machine import cpu_name  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 import attnlib  # noqa: E402
 from attnlib import attention  # noqa: E402
 
@@ -290,14 +292,7 @@ def machine(device: torch.device) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+        name = cpu_name()
         name += f", {torch.get_num_threads()} torch threads"
     return (f"{name}; torch {torch.__version__}; Python {platform.python_version()}; "
             f"attnlib {attnlib.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0
 
@@ -46,15 +48,9 @@ def execute(path: Path, timeout: int) -> tuple[float, str | None]:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
+
+    cpu = cpu_name()
 
     return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; torch {torch.__version__}"
 

@@ -53,6 +53,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from _machine import cpu_name  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 import attnlib  # noqa: E402
 from attnlib.train import get_batch  # noqa: E402
 
@@ -272,15 +274,7 @@ def _mb(b) -> str:
 
 
 def environment(device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu}"
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu_name()}"
     return (f"{dev}; torch {torch.__version__}; {torch.get_num_threads()} threads; "
             f"Python {platform.python_version()}; attnlib {attnlib.__version__}")
 
