@@ -17,7 +17,8 @@ Conventions (see the book's guide):
     (KV-cache decoding) is handled correctly;
   * a query row whose keys are all masked gets zero weights and a zero output, with a finite
     gradient, on both paths: such rows are neutralised *before* the softmax, not scrubbed after;
-  * the softmax of the explicit path runs in float32, whatever the input dtype.
+  * the explicit path computes in ``torch.promote_types(dtype, torch.float32)``: float32 for
+    half precision (fp16, bf16) and float32 inputs, float64 for float64 inputs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ def causal_mask(T_q: int, T_k: int | None = None, device=None) -> torch.Tensor:
     for name, val in (("T_q", T_q), ("T_k", T_k)):
         if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val < 1:
             raise ValueError(f"causal_mask: {name} must be a positive int, got {val!r}")
-    T_q, T_k = int(T_q), int(T_k)
+    return _causal(int(T_q), int(T_k), device)
+
+
+def _causal(T_q: int, T_k: int, device=None) -> torch.Tensor:
+    """causal_mask without the checks; also defined for empty sequences (T_q or T_k = 0)."""
     q_pos = torch.arange(T_q, device=device).unsqueeze(1) + (T_k - T_q)  # (T_q, 1)
     k_pos = torch.arange(T_k, device=device).unsqueeze(0)  # (1, T_k)
     return k_pos <= q_pos
@@ -191,7 +196,7 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
     allowed = None
     bias = None
     if is_causal:
-        allowed = causal_mask(T_q, T_k, device=q.device)
+        allowed = _causal(T_q, T_k, device=q.device)
     if mask is not None and mask.dtype == torch.bool:
         allowed = mask if allowed is None else allowed & mask
     elif mask is not None:
@@ -271,14 +276,15 @@ def attention(
         )
         return out if keep is None else torch.where(keep, out, out.new_zeros(()))
 
-    # explicit path: every intermediate is an ordinary tensor
-    scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (..., T_q, T_k), fp32
+    # explicit path: every intermediate is an ordinary tensor, in float32 or (for float64) float64
+    ct = torch.promote_types(q.dtype, torch.float32)
+    scores = torch.matmul(q.to(ct), k.to(ct).transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if m is not None:
-        scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m.float()
+        scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m.to(ct)
     weights = torch.softmax(scores, dim=-1)
     if keep is not None:
         weights = weights * keep
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
-    out = torch.matmul(weights, v.float()).to(v.dtype)  # (..., T_q, d_v)
+    out = torch.matmul(weights, v.to(ct)).to(v.dtype)  # (..., T_q, d_v)
     return out, weights.to(q.dtype)

@@ -75,7 +75,8 @@ def tiled_attention(
             with ``is_causal`` by AND. It is read one tile of columns at a time.
 
     Returns:
-        out (..., T_q, d_v) in the dtype of ``v``. The arithmetic runs in float32. A query with no
+        out (..., T_q, d_v) in the dtype of ``v``. The arithmetic runs in
+        ``torch.promote_types(dtype, torch.float32)`` (float32, or float64 for float64). A query with no
         key to attend to gets a zero output (and zero gradient), like ``attnlib.attention``.
 
     Memory: besides the inputs and the output, the forward pass holds the running statistics
@@ -100,7 +101,8 @@ def tiled_attention(
             mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
         mask = mask.expand(*mask.shape[:-2], mask.shape[-2], T_k)  # a view: no copy
 
-    q32 = q.float() * scale  # (..., T_q, d)
+    ct = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    q32 = q.to(ct) * scale  # (..., T_q, d)
     lead = tuple(q.shape[:-1])  # (..., T_q)
     m = q32.new_full(lead + (1,), float("-inf"))  # running max of the scores
     l = q32.new_zeros(lead + (1,))  # running sum of exp(score - m)  # noqa: E741
@@ -109,8 +111,8 @@ def tiled_attention(
 
     for start in range(0, T_k, block_size):
         stop = min(start + block_size, T_k)
-        kb = k[..., start:stop, :].float()  # (..., B, d)
-        vb = v[..., start:stop, :].float()  # (..., B, d_v)
+        kb = k[..., start:stop, :].to(ct)  # (..., B, d)
+        vb = v[..., start:stop, :].to(ct)  # (..., B, d_v)
         s = torch.matmul(q32, kb.transpose(-2, -1))  # (..., T_q, B): one tile of scores
         allowed = None
         if is_causal:

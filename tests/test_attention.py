@@ -305,6 +305,85 @@ def test_float_mask_is_read_in_the_working_dtype(device, dtype):
     # with -inf and never with -1e9)
 
 
+# --------------------------------------------------------------------------- precision: every dtype
+
+
+@pytest.mark.parametrize("explicit", PATHS)
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["bool", "float", "causal-Tq>Tk"])
+def test_float64_gradcheck_with_fully_masked_rows(explicit, case):
+    """float64 stays float64 on both paths, so autograd's finite differences agree with it."""
+    _, T_q, T_k, kw, _ = _dead_row_cases("cpu")[case]
+    if "mask" in kw:
+        kw = dict(kw, mask=kw["mask"].double() if kw["mask"].is_floating_point() else kw["mask"])
+    q, k, v = qkv((2,), T_q, T_k, d=4, d_v=3, dtype=torch.float64, seed=11, requires_grad=True)
+
+    def f(q, k, v):
+        out, w = run(q, k, v, explicit, **kw)
+        return out if w is None else (out, w)
+
+    assert torch.autograd.gradcheck(f, (q, k, v), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("explicit", PATHS)
+def test_float64_gradcheck_plain_and_causal(explicit):
+    q, k, v = qkv((2,), 4, 6, d=5, d_v=3, dtype=torch.float64, seed=12, requires_grad=True)
+    for kw in ({}, {"is_causal": True}, {"scale": 0.3}):
+        assert torch.autograd.gradcheck(lambda q, k, v, kw=kw: run(q, k, v, explicit, **kw)[0], (q, k, v))
+
+
+@pytest.mark.parametrize("kw", [{}, {"is_causal": True}, {"mask": "float"}], ids=["plain", "causal", "float-mask"])
+def test_float64_is_computed_in_float64(kw):
+    """The explicit path agrees with a float64 reference and with the fast path to float64 precision
+    (it used to compute in float32: errors of ~1e-8)."""
+    q, k, v = qkv((2, 3), 6, 6, dtype=torch.float64, seed=13)
+    if kw.get("mask") == "float":
+        kw = {"mask": torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))}
+    ref_out, ref_w = reference(q, k, v, **kw)
+    out, w = run(q, k, v, True, **kw)
+    assert out.dtype == w.dtype == torch.float64
+    torch.testing.assert_close(out, ref_out, atol=1e-13, rtol=1e-13)
+    torch.testing.assert_close(w, ref_w, atol=1e-13, rtol=1e-13)
+    torch.testing.assert_close(run(q, k, v, False, **kw)[0], out, atol=1e-13, rtol=1e-13)
+
+
+def test_float64_large_inputs_stay_finite():
+    """Scores of ~1e60 overflow float32; in float64 they are ordinary numbers."""
+    q, k, v = qkv((1,), 3, 4, dtype=torch.float64, seed=14)
+    q = q * 1e30
+    k = k * 1e30
+    ref_out, ref_w = reference(q, k, v)
+    out, w = run(q, k, v, True)
+    assert torch.isfinite(w).all()
+    torch.testing.assert_close(w, ref_w)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(run(q, k, v, False)[0], ref_out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_softmax_runs_in_float32(dtype):
+    """The explicit path's softmax is computed in float32 (then rounded once), so its weights equal
+    float32 weights of the same inputs rounded to the dtype."""
+    q, k, v = qkv((2, 3), 5, 7, dtype=dtype, seed=15)
+    _, w = attention(q, k, v, return_weights=True)
+    _, w32 = attention(q.float(), k.float(), v.float(), return_weights=True)
+    assert w.dtype == dtype
+    torch.testing.assert_close(w, w32.to(dtype), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("explicit", PATHS)
+@pytest.mark.parametrize("T_q,T_k", [(0, 3), (3, 0), (0, 0)])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_empty_sequences(dtype, explicit, T_q, T_k, is_causal):
+    """An empty query or key sequence has an answer: no rows, or rows with no key (zeros)."""
+    q, k, v = qkv((2,), T_q, T_k, d=4, d_v=5, dtype=dtype)
+    out, w = run(q, k, v, explicit, is_causal=is_causal)
+    assert out.shape == (2, T_q, 5) and out.dtype == dtype
+    assert (out == 0).all()
+    if w is not None:
+        assert w.shape == (2, T_q, T_k)
+
+
 # --------------------------------------------------------------------------- mask helpers and softmax
 
 
