@@ -24,10 +24,11 @@ Conventions (see the book's guide):
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
+
+from . import _validate as V
 
 __all__ = ["attention", "causal_mask", "padding_mask", "from_mha_mask", "softmax"]
 
@@ -42,11 +43,9 @@ def causal_mask(T_q: int, T_k: int | None = None, device=None) -> torch.Tensor:
     0 .. i + (T_k - T_q). With T_q == T_k this is the usual lower triangle; with T_q == 1 (one new
     token decoded against a KV cache) the single query sees every key.
     """
-    T_k = T_q if T_k is None else T_k
-    for name, val in (("T_q", T_q), ("T_k", T_k)):
-        if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val < 1:
-            raise ValueError(f"causal_mask: {name} must be a positive int, got {val!r}")
-    return _causal(int(T_q), int(T_k), device)
+    T_q = V.positive_int("causal_mask", "T_q", T_q)
+    T_k = T_q if T_k is None else V.positive_int("causal_mask", "T_k", T_k)
+    return _causal(T_q, T_k, device)
 
 
 def _causal(T_q: int, T_k: int, device=None) -> torch.Tensor:
@@ -62,7 +61,14 @@ def padding_mask(lengths, T: int) -> torch.Tensor:
     True where the key position is a real token (position < length). The shape broadcasts against
     patterns of shape (B, H, T_q, T). `lengths` is a 1-D int tensor or a list of ints.
     """
-    lengths = torch.as_tensor(lengths)
+    T = V.nonneg_int("padding_mask", "T", T)
+    if not isinstance(lengths, torch.Tensor):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"padding_mask: lengths must be a 1-D integer tensor or list, got {V.describe(lengths)}"
+            ) from None
     if lengths.ndim != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
         raise ValueError(
             f"padding_mask: lengths must be a 1-D integer tensor or list, got dtype {lengths.dtype} "
@@ -90,85 +96,6 @@ def from_mha_mask(mask: torch.Tensor) -> torch.Tensor:
     raise TypeError(f"from_mha_mask: mask must be bool or floating point, got dtype {mask.dtype}")
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def _shape(t: torch.Tensor) -> tuple:
-    return tuple(t.shape)
-
-
-def _check_inputs(q, k, v, who: str = "attention") -> None:
-    """Validate q, k, v; ``who`` names the calling function in the error messages."""
-    # Happy path first: one combined test (about half the cost of the itemised checks below, which
-    # matters for short sequences, where SDPA itself takes only ~100 us); the itemised checks only
-    # run when something is wrong, to name the problem.
-    if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor):
-        qs, ks, vs = q.shape, k.shape, v.shape
-        if (q.dtype == k.dtype == v.dtype and q.is_floating_point() and q.device == k.device == v.device
-                and len(qs) == len(ks) == len(vs) >= 2 and qs[-1] == ks[-1] and ks[-2] == vs[-2]
-                and qs[:-2] == ks[:-2] == vs[:-2]):
-            return
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{who}: {name} must be floating point, got dtype {t.dtype}")
-        if t.ndim < 2:
-            raise ValueError(
-                f"{who}: {name} must have at least 2 dims (..., T, d), got shape {_shape(t)}"
-            )
-    if not (q.ndim == k.ndim == v.ndim):
-        raise ValueError(
-            f"{who}: q, k and v must have the same number of dims, got "
-            f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
-        )
-    if not (q.device == k.device == v.device):
-        raise ValueError(
-            f"{who}: q, k and v must be on one device, got q on {q.device}, k on {k.device}, "
-            f"v on {v.device}"
-        )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"{who}: q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"{who}: q and k must have the same last dim d (queries are dotted with keys), got "
-            f"q {_shape(q)} (d={q.shape[-1]}) and k {_shape(k)} (d={k.shape[-1]})"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"{who}: k and v must have the same number of positions T_k, got "
-            f"k {_shape(k)} (T_k={k.shape[-2]}) and v {_shape(v)} (T_k={v.shape[-2]})"
-        )
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(
-            f"{who}: q, k and v must have the same batch dims (...), got "
-            f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
-        )
-
-
-def _check_mask(mask, target: tuple, device, who: str = "attention") -> None:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{who}: mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(
-            f"{who}: mask must be bool (True = may attend) or float (added to the scores), got "
-            f"dtype {mask.dtype}; for a 0/1 integer mask use mask.bool()"
-        )
-    try:
-        fits = torch.broadcast_shapes(mask.shape, target) == torch.Size(target)
-    except RuntimeError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"{who}: mask of shape {_shape(mask)} does not broadcast to the pattern's shape "
-            f"{target} (..., T_q, T_k)"
-        )
-    if mask.device != device:
-        raise ValueError(f"{who}: mask is on {mask.device} but q is on {device}")
-
-
 # --------------------------------------------------------------------------- mask front end
 
 
@@ -191,7 +118,7 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
     if mask is None and T_q == T_k and fused_causal_ok:
         return None, None, True
     if mask is not None:
-        _check_mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device)
+        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, "attention")
 
     allowed = None
     bias = None
@@ -203,6 +130,7 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
         # read the float mask in the working dtype, as SDPA will: a float32 -1e9 is -inf in fp16, so
         # a row of them must count as fully masked here too (else the two paths disagree)
         bias = mask.to(q.dtype)
+        V.float_mask_values(bias, "attention", q.dtype)
         if allowed is not None:
             bias = bias.masked_fill(~allowed, float("-inf"))
         allowed = bias > float("-inf")
@@ -260,11 +188,13 @@ def attention(
     Returns:
         out (..., T_q, d_v), or ``(out, weights)`` when ``return_weights`` is True.
     """
-    _check_inputs(q, k, v)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"attention: dropout_p must lie in [0, 1), got {dropout_p}")
+    V.qkv(q, k, v, "attention")
+    if type(dropout_p) is not float or dropout_p != 0.0:
+        dropout_p = V.probability("attention", "dropout_p", dropout_p)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
+    else:
+        scale = V.finite_float("attention", "scale", scale)
 
     m, keep, sdpa_causal = _mask_front_end(mask, is_causal, q, k, fused_causal_ok=not return_weights)
 
@@ -277,7 +207,7 @@ def attention(
         return out if keep is None else torch.where(keep, out, out.new_zeros(()))
 
     # explicit path: every intermediate is an ordinary tensor, in float32 or (for float64) float64
-    ct = torch.promote_types(q.dtype, torch.float32)
+    ct = torch.float64 if q.dtype == torch.float64 else torch.float32  # promote_types(dtype, fp32)
     scores = torch.matmul(q.to(ct), k.to(ct).transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if m is not None:
         scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m.to(ct)

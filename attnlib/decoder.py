@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _validate as V
 from .mlp import MLP
 from .multihead import KVCache, MultiHeadAttention
 
@@ -41,9 +42,13 @@ class DecoderConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "context_len", "d_model", "n_layers", "n_heads"):
-            val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"DecoderConfig: {name} must be a positive int, got {val!r}")
+            V.positive_int("DecoderConfig", name, getattr(self, name))
+        for name in ("d_head", "d_mlp"):
+            V.optional_positive_int("DecoderConfig", name, getattr(self, name))
+        V.probability("DecoderConfig", "dropout", self.dropout)
+        for name in ("bias", "tie_embeddings", "cross_attention"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"DecoderConfig: {name} must be a bool, got {V.describe(getattr(self, name))}")
         if self.d_head is None and self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"DecoderConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
@@ -96,6 +101,11 @@ class DecoderBlock(nn.Module):
         a, self_w = a if return_weights else (a, None)
         x = x + a
         cross_w = None
+        if self.cross_attn is None and (context is not None or context_mask is not None):
+            raise ValueError(
+                "DecoderBlock: context (or context_mask) was given but this block has no "
+                "cross-attention; build it with cross_attention=True"
+            )
         if self.cross_attn is not None:
             if context is None:
                 raise ValueError("DecoderBlock: this block has cross-attention; pass context")
@@ -127,18 +137,19 @@ class _Embed(nn.Module):
         self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int32, torch.int64):
-            got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise TypeError(f"{self.who}: tokens must be an integer (long) tensor, got {got}")
-        if tokens.ndim != 2:
-            raise ValueError(f"{self.who}: tokens must have shape (batch, T), got {tuple(tokens.shape)}")
+    def check(self, tokens: torch.Tensor, start: int = 0) -> None:
+        """Token ids (B, T) in [0, vocab_size) that fit in the context after ``start`` positions."""
+        V.token_ids(self.who, "tokens", tokens, self.cfg.vocab_size)
         T = tokens.shape[1]
         if start + T > self.cfg.context_len:
             raise ValueError(
                 f"{self.who}: sequence of length {start + T} is longer than context_len="
                 f"{self.cfg.context_len}; crop it (generate() does this for you)"
             )
+
+    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        self.check(tokens, start)
+        T = tokens.shape[1]
         pos = torch.arange(start, start + T, device=tokens.device)
         return self.drop(self.tok(tokens) + self.pos(pos))  # (B, T, d_model)
 
@@ -202,8 +213,9 @@ class Decoder(nn.Module):
         ``return_weights`` returns ``(logits, loss, weights)`` where weights is a dict of lists (one
         entry per layer) under "self" (B, H, T, T) and "cross" (B, H, T, T_context).
         ``kv_caches`` (one KVCache per layer) makes the call a decoding step after the cached ones.
+        Every argument is checked before anything is computed or any cache changes.
         """
-        start = 0 if kv_caches is None else len(kv_caches[0])
+        start = self._check_forward(tokens, targets, context, context_mask, kv_caches)
         x = self.embed(tokens, start)  # (B, T, d_model): the residual stream
         self_ws, cross_ws = [], []
         for i, block in enumerate(self.blocks):
@@ -223,6 +235,47 @@ class Decoder(nn.Module):
             return logits, loss, {"self": self_ws, "cross": cross_ws}
         return logits, loss
 
+    def _check_forward(self, tokens, targets, context, context_mask, kv_caches) -> int:
+        """Validate forward()'s arguments; return the number of cached positions."""
+        c = self.config
+        start = 0
+        if kv_caches is not None:
+            if not isinstance(kv_caches, (list, tuple)) or not all(isinstance(x, KVCache) for x in kv_caches):
+                raise TypeError(
+                    f"Decoder: kv_caches must be a list of {c.n_layers} KVCache (one per layer), got "
+                    f"{V.describe(kv_caches)}"
+                )
+            if len(kv_caches) != c.n_layers:
+                raise ValueError(
+                    f"Decoder: kv_caches must hold one KVCache per layer ({c.n_layers}), got {len(kv_caches)}"
+                )
+            lengths = sorted({len(x) for x in kv_caches})
+            if len(lengths) > 1:
+                raise ValueError(f"Decoder: the layers' caches hold different numbers of positions {lengths}")
+            start = lengths[0] if lengths else 0
+        self.embed.check(tokens, start)
+        if not c.cross_attention and (context is not None or context_mask is not None):
+            raise ValueError(
+                "Decoder: context (or context_mask) was given but config.cross_attention is False, so "
+                "the model has no cross-attention to read it; build it with cross_attention=True"
+            )
+        if c.cross_attention:
+            if context is None:
+                raise ValueError(
+                    "Decoder: config.cross_attention is True, so every block has cross-attention; pass "
+                    f"context (batch, T_context, {c.d_model}), e.g. an Encoder's output"
+                )
+            V.tensor("Decoder", "context", context, ndim=3, floating=True,
+                     shape_doc=f"(batch, T_context, {c.d_model})")
+            if context.shape[0] != tokens.shape[0] or context.shape[-1] != c.d_model:
+                raise ValueError(
+                    f"Decoder: context must have shape ({tokens.shape[0]}, T_context, {c.d_model}) for "
+                    f"tokens of shape {tuple(tokens.shape)}, got {tuple(context.shape)}"
+                )
+        if targets is not None:
+            V.targets("Decoder", targets, tuple(tokens.shape), c.vocab_size)
+        return start
+
     @torch.no_grad()
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, *, use_cache: bool = True, context=None, context_mask=None,
@@ -234,12 +287,27 @@ class Decoder(nn.Module):
         computes the new token only, reusing cached keys and values; once the window has to slide,
         positions shift and the cache is rebuilt, so the result equals ``use_cache=False``.
         """
-        if temperature < 0:
-            raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
-        if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
-            raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
+        who = "Decoder.generate"
+        max_new_tokens = V.nonneg_int(who, "max_new_tokens", max_new_tokens)
+        temperature = V.finite_float(who, "temperature", temperature, low=0.0)
+        top_k = V.optional_positive_int(who, "top_k", top_k)
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"{who}: use_cache must be a bool, got {V.describe(use_cache)}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{who}: generator must be a torch.Generator or None, got {V.describe(generator)}")
+        L = self.config.context_len
+        self._check_forward(tokens[:, -L:] if isinstance(tokens, torch.Tensor) and tokens.ndim == 2 else tokens,
+                            None, context, context_mask, None)
         was_training = self.training
         self.eval()
+        try:
+            return self._generate(tokens, max_new_tokens, temperature, top_k, use_cache, context,
+                                  context_mask, generator)
+        finally:  # also when sampling raises (or is interrupted): the model's mode is restored
+            self.train(was_training)
+
+    def _generate(self, tokens, max_new_tokens, temperature, top_k, use_cache, context, context_mask,
+                  generator) -> torch.Tensor:
         L = self.config.context_len
         caches = None
         for _ in range(max_new_tokens):
@@ -252,7 +320,6 @@ class Decoder(nn.Module):
                 logits, _ = self(window, context=context, context_mask=context_mask, kv_caches=caches)
             next_tok = _sample(logits[:, -1, :].float(), temperature, top_k, generator)
             tokens = torch.cat([tokens, next_tok], dim=1)
-        self.train(was_training)
         return tokens
 
 

@@ -34,7 +34,8 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .attention import _check_inputs, _check_mask, causal_mask
+from . import _validate as V
+from .attention import causal_mask
 
 __all__ = [
     "tiled_attention",
@@ -84,24 +85,20 @@ def tiled_attention(
     Autograd still keeps every tile for the backward pass; FlashAttention avoids that by
     recomputing the tiles in a hand-written backward, which this teaching version does not do.
     """
-    _check_inputs(q, k, v, who="tiled_attention")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"tiled_attention: block_size must be a positive int, got {block_size!r}")
+    V.qkv(q, k, v, "tiled_attention")
+    block_size = V.positive_int("tiled_attention", "block_size", block_size)
     T_q, T_k = q.shape[-2], k.shape[-2]
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
+    else:
+        scale = V.finite_float("tiled_attention", "scale", scale)
     if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            raise TypeError(
-                "tiled_attention: mask must be a bool tensor (True = may attend), got "
-                f"{getattr(mask, 'dtype', type(mask).__name__)}"
-            )
-        _check_mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, who="tiled_attention")
+        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, "tiled_attention", bool_only=True)
         if mask.ndim < 2:
             mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
         mask = mask.expand(*mask.shape[:-2], mask.shape[-2], T_k)  # a view: no copy
 
-    ct = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    ct = torch.float64 if q.dtype == torch.float64 else torch.float32  # promote_types(dtype, fp32)
     q32 = q.to(ct) * scale  # (..., T_q, d)
     lead = tuple(q.shape[:-1])  # (..., T_q)
     m = q32.new_full(lead + (1,), float("-inf"))  # running max of the scores
@@ -142,11 +139,6 @@ def tiled_attention(
 # --------------------------------------------------------------------------- sparse masks
 
 
-def _positive_int(fn: str, name: str, val) -> None:
-    if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {val!r}")
-
-
 def sliding_window_mask(T: int, window: int, *, causal: bool = True, device=None) -> torch.Tensor:
     """Local attention: bool mask (T, T), True = may attend.
 
@@ -155,8 +147,8 @@ def sliding_window_mask(T: int, window: int, *, causal: bool = True, device=None
     within distance window - 1 on either side: |i - j| < window. ``window >= T`` (causal) gives
     the full causal mask.
     """
-    _positive_int("sliding_window_mask", "T", T)
-    _positive_int("sliding_window_mask", "window", window)
+    V.positive_int("sliding_window_mask", "T", T)
+    V.positive_int("sliding_window_mask", "window", window)
     i = torch.arange(T, device=device).unsqueeze(1)  # queries (T, 1)
     j = torch.arange(T, device=device).unsqueeze(0)  # keys (1, T)
     if causal:
@@ -176,9 +168,9 @@ def block_sparse_mask(
     and, with ``causal=True``, only keys j <= i. This is the "fixed" pattern of the Sparse
     Transformer (Child et al., 2019). The last block may be shorter when ``block`` does not divide T.
     """
-    _positive_int("block_sparse_mask", "T", T)
-    _positive_int("block_sparse_mask", "block", block)
-    if isinstance(n_summary, bool) or not isinstance(n_summary, int) or not 0 <= n_summary <= block:
+    V.positive_int("block_sparse_mask", "T", T)
+    V.positive_int("block_sparse_mask", "block", block)
+    if V.nonneg_int("block_sparse_mask", "n_summary", n_summary) > block:
         raise ValueError(
             f"block_sparse_mask: n_summary must be an int in [0, block={block}], got {n_summary!r}"
         )
@@ -220,7 +212,7 @@ def pattern_bytes(
     """
     for name, val in (("context_len", context_len), ("n_heads", n_heads), ("n_layers", n_layers),
                       ("batch", batch)):
-        _positive_int("pattern_bytes", name, val)
+        V.positive_int("pattern_bytes", name, val)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"pattern_bytes: dtype must be a torch.dtype, got {dtype!r}")
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -243,7 +235,7 @@ def kv_cache_bytes(
     """
     for name, val in (("context_len", context_len), ("n_layers", n_layers), ("n_heads", n_heads),
                       ("d_head", d_head), ("batch", batch)):
-        _positive_int("kv_cache_bytes", name, val)
+        V.positive_int("kv_cache_bytes", name, val)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"kv_cache_bytes: dtype must be a torch.dtype, got {dtype!r}")
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -289,7 +281,7 @@ def benchmark(fn, *args, repeats: int = 5, warmup: int = 1, **kwargs) -> float:
     Runs ``warmup`` untimed calls first and synchronises CUDA around each call, so GPU timings
     measure the work and not just the launch. Timings vary from run to run and machine to machine.
     """
-    _positive_int("benchmark", "repeats", repeats)
+    V.positive_int("benchmark", "repeats", repeats)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     with torch.no_grad():
         for _ in range(warmup):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _validate as V
+
 __all__ = ["MLP"]
 
 
@@ -13,6 +15,9 @@ class MLP(nn.Module):
 
     def __init__(self, d_model: int, d_mlp: int | None = None, bias: bool = False, dropout: float = 0.0):
         super().__init__()
+        d_model = V.positive_int("MLP", "d_model", d_model)
+        d_mlp = V.optional_positive_int("MLP", "d_mlp", d_mlp)
+        dropout = V.probability("MLP", "dropout", dropout)
         d_mlp = 4 * d_model if d_mlp is None else d_mlp
         self.up = nn.Linear(d_model, d_mlp, bias=bias)
         self.act = nn.GELU()

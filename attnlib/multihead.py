@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _validate as V
 from .attention import attention
 
 __all__ = ["MultiHeadAttention", "KVCache"]
@@ -24,7 +25,8 @@ class KVCache:
     """Keys and values of the positions seen so far, for one attention layer.
 
     ``update(k, v)`` appends the new positions (B, H, T_new, d_head) and returns all of them, so a
-    decoding step computes keys and values for the new token only.
+    decoding step computes keys and values for the new token only. A bad update raises before the
+    cache changes: the cache is never left holding keys without their values.
     """
 
     def __init__(self):
@@ -35,12 +37,37 @@ class KVCache:
         return 0 if self.k is None else self.k.shape[-2]
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k is None:
-            self.k, self.v = k, v
-        else:
-            self.k = torch.cat([self.k, k], dim=-2)
-            self.v = torch.cat([self.v, v], dim=-2)
+        """Append k (..., T_new, d) and v (..., T_new, d_v); return all keys and values."""
+        self.k, self.v = self.extended(k, v)
         return self.k, self.v
+
+    def extended(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``update(k, v)`` would return, without changing the cache."""
+        who = "KVCache.update"
+        for name, t in (("k", k), ("v", v)):
+            V.tensor(who, name, t, floating=True)
+            if t.ndim < 2:
+                raise ValueError(f"{who}: {name} must have shape (..., T_new, d), got {tuple(t.shape)}")
+        if k.shape[:-1] != v.shape[:-1]:
+            raise ValueError(
+                f"{who}: k and v must have the same (..., T_new) dims (one value per key), got "
+                f"k {tuple(k.shape)} and v {tuple(v.shape)}"
+            )
+        if self.k is None:
+            return k, v
+        for name, new, old in (("k", k, self.k), ("v", v, self.v)):
+            if new.shape[:-2] != old.shape[:-2] or new.shape[-1] != old.shape[-1]:
+                want = tuple(old.shape[:-2]) + ("T_new", old.shape[-1])
+                raise ValueError(
+                    f"{who}: {name} must have shape {want} to extend the cache of "
+                    f"{tuple(old.shape)}, got {tuple(new.shape)}"
+                )
+            if new.dtype != old.dtype or new.device != old.device:
+                raise TypeError(
+                    f"{who}: {name} must be {old.dtype} on {old.device} like the cache, got "
+                    f"{new.dtype} on {new.device}"
+                )
+        return torch.cat([self.k, k], dim=-2), torch.cat([self.v, v], dim=-2)
 
 
 class MultiHeadAttention(nn.Module):
@@ -58,9 +85,14 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_head: int | None = None, bias: bool = False,
                  dropout: float = 0.0, *, d_context: int | None = None):
         super().__init__()
-        for name, val in (("d_model", d_model), ("n_heads", n_heads)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"MultiHeadAttention: {name} must be a positive int, got {val!r}")
+        who = "MultiHeadAttention"
+        d_model = V.positive_int(who, "d_model", d_model)
+        n_heads = V.positive_int(who, "n_heads", n_heads)
+        d_head = V.optional_positive_int(who, "d_head", d_head)
+        d_context = V.optional_positive_int(who, "d_context", d_context)
+        dropout = V.probability(who, "dropout", dropout)
+        if not isinstance(bias, bool):
+            raise TypeError(f"{who}: bias must be a bool, got {V.describe(bias)}")
         if d_head is None:
             if d_model % n_heads != 0:
                 raise ValueError(
@@ -132,16 +164,22 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(
                     f"MultiHeadAttention: x has batch {x.shape[0]} but context has batch {context.shape[0]}"
                 )
-        q = self._split(self.q_proj(x))  # (B, H, T_q, dh)
-        k = self._split(self.k_proj(src))  # (B, H, T_k, dh)
-        v = self._split(self.v_proj(src))  # (B, H, T_k, dh)
         if kv_cache is not None:
             if context is not None:
                 raise ValueError("MultiHeadAttention: kv_cache is for self-attention; the keys and values "
                                  "of a fixed context need no cache")
-            k, v = kv_cache.update(k, v)
+            if not isinstance(kv_cache, KVCache):
+                raise TypeError(f"MultiHeadAttention: kv_cache must be a KVCache or None, got "
+                                f"{V.describe(kv_cache)}")
+        q = self._split(self.q_proj(x))  # (B, H, T_q, dh)
+        k = self._split(self.k_proj(src))  # (B, H, T_k, dh)
+        v = self._split(self.v_proj(src))  # (B, H, T_k, dh)
+        if kv_cache is not None:
+            k, v = kv_cache.extended(k, v)  # (B, H, T_cached + T_q, dh)
         p = self.dropout if self.training else 0.0
         res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=return_weights)
+        if kv_cache is not None:  # stored only once attention has accepted every input
+            kv_cache.k, kv_cache.v = k, v
         out, weights = res if return_weights else (res, None)
         B, H, T_q, dh = out.shape
         y = out.transpose(1, 2).reshape(B, T_q, H * dh)  # heads side by side

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
+
+from . import _validate as V
 
 __all__ = ["Tokenizer"]
 
@@ -18,7 +21,21 @@ class Tokenizer:
     """
 
     def __init__(self, vocab: Iterable[str], unk: str | None = None):
-        self.vocab = list(dict.fromkeys(vocab))
+        if isinstance(vocab, str):
+            raise TypeError(
+                f"Tokenizer: vocab must be a list of words, got the string {V.describe(vocab)} (which "
+                "would make a vocabulary of its characters); use Tokenizer.from_texts([text])"
+            )
+        try:
+            words = list(vocab)
+        except TypeError:
+            raise TypeError(f"Tokenizer: vocab must be an iterable of words, got {V.describe(vocab)}") from None
+        bad = [w for w in words if not isinstance(w, str)]
+        if bad:
+            raise TypeError(f"Tokenizer: every word of vocab must be a str, got {V.describe(bad[0])}")
+        if unk is not None and not isinstance(unk, str):
+            raise TypeError(f"Tokenizer: unk must be a str or None, got {V.describe(unk)}")
+        self.vocab = list(dict.fromkeys(words))
         if unk is not None and unk not in self.vocab:
             self.vocab.append(unk)
         self.unk = unk
@@ -40,6 +57,8 @@ class Tokenizer:
         return len(self.vocab)
 
     def encode(self, text: str | list[str]) -> list[int]:
+        if not isinstance(text, (str, list, tuple)):
+            raise TypeError(f"Tokenizer.encode: text must be a str or a list of words, got {V.describe(text)}")
         words = self.split(text) if isinstance(text, str) else list(text)
         ids = []
         for w in words:
@@ -52,7 +71,29 @@ class Tokenizer:
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        return " ".join(self.vocab[int(i)] for i in ids)
+        """Token ids (a list, or a 1-D tensor) -> the words joined by spaces."""
+        return " ".join(self._words("Tokenizer.decode", ids))
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
-        return [self.vocab[int(i)] for i in ids]
+        """Token ids -> the list of their words."""
+        return self._words("Tokenizer.tokens", ids)
+
+    def _words(self, who: str, ids) -> list[str]:
+        if hasattr(ids, "tolist"):  # a tensor or an array
+            if getattr(ids, "ndim", 1) != 1:
+                raise ValueError(f"{who}: ids must be 1-D, got shape {tuple(ids.shape)}")
+            ids = ids.tolist()
+        if isinstance(ids, str):
+            raise TypeError(f"{who}: ids must be a list of ints, got the string {V.describe(ids)}")
+        out = []
+        for i in ids:
+            if isinstance(i, bool):
+                raise TypeError(f"{who}: every id must be an int, got {i!r}")
+            try:
+                j = operator.index(i)
+            except TypeError:
+                raise TypeError(f"{who}: every id must be an int, got {V.describe(i)}") from None
+            if not 0 <= j < len(self.vocab):
+                raise ValueError(f"{who}: every id must lie in [0, {len(self.vocab)}) (the vocabulary), got {j}")
+            out.append(self.vocab[j])
+        return out

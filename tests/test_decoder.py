@@ -176,7 +176,7 @@ def test_generate_top_k_one_is_greedy_and_restores_training_mode():
     a = m.generate(prompt, 5, top_k=1, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, m.generate(prompt, 5, temperature=0))
     assert m.training, "generate must restore the training mode it found"
-    with pytest.raises(ValueError, match=r"temperature must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0.0, got -1"):
         m.generate(prompt, 1, temperature=-1)
     with pytest.raises(ValueError, match=r"top_k must be a positive int or None, got 0"):
         m.generate(prompt, 1, top_k=0)
@@ -222,7 +222,7 @@ def test_cross_attention_uses_context_and_respects_context_mask():
     a = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask)
     b = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask, use_cache=False)
     assert torch.equal(a, b)
-    with pytest.raises(ValueError, match=r"this block has cross-attention; pass context"):
+    with pytest.raises(ValueError, match=r"config.cross_attention is True, so every block has cross-attention; pass"):
         dec(toks)
 
 

@@ -229,7 +229,7 @@ def test_bad_d_model_not_divisible():
 def test_bad_constructor_args():
     with pytest.raises(ValueError, match=r"n_heads must be a positive int, got 0"):
         MultiHeadAttention(16, 0)
-    with pytest.raises(ValueError, match=r"d_model must be a positive int, got 16.0"):
+    with pytest.raises(TypeError, match=r"d_model must be a positive int, got 16.0"):
         MultiHeadAttention(16.0, 4)
 
 

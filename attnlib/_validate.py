@@ -1,0 +1,248 @@
+"""Argument checks shared by attnlib's modules: one place, one style of message.
+
+Every check takes ``who`` (the public function or class the reader called) and ``name`` (the
+argument), and raises before anything is computed or changed:
+
+  * ``TypeError`` when the argument has the wrong kind (a float where an int is needed, a list
+    where a tensor is needed, an integer tensor where a float one is needed);
+  * ``ValueError`` when the kind is right but the value is not (0 heads, NaN, a shape that does
+    not fit).
+
+The message always reads ``"<who>: <name> must be <what is expected>, got <what came>"``. The
+checks return the (converted) value, so a caller writes ``n = positive_int("f", "n", n)``.
+Tensor checks that need a reduction (``mask`` values, token ids) cost one pass over the tensor;
+the common path through ``qkv`` costs a few attribute reads.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = [
+    "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
+    "probability", "tensor", "qkv", "mask", "token_ids", "targets",
+]
+
+
+def describe(val) -> str:
+    """A short description of a value for an error message: the repr of a small value, the type,
+    shape and dtype of a tensor, the type name of anything else."""
+    if isinstance(val, torch.Tensor):
+        return f"a {val.dtype} tensor of shape {tuple(val.shape)}"
+    if val is None or isinstance(val, (bool, numbers.Number, str)):
+        text = repr(val)
+        return text if len(text) <= 40 else f"{text[:37]}..."
+    return f"a {type(val).__name__}"
+
+
+def _is_int(val) -> bool:
+    return isinstance(val, numbers.Integral) and not isinstance(val, bool)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def positive_int(who: str, name: str, val) -> int:
+    """An int >= 1 (not a bool, not a float such as 2.0)."""
+    if not _is_int(val):
+        raise TypeError(f"{who}: {name} must be a positive int, got {describe(val)}")
+    if val < 1:
+        raise ValueError(f"{who}: {name} must be a positive int, got {val!r}")
+    return int(val)
+
+
+def optional_positive_int(who: str, name: str, val) -> int | None:
+    """None (meaning "the default") or an int >= 1."""
+    if val is None:
+        return None
+    if not _is_int(val):
+        raise TypeError(f"{who}: {name} must be a positive int or None, got {describe(val)}")
+    if val < 1:
+        raise ValueError(f"{who}: {name} must be a positive int or None, got {val!r}")
+    return int(val)
+
+
+def nonneg_int(who: str, name: str, val) -> int:
+    """An int >= 0."""
+    if not _is_int(val):
+        raise TypeError(f"{who}: {name} must be a non-negative int, got {describe(val)}")
+    if val < 0:
+        raise ValueError(f"{who}: {name} must be a non-negative int, got {val!r}")
+    return int(val)
+
+
+def real(who: str, name: str, val) -> float:
+    """A real number (int, float, numpy scalar or a one-element tensor), returned as a float. Not a
+    bool; NaN and infinities pass (use ``finite_float`` to refuse them)."""
+    if isinstance(val, torch.Tensor) and val.numel() == 1 and not val.dtype.is_complex:
+        val = val.item()
+    if not isinstance(val, numbers.Real) or isinstance(val, bool):
+        raise TypeError(f"{who}: {name} must be a real number, got {describe(val)}")
+    return float(val)
+
+
+def finite_float(who: str, name: str, val, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> float:
+    """A finite real number, optionally within [low, high] (or (low, high] with ``low_open``)."""
+    x = real(who, name, val)
+    lo = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
+    hi = "" if high is None else f" <= {high}"
+    what = f"a finite number{lo}{' and' if lo and hi else ''}{hi}"
+    if not math.isfinite(x):
+        raise ValueError(f"{who}: {name} must be {what}, got {val!r}")
+    if low is not None and (x <= low if low_open else x < low):
+        raise ValueError(f"{who}: {name} must be {what}, got {val!r}")
+    if high is not None and x > high:
+        raise ValueError(f"{who}: {name} must be {what}, got {val!r}")
+    return x
+
+
+def probability(who: str, name: str, val) -> float:
+    """A dropout probability: a real number in [0, 1) (p = 1 would drop everything)."""
+    if type(val) is float and 0.0 <= val < 1.0:  # the common case, without a function call
+        return val
+    x = real(who, name, val)
+    if not 0.0 <= x < 1.0:  # also False for NaN
+        raise ValueError(f"{who}: {name} must lie in [0, 1), got {val!r}")
+    return x
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def tensor(who: str, name: str, t, *, ndim: int | None = None, shape_doc: str = "",
+           floating: bool = False) -> torch.Tensor:
+    """A torch.Tensor, optionally floating point and with ``ndim`` dims (described by shape_doc)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{who}: {name} must be a torch.Tensor, got {describe(t)}")
+    if floating and not t.is_floating_point():
+        raise TypeError(f"{who}: {name} must be floating point, got dtype {t.dtype}")
+    if ndim is not None and t.ndim != ndim:
+        doc = shape_doc or f"{ndim} dims"
+        raise ValueError(f"{who}: {name} must have shape {doc}, got {tuple(t.shape)}")
+    return t
+
+
+def qkv(q, k, v, who: str) -> None:
+    """Queries (..., T_q, d), keys (..., T_k, d), values (..., T_k, d_v): one dtype (floating
+    point), one device, the same batch dims, d >= 1."""
+    # Happy path first: one combined test (about half the cost of the itemised checks below, which
+    # matters for short sequences, where SDPA itself takes only ~100 us); the itemised checks only
+    # run when something is wrong, to name the problem.
+    if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor):
+        qs, ks, vs = q.shape, k.shape, v.shape
+        if (q.dtype == k.dtype == v.dtype and q.is_floating_point() and q.device == k.device == v.device
+                and len(qs) == len(ks) == len(vs) >= 2 and qs[-1] == ks[-1] > 0 and ks[-2] == vs[-2]
+                and qs[:-2] == ks[:-2] == vs[:-2]):
+            return
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        tensor(who, name, t, floating=True)
+        if t.ndim < 2:
+            raise ValueError(f"{who}: {name} must have at least 2 dims (..., T, d), got shape {tuple(t.shape)}")
+    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    if not (q.ndim == k.ndim == v.ndim):
+        raise ValueError(f"{who}: q, k and v must have the same number of dims, got {shapes}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(
+            f"{who}: q, k and v must be on one device, got q on {q.device}, k on {k.device}, v on {v.device}"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"{who}: q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"{who}: q and k must have the same last dim d (queries are dotted with keys), got "
+            f"q {tuple(q.shape)} (d={q.shape[-1]}) and k {tuple(k.shape)} (d={k.shape[-1]})"
+        )
+    if q.shape[-1] == 0:
+        raise ValueError(f"{who}: the head size d (last dim of q and k) must be >= 1, got {shapes}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"{who}: k and v must have the same number of positions T_k, got "
+            f"k {tuple(k.shape)} (T_k={k.shape[-2]}) and v {tuple(v.shape)} (T_k={v.shape[-2]})"
+        )
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(f"{who}: q, k and v must have the same batch dims (...), got {shapes}")
+
+
+def mask(m, target: tuple, device, who: str, *, bool_only: bool = False) -> None:
+    """An attention mask: bool (True = may attend) or, unless ``bool_only``, float (added to the
+    scores; finite values or -inf, never NaN or +inf), broadcastable to ``target`` (..., T_q, T_k)
+    and on ``device``."""
+    if not isinstance(m, torch.Tensor):
+        raise TypeError(f"{who}: mask must be a torch.Tensor or None, got {describe(m)}")
+    if bool_only and m.dtype != torch.bool:
+        raise TypeError(f"{who}: mask must be a bool tensor (True = may attend), got dtype {m.dtype}")
+    if m.dtype != torch.bool and not m.is_floating_point():
+        raise TypeError(
+            f"{who}: mask must be bool (True = may attend) or float (added to the scores), got "
+            f"dtype {m.dtype}; for a 0/1 integer mask use mask.bool()"
+        )
+    try:
+        fits = torch.broadcast_shapes(m.shape, target) == torch.Size(target)
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{who}: mask of shape {tuple(m.shape)} does not broadcast to the pattern's shape "
+            f"{target} (..., T_q, T_k)"
+        )
+    if m.device != device:
+        raise ValueError(f"{who}: mask is on {m.device} but q is on {device}")
+
+
+def float_mask_values(bias: torch.Tensor, who: str, dtype: torch.dtype) -> None:
+    """A float mask (already in the working ``dtype``) holds finite values or -inf only: NaN or +inf
+    would turn whole rows of the output into NaN."""
+    if not bool((bias < math.inf).all()):  # False for NaN and +inf, True for -inf
+        n_nan = int((bias != bias).sum())  # NaN is the one value unequal to itself
+        n_inf = int((bias == math.inf).sum())
+        raise ValueError(
+            f"{who}: a float mask must hold finite numbers or -inf (blocked), got {n_nan} NaN and "
+            f"{n_inf} +inf entries (read in {dtype}: values beyond the dtype's range become inf)"
+        )
+
+
+def token_ids(who: str, name: str, t, vocab_size: int) -> torch.Tensor:
+    """Token ids: an integer tensor of shape (batch, T) with every id in [0, vocab_size)."""
+    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int32, torch.int64):
+        got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+        raise TypeError(f"{who}: {name} must be an integer (long) tensor, got {got}")
+    if t.ndim != 2:
+        raise ValueError(f"{who}: {name} must have shape (batch, T), got {tuple(t.shape)}")
+    if t.numel():
+        lo, hi = torch.stack([t.min(), t.max()]).tolist()  # one synchronisation, not two
+        if lo < 0 or hi >= vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"{who}: every id of {name} must lie in [0, vocab_size={vocab_size}), got {bad}"
+            )
+    return t
+
+
+def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token targets: an integer tensor of ``shape`` (batch, T); each entry is an id in
+    [0, vocab_size) or ``ignore_index`` (not scored), and at least one is scored."""
+    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int32, torch.int64):
+        got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+        raise TypeError(f"{who}: targets must be an integer (long) tensor, got {got}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(
+            f"{who}: targets must have the shape of tokens {tuple(shape)} (batch, T), got {tuple(t.shape)}"
+        )
+    scored = t != ignore_index
+    bad = scored & ((t < 0) | (t >= vocab_size))
+    n_scored, n_bad = torch.stack([scored.sum(), bad.sum()]).tolist()  # one synchronisation
+    if n_scored == 0:
+        raise ValueError(
+            f"{who}: every target is ignore_index={ignore_index}, so there is no loss to compute "
+            "(the mean over zero positions is NaN)"
+        )
+    if n_bad:
+        raise ValueError(
+            f"{who}: every target must lie in [0, vocab_size={vocab_size}) or be ignore_index="
+            f"{ignore_index}, got {int(t[bad][0])}"
+        )
+    return t

@@ -1,0 +1,306 @@
+"""Every class of bad input to attnlib's core gets a TypeError/ValueError that names the function,
+the argument, what it got and what was expected, and it is raised before any state changes.
+
+One table of cases, one parametrized test; the stateful cases (KV cache, generate) have their own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import attnlib
+from attnlib import (
+    MLP,
+    Decoder,
+    DecoderBlock,
+    DecoderConfig,
+    Encoder,
+    KVCache,
+    MultiHeadAttention,
+    Tokenizer,
+    attention,
+    causal_mask,
+    padding_mask,
+)
+from attnlib import _validate as V
+from attnlib import efficient as E
+
+G = torch.Generator().manual_seed(0)
+Q, K, Vv = (torch.randn(2, 3, 5, 4, generator=G) for _ in range(3))
+SMALL = DecoderConfig(vocab_size=11, context_len=8, d_model=16, n_layers=2, n_heads=4)
+DEC = Decoder(SMALL).eval()
+CROSS = Decoder(SMALL.replace(cross_attention=True)).eval()
+TOKS = torch.randint(0, 11, (2, 5), generator=G)
+NAN_MASK = torch.zeros(5, 5).index_put_((torch.tensor([1]), torch.tensor([2])), torch.tensor(math.nan))
+INF_MASK = torch.zeros(5, 5).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(math.inf))
+BIG_MASK = torch.zeros(5, 5).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(1e9))
+TOK = Tokenizer(["the", "cat", "sat"])
+
+
+CASES = [
+    # ---- attention(): masks, scale, dropout, head size, inputs
+    ("attention-nan-mask", lambda: attention(Q, K, Vv, NAN_MASK), ValueError,
+     r"attention: a float mask must hold finite numbers or -inf \(blocked\), got 1 NaN and 0 \+inf"),
+    ("attention-inf-mask", lambda: attention(Q, K, Vv, INF_MASK, return_weights=True), ValueError,
+     r"attention: a float mask must hold finite numbers or -inf \(blocked\), got 0 NaN and 1 \+inf"),
+    ("attention-fp16-overflowing-mask",
+     lambda: attention(Q.half(), K.half(), Vv.half(), BIG_MASK), ValueError,
+     r"got 0 NaN and 1 \+inf entries \(read in torch.float16"),
+    ("attention-nan-scale", lambda: attention(Q, K, Vv, scale=math.nan), ValueError,
+     r"attention: scale must be a finite number, got nan"),
+    ("attention-inf-scale", lambda: attention(Q, K, Vv, scale=math.inf, return_weights=True), ValueError,
+     r"attention: scale must be a finite number, got inf"),
+    ("attention-str-scale", lambda: attention(Q, K, Vv, scale="0.5"), TypeError,
+     r"attention: scale must be a real number, got '0.5'"),
+    ("attention-str-dropout", lambda: attention(Q, K, Vv, dropout_p="0.1"), TypeError,
+     r"attention: dropout_p must be a real number, got '0.1'"),
+    ("attention-none-dropout", lambda: attention(Q, K, Vv, dropout_p=None), TypeError,
+     r"attention: dropout_p must be a real number, got None"),
+    ("attention-dropout-1", lambda: attention(Q, K, Vv, dropout_p=1.0), ValueError,
+     r"attention: dropout_p must lie in \[0, 1\), got 1.0"),
+    ("attention-dropout-nan", lambda: attention(Q, K, Vv, dropout_p=math.nan), ValueError,
+     r"attention: dropout_p must lie in \[0, 1\), got nan"),
+    ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,
+     r"attention: the head size d \(last dim of q and k\) must be >= 1, got q \(2, 3, 5, 0\)"),
+    ("attention-int-mask", lambda: attention(Q, K, Vv, torch.ones(5, 5, dtype=torch.long)), TypeError,
+     r"attention: mask must be bool \(True = may attend\) or float.*got dtype torch.int64"),
+    ("attention-list-mask", lambda: attention(Q, K, Vv, [[True]]), TypeError,
+     r"attention: mask must be a torch.Tensor or None, got a list"),
+    ("attention-numpy-q", lambda: attention(Q.numpy(), K, Vv), TypeError,
+     r"attention: q must be a torch.Tensor, got a ndarray"),
+    # ---- tiled_attention
+    ("tiled-nan-scale", lambda: E.tiled_attention(Q, K, Vv, scale=math.nan), ValueError,
+     r"tiled_attention: scale must be a finite number, got nan"),
+    ("tiled-float-mask", lambda: E.tiled_attention(Q, K, Vv, mask=torch.zeros(5, 5)), TypeError,
+     r"tiled_attention: mask must be a bool tensor \(True = may attend\), got dtype torch.float32"),
+    ("tiled-block-size-float", lambda: E.tiled_attention(Q, K, Vv, block_size=2.0), TypeError,
+     r"tiled_attention: block_size must be a positive int, got 2.0"),
+    ("tiled-head-size-0", lambda: E.tiled_attention(Q[..., :0], K[..., :0], Vv), ValueError,
+     r"tiled_attention: the head size d"),
+    # ---- mask helpers
+    ("causal-mask-0", lambda: causal_mask(0), ValueError, r"causal_mask: T_q must be a positive int, got 0"),
+    ("causal-mask-bool", lambda: causal_mask(True), TypeError,
+     r"causal_mask: T_q must be a positive int, got True"),
+    ("padding-mask-T", lambda: padding_mask([1, 2], 2.5), TypeError,
+     r"padding_mask: T must be a non-negative int, got 2.5"),
+    ("padding-mask-lengths", lambda: padding_mask([[1], [2, 3]], 4), TypeError,
+     r"padding_mask: lengths must be a 1-D integer tensor or list, got a list"),
+    ("sliding-window-0", lambda: E.sliding_window_mask(4, 0), ValueError,
+     r"sliding_window_mask: window must be a positive int, got 0"),
+    ("block-sparse-n-summary", lambda: E.block_sparse_mask(4, 2, n_summary=-1), ValueError,
+     r"block_sparse_mask: n_summary must be a non-negative int, got -1"),
+    # ---- MultiHeadAttention, MLP, configs
+    ("mha-d-head-0", lambda: MultiHeadAttention(16, 4, d_head=0), ValueError,
+     r"MultiHeadAttention: d_head must be a positive int or None, got 0"),
+    ("mha-d-head-negative", lambda: MultiHeadAttention(16, 4, d_head=-2), ValueError,
+     r"MultiHeadAttention: d_head must be a positive int or None, got -2"),
+    ("mha-d-head-float", lambda: MultiHeadAttention(16, 4, d_head=4.0), TypeError,
+     r"MultiHeadAttention: d_head must be a positive int or None, got 4.0"),
+    ("mha-d-context-0", lambda: MultiHeadAttention(16, 4, d_context=0), ValueError,
+     r"MultiHeadAttention: d_context must be a positive int or None, got 0"),
+    ("mha-dropout-1", lambda: MultiHeadAttention(16, 4, dropout=1.0), ValueError,
+     r"MultiHeadAttention: dropout must lie in \[0, 1\), got 1.0"),
+    ("mha-bias-str", lambda: MultiHeadAttention(16, 4, bias="yes"), TypeError,
+     r"MultiHeadAttention: bias must be a bool, got 'yes'"),
+    ("mha-kv-cache-type", lambda: MultiHeadAttention(16, 4)(torch.randn(1, 2, 16), kv_cache=[]), TypeError,
+     r"MultiHeadAttention: kv_cache must be a KVCache or None, got a list"),
+    ("mlp-d-mlp-0", lambda: MLP(16, 0), ValueError, r"MLP: d_mlp must be a positive int or None, got 0"),
+    ("mlp-dropout-1", lambda: MLP(16, dropout=1.0), ValueError, r"MLP: dropout must lie in \[0, 1\), got 1.0"),
+    ("block-d-mlp-negative", lambda: DecoderBlock(16, 4, d_mlp=-1), ValueError,
+     r"MLP: d_mlp must be a positive int or None, got -1"),
+    ("config-d-head-0", lambda: DecoderConfig(d_head=0), ValueError,
+     r"DecoderConfig: d_head must be a positive int or None, got 0"),
+    ("config-d-head-float", lambda: DecoderConfig(d_head=16.0), TypeError,
+     r"DecoderConfig: d_head must be a positive int or None, got 16.0"),
+    ("config-d-mlp-negative", lambda: DecoderConfig(d_mlp=-4), ValueError,
+     r"DecoderConfig: d_mlp must be a positive int or None, got -4"),
+    ("config-dropout-1", lambda: DecoderConfig(dropout=1.0), ValueError,
+     r"DecoderConfig: dropout must lie in \[0, 1\), got 1.0"),
+    ("config-bias-int", lambda: DecoderConfig(bias=1), TypeError, r"DecoderConfig: bias must be a bool, got 1"),
+    ("config-n-layers-float", lambda: DecoderConfig(n_layers=2.0), TypeError,
+     r"DecoderConfig: n_layers must be a positive int, got 2.0"),
+    # ---- Decoder forward
+    ("decoder-token-too-big", lambda: DEC(torch.tensor([[1, 11]])), ValueError,
+     r"Decoder: every id of tokens must lie in \[0, vocab_size=11\), got 11"),
+    ("decoder-token-negative", lambda: DEC(torch.tensor([[-1, 2]])), ValueError,
+     r"Decoder: every id of tokens must lie in \[0, vocab_size=11\), got -1"),
+    ("encoder-token-too-big", lambda: Encoder(SMALL)(torch.tensor([[12]])), ValueError,
+     r"Encoder: every id of tokens must lie in \[0, vocab_size=11\), got 12"),
+    ("decoder-target-too-big", lambda: DEC(TOKS, torch.full((2, 5), 11)), ValueError,
+     r"Decoder: every target must lie in \[0, vocab_size=11\) or be ignore_index=-100, got 11"),
+    ("decoder-target-negative", lambda: DEC(TOKS, torch.full((2, 5), -5)), ValueError,
+     r"Decoder: every target must lie in \[0, vocab_size=11\) or be ignore_index=-100, got -5"),
+    ("decoder-target-shape", lambda: DEC(TOKS, TOKS.reshape(-1)), ValueError,
+     r"Decoder: targets must have the shape of tokens \(2, 5\) \(batch, T\), got \(10,\)"),
+    ("decoder-target-float", lambda: DEC(TOKS, TOKS.float()), TypeError,
+     r"Decoder: targets must be an integer \(long\) tensor, got torch.float32"),
+    ("decoder-target-all-ignored", lambda: DEC(TOKS, torch.full((2, 5), -100)), ValueError,
+     r"Decoder: every target is ignore_index=-100, so there is no loss to compute"),
+    ("decoder-context-without-cross", lambda: DEC(TOKS, context=torch.randn(2, 3, 16)), ValueError,
+     r"Decoder: context \(or context_mask\) was given but config.cross_attention is False"),
+    ("decoder-cross-without-context", lambda: CROSS(TOKS), ValueError,
+     r"Decoder: config.cross_attention is True, so every block has cross-attention; pass context"),
+    ("decoder-context-shape", lambda: CROSS(TOKS, context=torch.randn(3, 4, 16)), ValueError,
+     r"Decoder: context must have shape \(2, T_context, 16\) for tokens of shape \(2, 5\), got \(3, 4, 16\)"),
+    ("decoder-kv-caches-length", lambda: DEC(TOKS, kv_caches=[KVCache()]), ValueError,
+     r"Decoder: kv_caches must hold one KVCache per layer \(2\), got 1"),
+    ("decoder-kv-caches-type", lambda: DEC(TOKS, kv_caches=KVCache()), TypeError,
+     r"Decoder: kv_caches must be a list of 2 KVCache \(one per layer\), got a KVCache"),
+    ("block-context-without-cross", lambda: DecoderBlock(16, 4)(torch.randn(1, 2, 16), torch.randn(1, 3, 16)),
+     ValueError, r"DecoderBlock: context \(or context_mask\) was given but this block has no cross-attention"),
+    # ---- generate
+    ("generate-temperature-nan", lambda: DEC.generate(TOKS, 2, temperature=math.nan), ValueError,
+     r"Decoder.generate: temperature must be a finite number >= 0.0, got nan"),
+    ("generate-max-new-float", lambda: DEC.generate(TOKS, 2.0), TypeError,
+     r"Decoder.generate: max_new_tokens must be a non-negative int, got 2.0"),
+    ("generate-top-k-0", lambda: DEC.generate(TOKS, 2, top_k=0), ValueError,
+     r"Decoder.generate: top_k must be a positive int or None, got 0"),
+    ("generate-bad-token", lambda: DEC.generate(torch.tensor([[3, 99]]), 2), ValueError,
+     r"Decoder: every id of tokens must lie in \[0, vocab_size=11\), got 99"),
+    ("generate-context-without-cross", lambda: DEC.generate(TOKS, 2, context=torch.randn(2, 3, 16)), ValueError,
+     r"config.cross_attention is False"),
+    # ---- KVCache
+    ("kv-update-lengths", lambda: KVCache().update(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 2, 4)), ValueError,
+     r"KVCache.update: k and v must have the same \(..., T_new\) dims \(one value per key\), got "
+     r"k \(1, 2, 3, 4\) and v \(1, 2, 2, 4\)"),
+    ("kv-update-list", lambda: KVCache().update([1.0], torch.randn(1, 2, 2, 4)), TypeError,
+     r"KVCache.update: k must be a torch.Tensor, got a list"),
+    # ---- Tokenizer
+    ("tokenizer-str-vocab", lambda: Tokenizer("abc"), TypeError,
+     r"Tokenizer: vocab must be a list of words, got the string 'abc'.*Tokenizer.from_texts"),
+    ("tokenizer-int-word", lambda: Tokenizer(["a", 3]), TypeError,
+     r"Tokenizer: every word of vocab must be a str, got 3"),
+    ("tokenizer-decode-negative", lambda: TOK.decode([-1]), ValueError,
+     r"Tokenizer.decode: every id must lie in \[0, 3\) \(the vocabulary\), got -1"),
+    ("tokenizer-decode-too-big", lambda: TOK.tokens(torch.tensor([0, 3])), ValueError,
+     r"Tokenizer.tokens: every id must lie in \[0, 3\) \(the vocabulary\), got 3"),
+    ("tokenizer-decode-float", lambda: TOK.decode([1.5]), TypeError,
+     r"Tokenizer.decode: every id must be an int, got 1.5"),
+    ("tokenizer-encode-int", lambda: TOK.encode(5), TypeError,
+     r"Tokenizer.encode: text must be a str or a list of words, got 5"),
+    # ---- cost helpers
+    ("kv-cache-bytes-float", lambda: E.kv_cache_bytes(5, n_layers=1, n_heads=2.0, d_head=4), TypeError,
+     r"kv_cache_bytes: n_heads must be a positive int, got 2.0"),
+]
+
+
+@pytest.mark.parametrize("call,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in CASES])
+def test_bad_input_gets_a_clear_error(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------- before any state changes
+
+
+def test_kv_cache_failed_update_changes_nothing():
+    cache = KVCache()
+    k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 5)
+    cache.update(k, v)
+    bad = [
+        (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 2, 5), ValueError, r"k and v must have the same"),
+        (torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 5), ValueError,
+         r"k must have shape \(1, 2, 'T_new', 4\) to extend the cache of \(1, 2, 3, 4\), got \(1, 3, 1, 4\)"),
+        (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 6), ValueError, r"v must have shape \(1, 2, 'T_new', 5\)"),
+        (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 5).double(), TypeError,
+         r"v must be torch.float32 on cpu like the cache, got torch.float64 on cpu"),
+    ]
+    for kk, vv, exc, msg in bad:
+        with pytest.raises(exc, match=msg):
+            cache.update(kk, vv)
+        assert cache.k is k and cache.v is v and len(cache) == 3
+
+
+def test_multihead_kv_cache_unchanged_when_attention_refuses_the_mask():
+    m = MultiHeadAttention(16, 4).eval()
+    cache = KVCache()
+    m(torch.randn(1, 3, 16), kv_cache=cache, is_causal=True)
+    before = (cache.k, cache.v)
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 2\) does not broadcast"):
+        m(torch.randn(1, 1, 16), kv_cache=cache, mask=torch.ones(2, 2, dtype=torch.bool))
+    assert (cache.k, cache.v) == before and len(cache) == 3
+
+
+def test_decoder_kv_caches_unchanged_on_bad_tokens():
+    caches = [KVCache() for _ in DEC.blocks]
+    DEC(TOKS[:, :3], kv_caches=caches)
+    before = [(c.k, c.v) for c in caches]
+    with pytest.raises(ValueError, match=r"every id of tokens must lie in"):
+        DEC(torch.tensor([[1], [11]]), kv_caches=caches)
+    with pytest.raises(ValueError, match=r"different numbers of positions \[0, 3\]"):
+        DEC(TOKS[:, :1], kv_caches=[caches[0], KVCache()])
+    assert [(c.k, c.v) for c in caches] == before
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_restores_training_mode_when_it_raises(use_cache, monkeypatch):
+    m = Decoder(SMALL).train()
+    import attnlib.decoder as D
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("sampling failed")
+
+    monkeypatch.setattr(D, "_sample", boom)
+    with pytest.raises(RuntimeError, match="sampling failed"):
+        m.generate(TOKS, 3, use_cache=use_cache)
+    assert m.training, "generate must put the model back in training mode even when it raises"
+    with pytest.raises(ValueError, match="top_k"):
+        m.generate(TOKS, 3, top_k=-1)
+    assert m.training
+
+
+def test_ignored_targets_still_fine_when_some_are_scored():
+    t = TOKS.clone()
+    t[:, :3] = -100
+    _, loss = DEC(TOKS, t)
+    assert torch.isfinite(loss)
+
+
+# --------------------------------------------------------------------------- the helpers themselves
+
+
+@pytest.mark.parametrize("val", [1, 7, np.int64(3), torch.tensor(2).item()])
+def test_positive_int_accepts_ints(val):
+    assert V.positive_int("f", "n", val) == int(val)
+
+
+@pytest.mark.parametrize("val,exc", [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError),
+                                     ("3", TypeError), (None, TypeError)])
+def test_positive_int_refuses(val, exc):
+    with pytest.raises(exc, match=r"^f: n must be a positive int, got "):
+        V.positive_int("f", "n", val)
+
+
+@pytest.mark.parametrize("val", [0.0, 0.5, 0, np.float32(0.25), torch.tensor(0.1)])
+def test_probability_accepts(val):
+    assert 0.0 <= V.probability("f", "p", val) < 1.0
+
+
+def test_finite_float_bounds():
+    assert V.finite_float("f", "x", 2, low=0.0) == 2.0
+    with pytest.raises(ValueError, match=r"f: x must be a finite number > 0.0 and <= 1.0, got 0"):
+        V.finite_float("f", "x", 0, low=0.0, low_open=True, high=1.0)
+    with pytest.raises(TypeError, match=r"f: x must be a real number, got True"):
+        V.finite_float("f", "x", True)
+
+
+def test_describe():
+    assert V.describe(torch.zeros(2, 3)) == "a torch.float32 tensor of shape (2, 3)"
+    assert V.describe([1, 2]) == "a list"
+    assert V.describe("x" * 100).endswith("...")
+
+
+def test_the_happy_path_is_untouched():
+    """Valid input of every kind still works (fp16 float masks, finite large values, -inf)."""
+    m = torch.zeros(5, 5)
+    m[0, 1:] = float("-inf")
+    m[1, 0] = -1e30  # finite in float32, -inf in fp16: both are allowed
+    attention(Q, K, Vv, m)
+    attention(Q.half(), K.half(), Vv.half(), m)
+    attention(Q, K, Vv, m, dropout_p=0, scale=1)  # ints are numbers too
+    attention(Q, K, Vv, scale=torch.tensor(0.5))
+    assert attnlib.Tokenizer(("a", "b")).decode(torch.tensor([1, 0])) == "b a"
