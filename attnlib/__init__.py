@@ -1,13 +1,15 @@
 """attnlib: the small attention library behind the book.
 
 One concept per module: ``attention`` (the functional core and masks), ``multihead``, ``mlp``,
-``decoder`` (blocks, encoder, decoder, generation, configs), ``params``, ``train``, ``viz``,
+``decoder`` (blocks, encoder, decoder, generation, configs), ``hooks`` (record patterns, ablate
+heads), ``params``, ``train``, ``viz``,
 ``widgets`` and ``checks`` (imported on demand: ``from attnlib import widgets, checks``).
 """
 
 from .attention import attention, causal_mask, from_mha_mask, padding_mask, softmax
 from .decoder import GPT3, TINY, Decoder, DecoderBlock, DecoderConfig, Encoder
 from .device import get_device
+from .hooks import ablate_heads, record_patterns
 from .mlp import MLP
 from .multihead import KVCache, MultiHeadAttention
 from .params import ParameterCount, count_parameters
@@ -19,4 +21,5 @@ __all__ = [
     "attention", "causal_mask", "padding_mask", "from_mha_mask", "softmax",
     "MultiHeadAttention", "KVCache", "MLP", "DecoderBlock", "Encoder", "Decoder", "DecoderConfig",
     "TINY", "GPT3", "count_parameters", "ParameterCount", "get_device", "Tokenizer",
+    "record_patterns", "ablate_heads",
 ]

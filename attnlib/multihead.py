@@ -82,6 +82,9 @@ class MultiHeadAttention(nn.Module):
         d_context: width of the context for cross-attention; default d_model.
     """
 
+    #: set by ``attnlib.hooks.record_patterns``: called with every pattern this module uses
+    _pattern_sink = None
+
     def __init__(self, d_model: int, n_heads: int, d_head: int | None = None, bias: bool = False,
                  dropout: float = 0.0, *, d_context: int | None = None):
         super().__init__()
@@ -177,10 +180,14 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.extended(k, v)  # (B, H, T_cached + T_q, dh)
         p = self.dropout if self.training else 0.0
-        res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=return_weights)
+        sink = self._pattern_sink
+        need = return_weights or sink is not None  # the pattern is asked for: explicit path
+        res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=need)
         if kv_cache is not None:  # stored only once attention has accepted every input
             kv_cache.k, kv_cache.v = k, v
-        out, weights = res if return_weights else (res, None)
+        out, weights = res if need else (res, None)
+        if sink is not None:
+            sink(weights)
         B, H, T_q, dh = out.shape
         y = out.transpose(1, 2).reshape(B, T_q, H * dh)  # heads side by side
         y = self.resid_dropout(self.out_proj(y))  # (B, T_q, d_model): sum of the heads' changes
