@@ -20,7 +20,7 @@ from attnlib import example as ex
 def run(capsys, checker, *args, **kwargs):
     ok = checker(*args, **kwargs)
     out = capsys.readouterr().out
-    assert isinstance(ok, bool)
+    assert isinstance(ok, checks.CheckResult)
     return ok, out
 
 

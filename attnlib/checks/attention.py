@@ -12,13 +12,12 @@ import math
 
 import torch
 
-from ..attention import attention, causal_mask, padding_mask, softmax
+from ..attention import attention, causal_mask, padding_mask
 from ._core import (
     Case,
     call,
     case,
     compare,
-    diagnose,
     fail,
     randn,
     run_cases,
@@ -28,171 +27,13 @@ from ._core import (
 )
 
 __all__ = [
-    "check_softmax",
-    "check_scaled_scores",
     "check_attention",
-    "check_causal_mask",
     "check_causality",
     "check_padding_mask",
     "check_attention_weights",
 ]
 
 INF = float("inf")
-
-
-# --------------------------------------------------------------------------- softmax
-
-
-def _softmax_mistakes(x: torch.Tensor) -> list:
-    n = x.ndim
-    out = []
-    for d in range(n - 1):
-        axis = " (the query axis)" if d == n - 2 else ""
-        out.append((
-            f"the rows of your output do not sum to 1 - did you take the softmax over dim={d - n}"
-            f"{axis} instead of the last dim (dim=-1, the keys)?",
-            lambda d=d: softmax(x, dim=d),
-        ))
-    out += [
-        ("you returned exp(scores) without normalising: divide by each row's sum, "
-         "e.sum(dim=-1, keepdim=True)", lambda: x.exp()),
-        ("you returned the log-softmax (log-probabilities); return the probabilities themselves",
-         lambda: torch.log_softmax(x, dim=-1)),
-        ("you divided by the sum of ALL entries; divide by each row's own sum, "
-         "e.sum(dim=-1, keepdim=True)", lambda: x.exp() / x.exp().sum()),
-        ("the row sums were divided along the wrong axis - did you forget keepdim=True in "
-         "e.sum(dim=-1)? Without it the sums broadcast across the columns",
-         lambda: (x - x.amax(dim=-1, keepdim=True)).exp()
-         / (x - x.amax(dim=-1, keepdim=True)).exp().sum(dim=-1)),
-        ("you subtracted the max over the wrong axis: the shift must be the same across a row, "
-         "so use scores.amax(dim=-1, keepdim=True)",
-         lambda: (x - x.amax(dim=-2, keepdim=True)).exp()
-         / (x - x.amax(dim=-2, keepdim=True)).exp().sum(dim=-1, keepdim=True)),
-        ("you subtracted the max without keepdim=True, so the maxima broadcast across the columns; "
-         "use scores.amax(dim=-1, keepdim=True)",
-         lambda: (x - x.amax(dim=-1)).exp() / (x - x.amax(dim=-1)).exp().sum(dim=-1, keepdim=True)),
-    ]
-    return out
-
-
-def check_softmax(fn) -> bool:
-    """Check ``fn(scores) -> weights``: the softmax of ``scores`` over the LAST dim (the keys).
-
-    ``scores`` is a float tensor of any shape (..., T_k); the answer has the same shape, is
-    non-negative and each row sums to 1. Any correct implementation passes (``torch.softmax``,
-    ``F.softmax``, or exp / sum written out). The cases include a 1-D row, -inf entries (which must
-    get weight 0), scores of size 1000, where exp overflows unless the row max is subtracted, and
-    rows 2000 apart, where one max for the whole tensor makes the lower row underflow to 0 / 0.
-    Diagnoses: wrong axis, exp without normalising, log-softmax, missing keepdim, no max
-    subtraction (overflow to nan/inf), a global instead of a per-row max.
-    """
-
-    def body():
-        big = torch.tensor([[1000.0, 999.0, 998.0, 0.0], [-1000.0, 0.0, 1000.0, 500.0]])
-        masked = torch.tensor([[0.5, -INF, 1.0, -INF], [2.0, 1.0, 0.0, -1.0]])
-        inputs = [
-            ("batch of 2, 3 queries x 5 keys", randn(2, 3, 5, seed=0) * 2),
-            ("square 4 x 4", randn(4, 4, seed=1) * 2),
-            ("a single row", torch.tensor([3.0, 1.0, 0.2])),
-            ("rows with -inf (masked) scores", masked),
-            ("large scores (1000)", big),
-            ("rows far apart (near +1000 and near -1000)",
-             torch.tensor([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1003.0]])),
-        ]
-        overflow = (
-            "your output contains nan/inf: exp(1000) overflows to inf in float32 and inf / inf = "
-            "nan. Subtract each row's max first, scores - scores.amax(dim=-1, keepdim=True): the "
-            "softmax is unchanged by a shift"
-        )
-        nonfinite = {
-            "large scores (1000)": overflow,
-            "rows far apart (near +1000 and near -1000)": (
-                "your output contains nan/inf: a row far below the largest score of the whole tensor "
-                "underflows to exp(-2000) = 0, and 0 / 0 = nan. Subtract each row's OWN max, "
-                "scores.amax(dim=-1, keepdim=True), not one max for the whole tensor"
-            ),
-        }
-        cases = [
-            Case(name, (x,), softmax(x), mistakes=_softmax_mistakes(x), nonfinite=nonfinite.get(
-                name, "your output contains nan/inf: exp(-inf) is 0, so a -inf score should get "
-                "weight exactly 0; check what you subtract or divide by"))
-            for name, x in inputs
-        ]
-        return run_cases(fn, cases, hint=(
-            "fn(scores) takes one tensor and returns its softmax over dim=-1; a sum or max over "
-            "dim=-1 needs keepdim=True to broadcast back over the row"))
-
-    return run_check("softmax", body)
-
-
-# --------------------------------------------------------------------------- scaled scores
-
-
-def check_scaled_scores(fn) -> bool:
-    """Check ``fn(q, k) -> scores``: ``q @ k^T / sqrt(d)``, of shape (..., T_q, T_k).
-
-    ``q`` is (..., T_q, d) and ``k`` is (..., T_k, d) with any number of leading batch dims (2-D,
-    3-D and 4-D cases are run); ``d = q.shape[-1]``. Row i of the answer holds query i's scores
-    against every key. Any correct way passes (``@`` with ``k.transpose(-2, -1)`` or ``k.mT``,
-    ``torch.einsum``, multiplying by ``d ** -0.5``, scaling q first, ...).
-    Diagnoses: missing scale, dividing by d, multiplying by sqrt(d), dividing by the square root of
-    another size (T, heads, d_model...), k @ q^T (the transposed grid), and any other constant
-    factor (named).
-    """
-
-    def body():
-        inputs = [
-            ("square, 2-D: 4 tokens, d = 16", randn(4, 16, seed=10), randn(4, 16, seed=11)),
-            ("batch 2, 3 heads, 5 queries, 7 keys, d = 9",
-             randn(2, 3, 5, 9, seed=12), randn(2, 3, 7, 9, seed=13)),
-            ("one query against 6 keys, d = 64", randn(1, 1, 64, seed=14), randn(1, 6, 64, seed=15)),
-        ]
-        for name, q, k in inputs:
-            with case(name):
-                d = q.shape[-1]
-                raw = q @ k.transpose(-2, -1)
-                expected = raw / math.sqrt(d)
-                out = tensor_output(call(fn, q, k, hint=(
-                    "transpose k with k.transpose(-2, -1) (or k.mT): it swaps only the last two "
-                    "dims, whatever the batch dims")))
-                mistakes = [
-                    (f"you forgot the scale: divide the scores by sqrt(d) = {math.sqrt(d):g}, where "
-                     f"d = q.shape[-1] = {d}", raw),
-                    (f"you divided by d = {d}; divide by sqrt(d) = {math.sqrt(d):g}", raw / d),
-                    ("you multiplied by sqrt(d); divide by it instead", raw * math.sqrt(d)),
-                    ("you computed k @ q^T: that grid is transposed (rows must be queries, columns "
-                     "keys); compute q @ k.transpose(-2, -1)",
-                     lambda q=q, k=k, d=d: (k @ q.transpose(-2, -1)) / math.sqrt(d)),
-                ]
-                for dim, size in enumerate(q.shape[:-1]):
-                    mistakes.append((
-                        f"you divided by sqrt({size}), the size of dim {dim} of q; d is the size of "
-                        f"each query/key vector, q.shape[-1] = {d}", raw / math.sqrt(size)))
-                if out.shape == expected.shape and not torch.allclose(out.double(), expected.double(),
-                                                                       atol=1e-5, rtol=1e-4):
-                    found = diagnose(out, mistakes)
-                    factor = _constant_factor(out, raw)
-                    if found is None and factor is not None:
-                        fail(f"your scores are (q @ k^T) x {factor:.4g} = (q @ k^T) / sqrt"
-                             f"({1 / factor**2:.4g}); the factor should be 1/sqrt(d) = "
-                             f"{1 / math.sqrt(d):.4g}, with d = q.shape[-1] = {d}")
-                compare(out, expected, mistakes=mistakes,
-                        otherwise="the scores are wrong: expected q @ k^T / sqrt(d)")
-        return len(inputs)
-
-    return run_check("scaled scores", body)
-
-
-def _constant_factor(out: torch.Tensor, raw: torch.Tensor) -> float | None:
-    """c if ``out == c * raw`` (c > 0) to within 1e-4 relative, else None."""
-    big = raw.abs() > 1e-3
-    if not big.any() or not torch.isfinite(out).all():
-        return None
-    ratio = out.double()[big] / raw.double()[big]
-    c = ratio.median().item()
-    if c > 0 and torch.allclose(out.double(), c * raw.double(), atol=1e-5, rtol=1e-4):
-        return c
-    return None
 
 
 # --------------------------------------------------------------------------- attention
@@ -359,47 +200,6 @@ def _as_bool_mask(out: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
             fail(f"a {out.dtype} tensor with 0 where keys may be seen: return a bool tensor with "
                  "True = may attend")
     fail(f"expected a bool tensor (True = may attend), got dtype {out.dtype}")
-
-
-def check_causal_mask(fn) -> bool:
-    """Check ``fn(T_q, T_k) -> mask``: a bool (T_q, T_k) causal mask, True = may attend.
-
-    Lower-right aligned: the T_q queries are the LAST T_q positions of the T_k keys, so query i may
-    see keys 0 .. i + (T_k - T_q); with T_q == T_k this is the lower triangle, diagonal included.
-    Cases have T_q == T_k and T_q < T_k (a KV cache: one new query sees every key).
-    Diagnoses: flipped polarity, diagonal excluded, upper-left alignment, transposed, float/int mask.
-    """
-
-    def body():
-        sizes = [(4, 4), (1, 1), (3, 5), (1, 6), (2, 7)]
-        for T_q, T_k in sizes:
-            with case(f"T_q = {T_q}, T_k = {T_k}"):
-                expected = causal_mask(T_q, T_k)
-                out = tensor_output(call(fn, T_q, T_k))
-                ones = torch.ones(T_q, T_k, dtype=torch.bool)
-                mistakes = [
-                    ("the polarity is flipped: True must mean 'may attend' (the past and the "
-                     "query's own position)", ~expected),
-                    ("the future is allowed and the past blocked: True must mark keys at or "
-                     "before the query (a lower triangle)", torch.triu(ones, diagonal=T_k - T_q)),
-                    ("the diagonal is excluded: a query may attend to its own position (use <=, or "
-                     "torch.tril without diagonal=-1)", torch.tril(ones, diagonal=T_k - T_q - 1)),
-                    (f"the triangle is aligned to the upper-left: with fewer queries than keys the "
-                     f"queries are the LAST T_q positions, so query i sees keys 0 .. i + (T_k - T_q)"
-                     f" (torch.tril(..., diagonal=T_k - T_q) = diagonal={T_k - T_q})",
-                     torch.tril(ones)),
-                    ("upper-left aligned and without the diagonal: query i sees keys 0 .. i + "
-                     "(T_k - T_q), its own position included", torch.tril(ones, diagonal=-1)),
-                ]
-                if out.shape == (T_k, T_q) and T_q != T_k:
-                    fail(f"expected shape (T_q, T_k) = {shape_str((T_q, T_k))}, got "
-                         f"{shape_str(out.shape)}: rows are queries, columns keys")
-                if out.dtype != torch.bool and out.shape == expected.shape:
-                    _as_bool_mask(out, expected)
-                compare(out, expected, mistakes=mistakes, otherwise="the mask is wrong")
-        return len(sizes)
-
-    return run_check("causal mask", body)
 
 
 def check_padding_mask(fn) -> bool:
