@@ -14,13 +14,15 @@ re-exported here by name; ``python -m attnlib.checks`` lists them.
 from __future__ import annotations
 
 from ._core import CheckResult
-from .attention import (
+from .ch00_how_to_use import check_causal_mask, check_scaled_scores, check_softmax
+from .ch04_masking_context import (
     check_attention,
     check_attention_weights,
     check_causality,
+    check_combined_mask,
     check_padding_mask,
+    check_shift_targets,
 )
-from .ch00_how_to_use import check_causal_mask, check_scaled_scores, check_softmax
 from .decoder import (
     check_adjective_mass,
     check_block,
@@ -52,7 +54,6 @@ from .heads import (
     check_value_params,
     check_value_update,
 )
-from .masking import check_combined_mask, check_shift_targets
 from .scaling import check_logsumexp, check_stable_softmax_half, check_temperature_softmax
 
 __all__ = [

@@ -1,6 +1,6 @@
-"""Checkers for the core of attention: softmax, scaled scores, masks, attention itself, causality.
+"""Checkers for chapter 4 (masking and context): attention, causality, masks, shifted targets.
 
-Every checker prints ``✓ ...`` or ``✗ ...: diagnosis`` and returns True/False (see ``_core``).
+Every checker prints ``✓ ...`` or ``✗ ...: diagnosis`` and returns a silent verdict (``_core``).
 The reference is attnlib itself (:func:`attnlib.attention`, :func:`attnlib.causal_mask`,
 :func:`attnlib.padding_mask`, :func:`attnlib.softmax`). Conventions, as everywhere in the book:
 rows are queries, columns are keys; a bool mask reads True = may attend.
@@ -15,12 +15,14 @@ import torch
 from ..attention import attention, causal_mask, padding_mask
 from ._core import (
     Case,
+    Mistake,
+    TensorSpec,
     call,
     case,
+    checker,
     compare,
     fail,
     randn,
-    run_cases,
     run_check,
     shape_str,
     tensor_output,
@@ -29,6 +31,8 @@ from ._core import (
 __all__ = [
     "check_attention",
     "check_causality",
+    "check_combined_mask",
+    "check_shift_targets",
     "check_padding_mask",
     "check_attention_weights",
 ]
@@ -40,21 +44,31 @@ INF = float("inf")
 
 
 def _variant(q, k, v, mask=None, *, dim=-1, scale=None, transpose=False, flip=False, fill=-INF,
-             mode="fill", weights=False):
-    """attention with one deliberate mistake, computed in float64 (the diagnose catalogue)."""
-    q, k, v = q.double(), k.double(), v.double()
+             mode="fill", weights=False, values=None, one_max=False, after=False, hard=False):
+    """Attention with one deliberate mistake, computed in float64 (the mistakes below)."""
+    dtype = v.dtype
+    q, k, v = q.double(), k.double(), (v if values is None else values).double()
     d = q.shape[-1]
     s = (k @ q.transpose(-2, -1)) if transpose else (q @ k.transpose(-2, -1))
-    s = s * (1 / math.sqrt(d) if scale is None else scale)
+    if not after:
+        s = s * (1 / math.sqrt(d) if scale is None else scale)
     m = None if mask is None else (~mask if flip else mask)
     if m is not None and mode == "fill":
         s = s.masked_fill(~m, fill)
     elif m is not None and mode == "add":
         s = s + (~m).double() * fill
-    w = torch.softmax(s, dim=dim)
+    if one_max:
+        e = (s - s.max()).exp()
+        w = e / e.sum(dim=-1, keepdim=True)
+    elif hard:
+        w = torch.nn.functional.one_hot(s.argmax(-1), s.shape[-1]).double()
+    else:
+        w = torch.softmax(s, dim=dim)
+    if after:
+        w = w / math.sqrt(d)
     if m is not None and mode == "after":
         w = w * m
-    return w if weights else w @ v
+    return (w if weights else w @ v).to(dtype)
 
 
 _FINITE_FILL = (
@@ -64,47 +78,69 @@ _FINITE_FILL = (
 )
 
 
-def _attention_mistakes(q, k, v, mask):
-    # the -1e4 variants come first: in the float16 case they differ from the correct answer only
-    # (a flipped mask is caught by an earlier case)
-    d = q.shape[-1]
-    out = [
-        ("the weights do not sum to 1 over the keys - did you take the softmax over dim=-2 (the "
-         "queries) instead of dim=-1 (the keys)?", lambda: _variant(q, k, v, mask, dim=-2)),
-        (f"you forgot to scale the scores by 1/sqrt(d) (d = q.shape[-1] = {d})",
-         lambda: _variant(q, k, v, mask, scale=1.0)),
-        (f"you divided the scores by d = {d} instead of sqrt(d) = {math.sqrt(d):g}",
-         lambda: _variant(q, k, v, mask, scale=1 / d)),
-        ("you computed k @ q^T, a transposed grid: the scores are q @ k.transpose(-2, -1), rows = "
-         "queries, columns = keys", lambda: _variant(q, k, v, mask, transpose=True)),
-        ("you returned the attention weights (..., T_q, T_k); the output is weights @ v, of shape "
-         "(..., T_q, d_v)", lambda: _variant(q, k, v, mask, weights=True)),
-        ("you averaged the keys (weights @ k); the output averages the values, weights @ v",
-         lambda: _variant(q, k, k, mask)),
-    ]
-    for what, size in (("v.shape[-1] (d_v)", v.shape[-1]), ("q.shape[-2] (T_q)", q.shape[-2]),
-                       ("k.shape[-2] (T_k)", k.shape[-2])):
-        if size != d:
-            out.append((f"you scaled by 1/sqrt({what} = {size}); d is the size of the queries and "
-                        f"keys, q.shape[-1] = {d}",
-                        lambda size=size: _variant(q, k, v, mask, scale=1 / math.sqrt(size))))
-    if mask is not None:
-        out += [
-            (_FINITE_FILL, lambda: _variant(q, k, v, mask, fill=-1e4)),
-            (_FINITE_FILL, lambda: _variant(q, k, v, mask, fill=-1e4, mode="add")),
-            ("your mask's polarity is flipped: True means 'may attend', so block the positions "
-             "where the mask is False, e.g. scores.masked_fill(~mask, float('-inf'))",
-             lambda: _variant(q, k, v, mask, flip=True)),
-            ("you ignored the mask: the masked keys still get weight",
-             lambda: _variant(q, k, v)),
-            ("you applied the mask after the softmax, so the remaining weights no longer sum to 1; "
-             "mask the scores (set them to -inf) before the softmax",
-             lambda: _variant(q, k, v, mask, mode="after")),
-            ("masked scores were set to 0 (filled with 0 or multiplied by the mask), but exp(0) = 1 "
-             "still gives those keys weight; fill them with float('-inf')",
-             lambda: _variant(q, k, v, mask, fill=0.0)),
-        ]
-    return out
+def _masked(q, k, v, mask):
+    return mask is not None
+
+
+def _differs(size_of):
+    return lambda q, k, v, mask=None: size_of(q, k, v) != q.shape[-1]
+
+
+ATTENTION_MISTAKES = [
+    # the ones only the float16 case and the far-apart rows reveal come first
+    Mistake(_FINITE_FILL, lambda q, k, v, mask=None: _variant(q, k, v, mask, fill=-1e4),
+            when=_masked),
+    Mistake(_FINITE_FILL, lambda q, k, v, mask=None: _variant(q, k, v, mask, fill=-1e4,
+                                                              mode="add"), when=_masked),
+    Mistake("you subtracted one max for the whole tensor before exp: a query whose scores are far "
+            "below the largest score anywhere underflows to 0 / 0 = nan. Subtract each row's own "
+            "max (amax(dim=-1, keepdim=True)), or use torch.softmax",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, one_max=True)),
+    Mistake("the weights do not sum to 1 over the keys - you took the softmax over dim=-2 (the "
+            "queries); take it over dim=-1 (the keys)",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, dim=-2)),
+    Mistake("you forgot to scale the scores by 1/sqrt(d), d = q.shape[-1]",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, scale=1.0)),
+    Mistake("you divided the scores by d instead of sqrt(d) (d = q.shape[-1])",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, scale=1 / q.shape[-1])),
+    Mistake("you divided by an integer square root (int(d ** 0.5) or math.isqrt(d)); d need not "
+            "be a perfect square: use math.sqrt(d)",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, scale=1 / math.isqrt(q.shape[-1])),
+            when=lambda q, k, v, mask=None: math.isqrt(q.shape[-1]) ** 2 != q.shape[-1]),
+    Mistake("you scaled after the softmax (weights / sqrt(d)): the scale divides the SCORES, "
+            "before the softmax, so that the weights still sum to 1",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, after=True)),
+    Mistake("you computed k @ q^T, a transposed grid: the scores are q @ k.transpose(-2, -1), rows "
+            "= queries, columns = keys", lambda q, k, v, mask=None: _variant(q, k, v, mask,
+                                                                              transpose=True)),
+    Mistake("you returned the attention weights (..., T_q, T_k); the output is weights @ v, of "
+            "shape (..., T_q, d_v)", lambda q, k, v, mask=None: _variant(q, k, v, mask,
+                                                                          weights=True)),
+    Mistake("you averaged the keys (weights @ k); the output averages the values, weights @ v",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, values=k)),
+    Mistake("you took a hard argmax (one-hot weights) instead of the softmax: every key gets "
+            "weight exp(score) / sum of exp over the row",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, hard=True)),
+    Mistake("you scaled by 1/sqrt(d_v) (v.shape[-1]); d is the size of the queries and keys, "
+            "q.shape[-1]", lambda q, k, v, mask=None: _variant(q, k, v, mask,
+                                                               scale=1 / math.sqrt(v.shape[-1])),
+            when=_differs(lambda q, k, v: v.shape[-1])),
+    Mistake("you scaled by 1/sqrt(T_k), the number of keys; d is the size of the queries and keys, "
+            "q.shape[-1]", lambda q, k, v, mask=None: _variant(q, k, v, mask,
+                                                               scale=1 / math.sqrt(k.shape[-2])),
+            when=_differs(lambda q, k, v: k.shape[-2])),
+    Mistake("your mask's polarity is flipped: True means 'may attend', so block the positions "
+            "where the mask is False, e.g. scores.masked_fill(~mask, float('-inf'))",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, flip=True), when=_masked),
+    Mistake("you ignored the mask: the masked keys still get weight",
+            lambda q, k, v, mask=None: _variant(q, k, v), when=_masked),
+    Mistake("you applied the mask after the softmax, so the remaining weights no longer sum to 1; "
+            "mask the scores (set them to -inf) before the softmax",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, mode="after"), when=_masked),
+    Mistake("masked scores were set to 0 (filled with 0 or multiplied by the mask), but exp(0) = 1 "
+            "still gives those keys weight; fill them with float('-inf')",
+            lambda q, k, v, mask=None: _variant(q, k, v, mask, fill=0.0), when=_masked),
+]
 
 
 def _fp16_large_scores():
@@ -125,61 +161,64 @@ def _fp16_large_scores():
     return q.half(), k.half(), v.half(), mask
 
 
-def check_attention(fn) -> bool:
-    """Check ``fn(q, k, v, mask=None) -> output``: scaled dot-product attention.
+def _attention_reference(q, k, v, mask=None):
+    return attention(q, k, v, mask, return_weights=True)[0]
 
-    Shapes: q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v) -> output (..., T_q, d_v), any
-    number of batch dims. ``mask`` is None or a bool tensor broadcastable to (..., T_q, T_k),
-    True = may attend. Returning ``(output, weights)`` is accepted too (the first item is checked).
-    The cases: no mask; T_q != T_k with heads; a bool mask; a causal (T, T) mask broadcast over
-    batch and heads; a (B, 1, 1, T_k) padding mask; a float16 case with large scores. Every
-    mask row keeps at least one key (fully masked rows are a convention, not checked here).
-    Diagnoses: softmax over the wrong axis, missing or wrong scale, k @ q^T, returning the weights,
-    flipped mask polarity, ignored mask, mask applied after the softmax, masked scores set to 0,
-    a finite fill such as -1e4 that large scores defeat (and -1e9, which float16 cannot hold).
 
-    What float16 can and cannot reveal: ``scores.masked_fill(~mask, -1e9)`` on float16 scores raises
-    (the value does not fit), which is diagnosed; ``scores + (~mask) * -1e9`` silently becomes -inf
-    in float16 (or float32 by type promotion) and masks correctly, so it passes; -1e4 masks fine
-    with ordinary scores and fails only when the real scores are about -1e4 or below (or the masked
-    ones large), which the float16 case arranges.
-    """
+def _attention_cases():
+    g = torch.Generator().manual_seed(7)
+    rnd = torch.rand(4, 5, generator=g) > 0.5
+    rnd[:, 0] = True  # every row keeps a key and blocks one, in both polarities
+    rnd[:, 1] = False
+    dead = causal_mask(4, 6).clone()
+    dead[2] = False  # query 2 may see nothing: its output is a convention, not checked
+    far = randn(2, 3, 10, seed=35)
+    far[:, 0] *= 3000.0  # query 0's scores are in the thousands, query 2's near 0
+    far[:, 2] *= 0.01
+    inputs = [
+        ("batch 2, 4 tokens, d = 10, d_v = 3, no mask",
+         randn(2, 4, 10, seed=20), randn(2, 4, 10, seed=21), randn(2, 4, 3, seed=22), None),
+        ("2 heads, 3 queries, 6 keys, d = 6, no mask",
+         randn(2, 2, 3, 6, seed=23), randn(2, 2, 6, 6, seed=24), randn(2, 2, 6, 5, seed=25), None),
+        ("a bool mask (4 queries x 5 keys)",
+         randn(2, 4, 10, seed=26), randn(2, 5, 10, seed=27), randn(2, 5, 3, seed=28), rnd),
+        ("causal mask (5, 5) broadcast over batch and heads",
+         randn(2, 2, 5, 7, seed=29), randn(2, 2, 5, 7, seed=30), randn(2, 2, 5, 4, seed=31),
+         causal_mask(5)),
+        ("padding mask (B, 1, 1, T_k), lengths [5, 3]",
+         randn(2, 2, 4, 8, seed=32), randn(2, 2, 5, 8, seed=33), randn(2, 2, 5, 4, seed=34),
+         padding_mask([5, 3], 5)),
+        ("queries of very different scale (scores in the thousands and near 0)",
+         far, randn(2, 5, 10, seed=36), randn(2, 5, 3, seed=37), None),
+        ("float16 with large scores", *_fp16_large_scores()),
+        ("a fully masked row (query 2 sees no key; its output is not checked)",
+         randn(4, 6, seed=38), randn(6, 6, seed=39), randn(6, 2, seed=40), dead),
+    ]
+    cases = []
+    for name, q, k, v, mask in inputs:
+        kwargs = {} if mask is None else {"mask": mask}
+        post = None
+        if mask is not None and not mask.any(-1).all():
+            live = mask.any(-1, keepdim=True)
+            def post(out, live=live):
+                return out.double().masked_fill(~live, 0.0)
+        expected = _attention_reference(q, k, v, mask)
+        if post is not None:
+            expected = post(expected)
+        cases.append(Case(name, (q, k, v), expected, kwargs=kwargs, post=post))
+    return cases
 
-    def body():
-        g = torch.Generator().manual_seed(7)
-        rnd = torch.rand(4, 5, generator=g) > 0.5
-        rnd[:, 0] = True  # every row keeps a key and blocks one, in both polarities
-        rnd[:, 1] = False
-        pad = padding_mask([5, 3], 5)
-        inputs = [
-            ("batch 2, 4 tokens, d = 16, d_v = 3, no mask",
-             randn(2, 4, 16, seed=20), randn(2, 4, 16, seed=21), randn(2, 4, 3, seed=22), None),
-            ("2 heads, 3 queries, 6 keys, no mask",
-             randn(2, 2, 3, 8, seed=23), randn(2, 2, 6, 8, seed=24), randn(2, 2, 6, 5, seed=25), None),
-            ("a bool mask (4 queries x 5 keys)",
-             randn(2, 4, 16, seed=26), randn(2, 5, 16, seed=27), randn(2, 5, 3, seed=28), rnd),
-            ("causal mask (5, 5) broadcast over batch and heads",
-             randn(2, 2, 5, 8, seed=29), randn(2, 2, 5, 8, seed=30), randn(2, 2, 5, 4, seed=31),
-             causal_mask(5)),
-            ("padding mask (B, 1, 1, T_k), lengths [5, 3]",
-             randn(2, 2, 4, 8, seed=32), randn(2, 2, 5, 8, seed=33), randn(2, 2, 5, 4, seed=34), pad),
-            ("float16 with large scores", *_fp16_large_scores()),
-        ]
-        cases = []
-        for name, q, k, v, mask in inputs:
-            expected = attention(q, k, v, mask, return_weights=True)[0]
-            cases.append(Case(
-                name, (q, k, v), expected, kwargs={} if mask is None else {"mask": mask},
-                mistakes=_attention_mistakes(q, k, v, mask),
-                otherwise="the output is wrong: expected softmax(q @ k^T / sqrt(d), masked) @ v",
-                nonfinite=("your output contains nan/inf - is a whole row masked (mask polarity: "
-                           "True = may attend)? Or did the scores overflow?"),
-            ))
-        return run_cases(fn, cases, allow_tuple=True, hint=(
-            "shapes: q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v); scores = q @ "
-            "k.transpose(-2, -1) is (..., T_q, T_k); the mask (True = may attend) broadcasts to it"))
 
-    return run_check("attention", body)
+@checker(TensorSpec(
+    "attention", _attention_cases, ATTENTION_MISTAKES, reference=_attention_reference,
+    allow_tuple=True, layout="(..., T_q, d_v)",
+    otherwise="the output is wrong: expected softmax(q @ k^T / sqrt(d), masked) @ v",
+    nonfinite=("your output contains nan/inf - is a whole row masked (mask polarity: True = may "
+               "attend)? Or did the scores overflow?"),
+    hint=("shapes: q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v); scores = q @ "
+          "k.transpose(-2, -1) is (..., T_q, T_k); the mask (True = may attend) broadcasts to it")))
+def check_attention(fn):
+    """Check fn(q, k, v, mask=None) -> scaled dot-product attention, (..., T_q, d_v)."""
 
 
 # --------------------------------------------------------------------------- masks
@@ -404,3 +443,106 @@ def check_attention_weights(weights, mask=None) -> bool:
         return 4 if m is None else 5
 
     return run_check("attention weights", body, unit="checks")
+
+
+# --------------------------------------------------------------------------- chapter 4 exercises
+
+
+def _shift(ids):
+    return ids[..., :-1], ids[..., 1:]
+
+
+SHIFT_MISTAKES = [
+    Mistake("there is no shift: the target of each position is the NEXT token, so targets = "
+            "ids[..., 1:] and inputs = ids[..., :-1]", lambda ids: (ids, ids)),
+    Mistake("inputs and targets are swapped: the inputs are the first T - 1 tokens (ids[..., :-1]) "
+            "and the targets the last T - 1 (ids[..., 1:]); the model predicts the future from the "
+            "past", lambda ids: _shift(ids)[::-1]),
+    Mistake("you shifted along the batch dim (rows are sequences): shift along the last dim, "
+            "ids[..., :-1] and ids[..., 1:]", lambda ids: (ids[:-1], ids[1:]),
+            when=lambda ids: ids.ndim == 2 and ids.shape[0] > 1),
+    Mistake("torch.roll wraps around: the last target is then the FIRST token, which does not "
+            "follow; drop the last input instead, inputs = ids[..., :-1], targets = ids[..., 1:]",
+            lambda ids: (ids, torch.roll(ids, -1, dims=-1))),
+    Mistake("you shifted by two; the target is the very next token, ids[..., 1:]",
+            lambda ids: (ids[..., :-2], ids[..., 2:]), when=lambda ids: ids.shape[-1] > 2),
+    Mistake("you kept only the last position's target; every position predicts its next token, "
+            "targets = ids[..., 1:]", lambda ids: (ids[..., :-1], ids[..., -1:]),
+            when=lambda ids: ids.shape[-1] > 2),
+]
+
+
+def _shift_cases():
+    inputs = [("one sequence of 6", torch.tensor([5, 1, 4, 1, 5, 9])),
+              ("a batch of 3 x 4", torch.tensor([[1, 2, 3, 4], [9, 8, 7, 6], [0, 3, 0, 3]])),
+              ("two tokens", torch.tensor([7, 2])),
+              ("2 windows of 9 tokens", torch.randint(0, 50, (2, 9),
+                                                      generator=torch.Generator().manual_seed(3)))]
+    return [Case(name, (ids,), _shift(ids)) for name, ids in inputs]
+
+
+SHIFT_SPEC = TensorSpec(
+    "next-token inputs and targets", _shift_cases, SHIFT_MISTAKES, outputs=("inputs", "targets"),
+    reference=_shift, hint="fn(ids) returns a tuple (inputs, targets)",
+    otherwise="wrong pairs: target t must be the token that follows input t "
+              "(inputs = ids[..., :-1], targets = ids[..., 1:])")
+
+
+@checker(SHIFT_SPEC)
+def check_shift_targets(fn):
+    """Check fn(ids) -> (inputs, targets): each position paired with the token that follows it."""
+
+
+def check_combined_mask(fn) -> bool:
+    """Check ``fn(lengths, T) -> mask``: causal AND key padding, a bool (B, 1, T, T) mask.
+
+    Query i of sequence b may attend to key j when j <= i (causal) and j < lengths[b] (a real
+    token, not padding). Rows of padded queries may either follow the same rule or be masked
+    entirely (their outputs are never used): both are accepted. (With right padding and a causal
+    mask a real query never reaches a padded key anyway, so masking the padded query rows alone is
+    also right here.) Diagnoses: OR instead of AND, only one of the two masks, flipped polarity, a
+    float mask, a mask that does not broadcast to (B, 1, T, T).
+    """
+
+    def body():
+        inputs = [([4, 2, 1], 4), ([5, 5], 5), ([3], 5)]
+        for lengths, T in inputs:
+            with case(f"lengths {lengths}, T = {T}"):
+                lt = torch.tensor(lengths)
+                B = len(lengths)
+                causal = causal_mask(T)  # (T, T)
+                pad = padding_mask(lt, T)  # (B, 1, 1, T)
+                expected = causal & pad  # (B, 1, T, T)
+                rows = pad.transpose(-1, -2)  # (B, 1, T, 1): real queries
+                also_rows = expected & rows
+                out = tensor_output(call(fn, lt, T, hint=(
+                    "combine attnlib.causal_mask(T) (T, T) and attnlib.padding_mask(lengths, T) "
+                    "(B, 1, 1, T) with &")))
+                try:
+                    out = out.expand(B, 1, T, T) if out.ndim <= 4 else out
+                except RuntimeError:
+                    fail(f"your mask of shape {shape_str(out.shape)} does not broadcast to "
+                         f"(B, 1, T, T) = {shape_str((B, 1, T, T))}")
+                if out.shape != (B, 1, T, T):
+                    fail(f"expected a mask broadcastable to (B, 1, T, T) = {shape_str((B, 1, T, T))}, "
+                         f"got {shape_str(out.shape)}")
+                if out.dtype != torch.bool:
+                    fail(f"expected a bool mask (True = may attend), got dtype {out.dtype}")
+                if torch.equal(out, expected) or torch.equal(out, also_rows):
+                    continue
+                wrong = [
+                    ("the polarity is flipped: True must mean 'may attend'", ~expected),
+                    ("you combined with OR (|): a key must pass BOTH masks, so use &",
+                     causal | pad),
+                    ("the padding is missing: keys at positions >= length must be blocked too",
+                     causal.expand(B, 1, T, T)),
+                    ("the causal part is missing: query i must not see keys after position i",
+                     pad.expand(B, 1, T, T)),
+                ]
+                for message, w in wrong:
+                    if torch.equal(out, w.expand(B, 1, T, T)):
+                        fail(message)
+                fail("the mask is wrong: expected causal_mask(T) & padding_mask(lengths, T)")
+        return len(inputs)
+
+    return run_check("combined mask", body)
