@@ -23,6 +23,19 @@ from .ch04_masking_context import (
     check_padding_mask,
     check_shift_targets,
 )
+from .ch05_values import check_projection, check_value_params, check_value_update
+from .ch06_one_head import check_head, check_head_params, check_leak_detector
+from .ch07_multihead import (
+    check_merge_heads,
+    check_multihead,
+    check_param_count,
+    check_split_heads,
+)
+from .ch08_cross_attention import (
+    check_alignment_accuracy,
+    check_cross_attention,
+    check_cross_attention_mask,
+)
 from .decoder import (
     check_adjective_mass,
     check_block,
@@ -39,21 +52,6 @@ from .efficiency import (
 )
 from .embeddings import check_cosine_similarity, check_embedding_lookup, check_positional_encoding
 from .grid import check_qk_parameters, check_score_grid, check_verb_head
-from .heads import (
-    check_alignment_accuracy,
-    check_cross_attention,
-    check_cross_attention_mask,
-    check_head,
-    check_head_params,
-    check_leak_detector,
-    check_merge_heads,
-    check_multihead,
-    check_param_count,
-    check_projection,
-    check_split_heads,
-    check_value_params,
-    check_value_update,
-)
 from .scaling import check_logsumexp, check_stable_softmax_half, check_temperature_softmax
 
 __all__ = [
