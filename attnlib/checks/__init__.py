@@ -15,6 +15,17 @@ from __future__ import annotations
 
 from ._core import CheckResult
 from .ch00_how_to_use import check_causal_mask, check_scaled_scores, check_softmax
+from .ch01_tokens_embeddings import (
+    check_cosine_similarity,
+    check_embedding_lookup,
+    check_positional_encoding,
+)
+from .ch02_queries_keys import check_qk_parameters, check_score_grid, check_verb_head
+from .ch03_softmax_scaling import (
+    check_logsumexp,
+    check_stable_softmax_half,
+    check_temperature_softmax,
+)
 from .ch04_masking_context import (
     check_attention,
     check_attention_weights,
@@ -50,9 +61,6 @@ from .efficiency import (
     check_sliding_window_mask,
     check_window_count,
 )
-from .embeddings import check_cosine_similarity, check_embedding_lookup, check_positional_encoding
-from .grid import check_qk_parameters, check_score_grid, check_verb_head
-from .scaling import check_logsumexp, check_stable_softmax_half, check_temperature_softmax
 
 __all__ = [
     "CheckResult",

@@ -393,11 +393,13 @@ def diagnose(actual: torch.Tensor, mistakes: Iterable[Any], atol: float = 1e-5,
     """The message of the first known mistake whose output ``actual`` matches, else None."""
     for m in mistakes:
         wrong = _wrong_output(m, args, kwargs)
-        if convert is not None and wrong is not None:
+        if convert is not None and isinstance(wrong, torch.Tensor):
             try:
-                wrong = convert(wrong)
+                converted = convert(wrong)
             except Exception:  # noqa: BLE001 - e.g. a wrong shape the conversion cannot take
-                continue
+                converted = None
+            if isinstance(converted, torch.Tensor) and converted.shape == wrong.shape:
+                wrong = converted
         if isinstance(wrong, torch.Tensor) and (
                 close(actual, wrong.detach().cpu(), atol, rtol)
                 or close(_nan_as_zero(actual), _nan_as_zero(wrong.detach().cpu()), atol, rtol)):
@@ -574,6 +576,17 @@ class TensorSpec:
     unit: str = "cases"
     reference: Callable | None = None  # a correct answer with the reader's signature (for tests)
     explain: Callable[[torch.Tensor, Case], str | None] | None = None
+    dtype_message: str | None = None  # set: the answer must keep the expected dtype
+
+    def _dtype(self, out: torch.Tensor, c: Case, mistakes: Sequence[Any]) -> None:
+        tol = default_tolerance(c.expected.dtype)
+        if close(out.double(), c.expected.double(), *tol):
+            fail(f"right values, but dtype {out.dtype} where {c.expected.dtype} was expected: "
+                 f"{self.dtype_message}")
+        found = diagnose(out, mistakes, *tol, c.args, c.kwargs)
+        if found:
+            fail(found)
+        fail(f"expected dtype {c.expected.dtype}, got {out.dtype}: {self.dtype_message}")
 
     def check_case(self, fn: Callable, c: Case, seen: list[tuple[Case, Any]]) -> None:
         out = _as_outputs(call(fn, *c.args, hint=self.hint, **c.kwargs), self.outputs,
@@ -598,6 +611,9 @@ class TensorSpec:
                     if found:
                         fail(found)
                     raise
+
+            if self.dtype_message is not None and out.dtype != c.expected.dtype:
+                self._dtype(out, c, mistakes)
 
             def explain(o, c=c):
                 found = self.explain(o, c) if self.explain is not None else None
