@@ -27,7 +27,7 @@ def run(capsys, checker, *args, **kwargs):
     """Run a checker; return (its verdict, its printed output)."""
     ok = checker(*args, **kwargs)
     out = capsys.readouterr().out
-    assert isinstance(ok, bool)
+    assert isinstance(ok, checks.CheckResult)
     assert out.count("\n") >= 1
     return ok, out
 
@@ -55,7 +55,7 @@ def stub(*args, **kwargs):
 
 
 def test_package_reexports_every_public_module():
-    expected = set()
+    expected = {"CheckResult"}
     for info in pkgutil.iter_modules(checks.__path__):
         if info.name.startswith("_"):
             continue
@@ -83,7 +83,7 @@ def test_core_run_check_and_call(capsys):
         _core.call(stub, torch.zeros(1))
         return 1
 
-    assert _core.run_check("demo", body) is False
+    assert not _core.run_check("demo", body)
     assert "not implemented yet" in capsys.readouterr().out
 
     def in_a_case():
@@ -91,30 +91,36 @@ def test_core_run_check_and_call(capsys):
             _core.call(stub)
         return 1
 
-    assert _core.run_check("demo", in_a_case) is False
+    assert not _core.run_check("demo", in_a_case)
     assert capsys.readouterr().out.startswith("✗ demo: not implemented yet: fill in the TODO")
 
     def boom(x):
         raise ValueError("bad input")
 
-    assert _core.run_check("demo", lambda: _core.call(boom, 1)) is False
+    assert not _core.run_check("demo", lambda: _core.call(boom, 1))
     out = capsys.readouterr().out
     assert "ValueError" in out and "bad input" in out
 
-    assert _core.run_check("demo", lambda: 3) is True
+    assert _core.run_check("demo", lambda: 3)
     assert capsys.readouterr().out == "✓ demo: all 3 cases passed\n"
 
     def buggy():
         raise KeyError("oops")
 
-    assert _core.run_check("demo", buggy) is False  # even a checker bug does not raise
+    assert not _core.run_check("demo", buggy)  # even a checker bug does not raise
     assert "unexpected KeyError" in capsys.readouterr().out
 
 
-def test_core_call_copies_inputs():
+def test_core_call_names_an_in_place_edit_and_keeps_the_input():
     x = torch.ones(3)
-    _core.call(lambda t: t.mul_(5), x)
+
+    def scale(scores):
+        return scores.mul_(5)
+
+    with pytest.raises(_core.CheckFailure, match="changed its input `scores` in place"):
+        _core.call(scale, x)
     assert torch.equal(x, torch.ones(3))
+    assert _core.call(lambda t: t * 5, x).sum().item() == 15
 
 
 def test_core_tensor_output_and_compare():
@@ -156,7 +162,7 @@ def test_softmax_accepts_correct(capsys, fn):
 
 
 @pytest.mark.parametrize("fn, words", [
-    (lambda x: torch.softmax(x, dim=-2), ["dim=-2", "query axis"]),
+    (lambda x: torch.softmax(x, dim=-2), ["dim=-2", "the queries"]),
     (lambda x: torch.softmax(x, dim=0), ["do not sum to 1", "dim="]),
     (lambda x: x.exp() / x.exp().sum(dim=-1, keepdim=True), ["nan", "max", "overflow"]),
     (lambda x: x.exp(), ["without normalising"]),
@@ -220,9 +226,9 @@ def test_scaled_scores_accepts_correct(capsys, fn):
     (lambda q, k: q @ k.mT / q.shape[-1], ["divided by d"]),
     (lambda q, k: q @ k.mT * math.sqrt(q.shape[-1]), ["multiplied by sqrt(d)"]),
     (lambda q, k: k @ q.mT / math.sqrt(q.shape[-1]), ["k @ q^T", "transposed"]),
-    (lambda q, k: q @ k.mT / math.sqrt(q.shape[-2]), ["sqrt(4)", "q.shape[-1]"]),
+    (lambda q, k: q @ k.mT / math.sqrt(q.shape[-2]), ["sqrt(T_q)", "q.shape[-1]"]),
     (lambda q, k: q @ k.mT / 8, ["sqrt(64)", "1/sqrt(d)"]),  # e.g. a global d_model = 64
-    (lambda q, k: q @ k.mT / 4, ["sqrt(16)", "q.shape[-1] = 9"]),  # hard-coded for the first case's d = 16
+    (lambda q, k: q @ k.mT / 4, ["sqrt(16)", "q.shape[-1] = 10"]),  # hard-coded for a d = 16
     (lambda q, k: q @ k.transpose(0, 1) / math.sqrt(q.shape[-1]), ["raised", "transpose(-2, -1)"]),
 ])
 def test_scaled_scores_diagnoses(capsys, fn, words):
@@ -317,7 +323,7 @@ def test_attention_diagnoses_wrong_size_and_wrong_tensor(capsys):
     def averages_keys(q, k, v, mask=None):
         return torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), -1) @ k
 
-    fails(capsys, checks.check_attention, scaled_by_dv, words=["d_v", "q.shape[-1] = 16"])
+    fails(capsys, checks.check_attention, scaled_by_dv, words=["d_v", "q.shape[-1]"])
     fails(capsys, checks.check_attention, averages_keys, words=["averaged the keys", "weights @ v"])
     no_mask_arg = lambda q, k, v: attnlib.attention(q, k, v)  # noqa: E731
     fails(capsys, checks.check_attention, no_mask_arg, words=["unexpected keyword", "signature"])
@@ -361,12 +367,12 @@ def tril(T_q, T_k, diagonal):
 @pytest.mark.parametrize("fn, words", [
     (lambda a, b: ~tril(a, b, b - a), ["polarity is flipped"]),
     (lambda a, b: torch.ones(a, b, dtype=torch.bool).triu(b - a), ["future is allowed"]),
-    (lambda a, b: tril(a, b, b - a - 1), ["diagonal is excluded"]),
+    (lambda a, b: tril(a, b, b - a - 1), ["diagonal is hidden"]),
     (lambda a, b: tril(a, b, 0), ["upper-left", "T_k - T_q"]),
     (lambda a, b: tril(a, b, b - a).float(), ["bool", "float32"]),
     (lambda a, b: tril(a, b, b - a).long(), ["bool", "int64"]),
     (lambda a, b: torch.zeros(a, b).masked_fill(~tril(a, b, b - a), -INF), ["additive float mask"]),
-    (lambda a, b: tril(b, a, a - b), ["rows are queries"]),
+    (lambda a, b: tril(b, a, a - b), ["rows must be queries"]),
 ])
 def test_causal_mask_diagnoses(capsys, fn, words):
     fails(capsys, checks.check_causal_mask, fn, words=words)

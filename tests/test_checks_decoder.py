@@ -17,7 +17,7 @@ INF = float("inf")
 def run(capsys, checker, fn):
     ok = checker(fn)
     out = capsys.readouterr().out
-    assert isinstance(ok, bool) and out.strip(), out
+    assert isinstance(ok, checks.CheckResult) and out.strip(), out
     return ok, out
 
 

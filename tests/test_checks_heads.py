@@ -76,7 +76,7 @@ def test_value_params(capsys):
     passes(capsys, checks.check_value_params, lambda d, dh: [torch.tensor(d**2), d * dh + dh * d])
     fails_with(capsys, checks.check_value_params, lambda d, dh: (d * d, d * dh), "one of the two factors")
     fails_with(capsys, checks.check_value_params, lambda d, dh: (d * dh, 2 * d * dh), "full map")
-    fails_with(capsys, checks.check_value_params, lambda d, dh: d * d, "two numbers")
+    fails_with(capsys, checks.check_value_params, lambda d, dh: d * d, "2 numbers")
 
 
 # ---------------------------------------------------------------- chapter 6
@@ -104,7 +104,7 @@ def test_head(capsys):
     fails_with(capsys, checks.check_head, lambda x, *W: head_matmul(x, *W, scale=1 / math.sqrt(x.shape[-1])),
                "sqrt(d_model)")
     fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, dim=-2), "wrong axis")
-    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, causal=False), "future")
+    fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, causal=False), "no causal mask")
     fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, swap=True), "swapped")
     fails_with(capsys, checks.check_head, lambda *a: head_matmul(*a, up=False), "forgot value-up")
     fails_with(capsys, checks.check_head, lambda x, *W: x + head_sdpa(x, *W), "change only")

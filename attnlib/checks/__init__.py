@@ -1,43 +1,93 @@
-"""Exercise checkers: ``attnlib.checks.check_*(your_function)`` prints ✓ or a diagnosis.
+"""Exercise checkers: ``attnlib.checks.check_*(your_answer)`` prints ✓ or a diagnosis.
 
-Every checker takes the reader's function (or tensor), runs it on several seeded cases including
-edge cases, compares with attnlib's reference, prints one line - ``✓ name: all N cases passed`` or
-``✗ name: <what is wrong and the likely cause>`` - and returns True or False. A checker never
-raises because of the reader's code: a stub that raises ``NotImplementedError`` reads "not
-implemented yet", and any other exception is shown with a hint.
+Every checker runs the reader's answer on seeded cases chosen to defeat shortcuts, compares it
+with attnlib's reference, prints one line - ``✓ name: all N cases passed`` or ``✗ name: <what is
+wrong and what to look at>`` - and returns a result that is truthy when the answer is right and
+displays nothing in a notebook. A checker never raises because of the reader's code (see
+``attnlib.checks._core`` for the framework: known mistakes as data, in-place, shape and causality
+probes, one converter for numeric answers).
 
-How the package is assembled (so adding checkers needs no edit here): on import, every module of
-this package whose name does not start with ``_`` is imported and the names in its ``__all__`` are
-re-exported here. To add checkers, create ``attnlib/checks/<topic>.py`` with an ``__all__`` listing
-its public checkers, and build them on the helpers in ``attnlib/checks/_core.py``. A module without
-``__all__``, or two modules exporting the same name, is an error reported at import time.
+The checkers live in one module per chapter (``ch04_masking_context`` serves chapter 4) and are
+re-exported here by name; ``python -m attnlib.checks`` lists them.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from ._core import CheckResult
+from .ch00_how_to_use import check_causal_mask, check_scaled_scores, check_softmax
+from .ch01_tokens_embeddings import (
+    check_cosine_similarity,
+    check_embedding_lookup,
+    check_positional_encoding,
+)
+from .ch02_queries_keys import check_qk_parameters, check_score_grid, check_verb_head
+from .ch03_softmax_scaling import (
+    check_logsumexp,
+    check_stable_softmax_half,
+    check_temperature_softmax,
+)
+from .ch04_masking_context import (
+    check_attention,
+    check_attention_weights,
+    check_causality,
+    check_combined_mask,
+    check_padding_mask,
+    check_shift_targets,
+)
+from .ch05_values import check_projection, check_value_params, check_value_update
+from .ch06_one_head import check_head, check_head_params, check_leak_detector
+from .ch07_multihead import (
+    check_merge_heads,
+    check_multihead,
+    check_param_count,
+    check_split_heads,
+)
+from .ch08_cross_attention import (
+    check_alignment_accuracy,
+    check_cross_attention,
+    check_cross_attention_mask,
+)
+from .decoder import (
+    check_adjective_mass,
+    check_block,
+    check_block_parameters,
+    check_layernorm,
+    check_next_token_targets,
+    check_top_k,
+)
+from .efficiency import (
+    check_online_softmax,
+    check_pattern_memory,
+    check_sliding_window_mask,
+    check_window_count,
+)
 
-__all__: list[str] = []
-
-
-def _collect() -> None:
-    origin: dict[str, str] = {}  # exported name -> module that provides it
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        names = getattr(module, "__all__", None)
-        if names is None:
-            raise ImportError(f"attnlib.checks.{info.name} must define __all__ (the checkers it exports)")
-        for name in names:
-            if name in origin:
-                raise ImportError(
-                    f"attnlib.checks: {name!r} is exported by both {origin[name]} and {info.name}"
-                )
-            origin[name] = info.name
-            globals()[name] = getattr(module, name)
-            __all__.append(name)
-
-
-_collect()
+__all__ = [
+    "CheckResult",
+    # chapter 0
+    "check_softmax", "check_scaled_scores", "check_causal_mask",
+    # chapter 1
+    "check_embedding_lookup", "check_cosine_similarity", "check_positional_encoding",
+    # chapter 2
+    "check_score_grid", "check_verb_head", "check_qk_parameters",
+    # chapter 3
+    "check_temperature_softmax", "check_stable_softmax_half", "check_logsumexp",
+    # chapter 4
+    "check_attention", "check_causality", "check_combined_mask", "check_shift_targets",
+    "check_padding_mask", "check_attention_weights",
+    # chapter 5
+    "check_value_update", "check_projection", "check_value_params",
+    # chapter 6
+    "check_head", "check_head_params", "check_leak_detector",
+    # chapter 7
+    "check_split_heads", "check_merge_heads", "check_multihead", "check_param_count",
+    # chapter 8
+    "check_cross_attention", "check_cross_attention_mask", "check_alignment_accuracy",
+    # chapter 9
+    "check_layernorm", "check_block", "check_block_parameters",
+    # chapter 10
+    "check_next_token_targets", "check_top_k", "check_adjective_mass",
+    # chapter 11
+    "check_online_softmax", "check_sliding_window_mask", "check_window_count",
+    "check_pattern_memory",
+]

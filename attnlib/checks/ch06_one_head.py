@@ -1,0 +1,212 @@
+"""Checkers for chapter 6 (one head): a causal head's change, its parameters, a leak detector.
+
+Conventions: x (..., T, d_model); W_Q, W_K, W_V (value-down) (d_model, d_head); W_O (value-up)
+(d_head, d_model); patterns (..., query_pos, key_pos); bool masks True = may attend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..attention import attention
+from ._core import (
+    Case,
+    Causal,
+    Mistake,
+    NumberSpec,
+    TensorSpec,
+    call,
+    checker,
+    fail,
+    randn,
+    run_check,
+)
+
+__all__ = ["check_head", "check_head_params", "check_leak_detector"]
+
+INF = float("inf")
+
+
+def head_change(x, W_Q, W_K, W_V, W_O, *, diagonal=0, scale=None, dim=-1, upper=False,
+                swap=False, transpose=False, hard=False, weights=False, up=True):
+    """One head's change in float64, with ``diagonal`` the last key offset a query may see.
+
+    ``diagonal=None`` is no mask; the keyword arguments make the known mistakes.
+    """
+    dtype = x.dtype
+    x = x.double()
+    W_Q, W_K, W_V, W_O = (w.double() for w in (W_Q, W_K, W_V, W_O))
+    q, k = (x @ W_K, x @ W_Q) if swap else (x @ W_Q, x @ W_K)
+    d_head = q.shape[-1]
+    s = q @ k.transpose(-2, -1) * (1 / math.sqrt(d_head) if scale is None else scale)
+    T = s.shape[-1]
+    if diagonal is not None:
+        ones = torch.ones(T, T, dtype=torch.bool)
+        keep = ones.triu() if upper else ones.tril(diagonal)
+        s = s.masked_fill(~keep, -INF)
+    if hard:
+        w = F.one_hot(s.argmax(-1), T).double()
+    else:
+        w = torch.softmax(s, dim=dim)
+    if transpose:
+        w = w.transpose(-2, -1)
+    if weights:
+        return w.to(dtype)
+    out = w @ (x @ W_V)
+    return (out @ W_O if up else out).to(dtype)
+
+
+def _reference(x, W_Q, W_K, W_V, W_O):
+    return attention(x @ W_Q, x @ W_K, x @ W_V, is_causal=True) @ W_O
+
+
+def head_weights(d_model, d_head, seed):
+    return tuple(randn(*shape, seed=seed + i) / math.sqrt(shape[0])
+                 for i, shape in enumerate([(d_model, d_head)] * 3 + [(d_head, d_model)]))
+
+
+def _not_square(x, W_Q, *_):
+    return math.isqrt(W_Q.shape[-1]) ** 2 != W_Q.shape[-1]
+
+
+HEAD_MISTAKES = [
+    Mistake("no causal mask", lambda x, *W: head_change(x, *W, diagonal=None),
+            shows="no causal mask is applied"),
+    Mistake("leak by one", lambda x, *W: head_change(x, *W, diagonal=1), shows="leak by one"),
+    Mistake("upper triangle", lambda x, *W: head_change(x, *W, upper=True),
+            shows="upper triangle"),
+    Mistake("the diagonal is hidden: a position may attend to itself (keep keys j <= i, "
+            "torch.tril without diagonal=-1); position 0 then sees nothing and becomes nan",
+            lambda x, *W: head_change(x, *W, diagonal=-1)),
+    Mistake("the scores are not scaled: divide q @ k^T by sqrt(d_head) before the softmax",
+            lambda x, *W: head_change(x, *W, scale=1.0)),
+    Mistake("you scaled by 1/sqrt(d_model); the scale is 1/sqrt(d_head), the size of the vectors "
+            "being dotted", lambda x, *W: head_change(x, *W, scale=1 / math.sqrt(x.shape[-1]))),
+    Mistake("you divided by an integer square root (int(d_head ** 0.5) or math.isqrt); d_head need "
+            "not be a perfect square: use math.sqrt(d_head)",
+            lambda x, *W: head_change(x, *W, scale=1 / math.isqrt(W[0].shape[-1])),
+            when=_not_square),
+    Mistake("the softmax runs over the wrong axis: each query's row (dim=-1, over the keys) must "
+            "sum to 1", lambda x, *W: head_change(x, *W, dim=-2)),
+    Mistake("W_Q and W_K are swapped: queries are x @ W_Q, keys are x @ W_K (the pattern is not "
+            "symmetric)", lambda x, *W: head_change(x, *W, swap=True)),
+    Mistake("you returned x + change; this function returns the head's proposed change only",
+            lambda x, *W: x + head_change(x, *W)),
+    Mistake("the pattern is transposed (pattern.T @ values): row i must hold query i's weights",
+            lambda x, *W: head_change(x, *W, transpose=True)),
+    Mistake("you took a hard argmax (one-hot pattern) instead of the softmax",
+            lambda x, *W: head_change(x, *W, hard=True)),
+    Mistake("you returned the pattern (..., T, T); return the change, pattern @ values @ W_O",
+            lambda x, *W: head_change(x, *W, weights=True)),
+    Mistake("the output has d_head columns: you forgot value-up; multiply by W_O to return to "
+            "d_model", lambda x, *W: head_change(x, *W, up=False)),
+]
+
+
+def _head_cases():
+    cases = []
+    for name, lead, T, d, dh, seed in (("one sentence, d_head = 5", (), 5, 8, 5, 0),
+                                       ("a batch of 2, d_head = 3", (2,), 6, 12, 3, 20),
+                                       ("7 tokens, d_model = 10, d_head = 6", (1,), 7, 10, 6, 40)):
+        x = randn(*lead, T, d, seed=seed)
+        W = head_weights(d, dh, seed + 1)
+        cases.append(Case(name, (x, *W), _reference(x, *W)))
+    return cases
+
+
+@checker(TensorSpec(
+    "one head", _head_cases, HEAD_MISTAKES, causal=Causal(arg=0, dim=-2, out_dim=-2),
+    reference=_reference, layout="(..., T, d_model)",
+    hint="check each shape: q, k, v are (..., T, d_head); the change is (..., T, d_model)"))
+def check_head(fn):
+    """Check fn(x, W_Q, W_K, W_V, W_O) -> one causal head's proposed change (..., T, d_model)."""
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _head_params(d_model, d_head):
+    return 4 * d_model * d_head
+
+
+@checker(NumberSpec(
+    "parameters of one head", [("d_model=12288, d_head=128", (12288, 128), {}),
+                               ("d_model=64, d_head=16", (64, 16), {}),
+                               ("d_model=10, d_head=3", (10, 3), {})],
+    _head_params, [
+        Mistake("you counted three matrices; a head has four: W_Q, W_K, value-down and value-up "
+                "(d_model x d_head each)", lambda d, dh: 3 * d * dh),
+        Mistake("you counted a full d_model x d_model value map; the value map is factored into "
+                "value-down and value-up", lambda d, dh: 3 * d * dh + d * d),
+        Mistake("each matrix is d_model x d_head, not d_model x d_model", lambda d, dh: 4 * d * d),
+        Mistake("that is one matrix; a head has four of them", lambda d, dh: d * dh),
+        Mistake("the head has no biases here: count the four d_model x d_head matrices only",
+                lambda d, dh: 4 * d * dh + 3 * dh + d),
+    ]))
+def check_head_params(fn):
+    """Check fn(d_model, d_head) -> the number of parameters of one head (no biases)."""
+
+
+# --------------------------------------------------------------------------- leak detector
+
+
+def _as_verdict(v):
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, np.bool_):
+        v = bool(v)
+    if not isinstance(v, bool):
+        fail(f"return True or False, got {type(v).__name__}")
+    return v
+
+
+def _peeking_head(W, peeks):
+    """A causal head, except that each (i, j) in ``peeks`` lets position i also see position j."""
+    def head(z):
+        T = z.shape[-2]
+        keep = torch.ones(T, T, dtype=torch.bool).tril()
+        for i, j in peeks:
+            keep[i, j] = True
+        q, k = z @ W[0], z @ W[1]
+        s = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~keep, -INF)
+        return torch.softmax(s, -1) @ (z @ W[2]) @ W[3]
+    return head
+
+
+def check_leak_detector(fn):
+    """Check fn(head, x) -> True when head leaks the future (some output moves with a later token)."""
+
+    def body():
+        W = head_weights(8, 4, 60)
+        x = randn(7, 8, seed=61)
+        heads = [
+            ("a causal head", _peeking_head(W, []), False,
+             "you flagged a correct causal head: perturbing an early token SHOULD move later "
+             "outputs; perturb a later token and look only at the positions before it"),
+            ("a head without mask", lambda z: head_change(z, *W, diagonal=None), True,
+             "you missed a head with no mask at all: perturb a later token and compare the "
+             "outputs at earlier positions"),
+            ("a head where position 0 peeks at position 1", _peeking_head(W, [(0, 1)]), True,
+             "you missed a small leak (position 0 sees position 1): perturb every later position "
+             "in turn and compare every earlier position, not only the last one"),
+            ("a head where position 3 peeks at position 5", _peeking_head(W, [(3, 5)]), True,
+             "you missed a leak in the middle (position 3 sees position 5): perturb EVERY later "
+             "position in turn, not only position 1 or the last one"),
+            ("a head where position 2 peeks at positions 4 and 6", _peeking_head(W, [(2, 4), (2, 6)]),
+             True, "you missed a leak from position 2 to positions 4 and 6: compare every earlier "
+             "output after each perturbation, not only position 0"),
+            ("a head whose last two positions leak", _peeking_head(W, [(5, 6)]), True,
+             "you missed a leak at the end (position 5 sees position 6): include the last "
+             "position in your loop"),
+        ]
+        for name, head, leaks, message in heads:
+            got = _as_verdict(call(fn, head, x))
+            if got != leaks:
+                fail(f"{name}: {message}")
+        return len(heads)
+
+    return run_check("future-leak detector", body, unit="heads judged")

@@ -1,0 +1,140 @@
+"""Checkers for chapter 7 (many heads): splitting and merging heads, multi-head attention, and
+the attention parameters of a whole model.
+
+Conventions: many heads stack one head's matrices, W_Q, W_K, W_V (n_heads, d_model, d_head) and
+W_O (n_heads, d_head, d_model); head h owns the features h*d_head .. (h+1)*d_head - 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._core import Case, Causal, Mistake, NumberSpec, TensorSpec, checker, randn
+from .ch06_one_head import head_change
+
+__all__ = ["check_split_heads", "check_merge_heads", "check_multihead", "check_param_count"]
+
+
+def _split(t, n_heads):
+    B, T, _ = t.shape
+    return t.view(B, T, n_heads, -1).transpose(1, 2)
+
+
+def _merge(t):
+    B, H, T, dh = t.shape
+    return t.transpose(1, 2).reshape(B, T, H * dh)
+
+
+def _split_cases():
+    cases = []
+    for B, T, H, dh in ((2, 5, 3, 4), (1, 4, 2, 3)):
+        t = torch.arange(B * T * H * dh, dtype=torch.float32).reshape(B, T, H * dh)
+        cases.append(Case(f"B={B}, T={T}, {H} heads of {dh}", (t, H), _split(t, H)))
+    return cases
+
+
+@checker(TensorSpec(
+    "split heads", _split_cases, [
+        Mistake("wrong reshape: viewing (B, T, H*d_head) directly as (B, H, T, d_head) mixes "
+                "positions into heads; view as (B, T, H, d_head), then transpose(1, 2)",
+                lambda t, H: t.reshape(t.shape[0], H, t.shape[1], -1)),
+        Mistake("the heads are interleaved: the features of head h are the contiguous block "
+                "h*d_head:(h+1)*d_head, so view as (B, T, H, d_head), not (B, T, d_head, H)",
+                lambda t, H: t.view(t.shape[0], t.shape[1], -1, H).permute(0, 3, 1, 2)),
+        Mistake("you forgot the transpose: (B, T, H, d_head) must become (B, H, T, d_head)",
+                lambda t, H: t.view(t.shape[0], t.shape[1], H, -1)),
+        Mistake("the heads come out in reverse order: head 0 owns the FIRST d_head features",
+                lambda t, H: _split(t, H).flip(1)),
+    ], reference=_split, layout="(B, n_heads, T, d_head)"))
+def check_split_heads(fn):
+    """Check fn(t, n_heads): (B, T, n_heads * d_head) -> (B, n_heads, T, d_head)."""
+
+
+def _merge_cases():
+    cases = []
+    for B, H, T, dh in ((2, 3, 5, 4), (1, 2, 4, 3)):
+        t = torch.arange(B * H * T * dh, dtype=torch.float32).reshape(B, H, T, dh)
+        cases.append(Case(f"B={B}, {H} heads, T={T}, d_head={dh}", (t,), _merge(t)))
+    return cases
+
+
+@checker(TensorSpec(
+    "merge heads", _merge_cases, [
+        Mistake("wrong reshape: reshaping (B, H, T, d_head) straight to (B, T, H*d_head) mixes "
+                "positions; transpose(1, 2) first, then reshape",
+                lambda t: t.reshape(t.shape[0], t.shape[2], -1)),
+        Mistake("the heads are concatenated feature-major (interleaved): put each head's d_head "
+                "features in one contiguous block (transpose(1, 2) then reshape)",
+                lambda t: t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2], -1)),
+        Mistake("the heads are concatenated in the wrong order: head 0's features come first, "
+                "then head 1's, ... (torch.cat(t.unbind(1), dim=-1))",
+                lambda t: _merge(t.flip(1))),
+    ], reference=_merge, layout="(B, T, n_heads * d_head)"))
+def check_merge_heads(fn):
+    """Check fn(t): (B, n_heads, T, d_head) -> (B, T, n_heads * d_head), heads side by side."""
+
+
+def _per_head(x, W_Q, W_K, W_V, W_O, **kw):
+    return torch.stack([head_change(x, W_Q[h], W_K[h], W_V[h], W_O[h], **kw)
+                        for h in range(W_Q.shape[0])])
+
+
+def _multihead(x, W_Q, W_K, W_V, W_O):
+    return _per_head(x, W_Q, W_K, W_V, W_O).sum(0)
+
+
+def _multihead_cases():
+    cases = []
+    for name, (B, T, d, H, dh), seed in (("2 sentences, 3 heads of 5", (2, 5, 8, 3, 5), 80),
+                                         ("1 sentence of 6, 2 heads of 3", (1, 6, 10, 2, 3), 90)):
+        x = randn(B, T, d, seed=seed)
+        W = [randn(H, d, dh, seed=seed + 1 + i) / math.sqrt(d) for i in range(3)]
+        W.append(randn(H, dh, d, seed=seed + 4) / 2)
+        cases.append(Case(name, (x, *W), _multihead(x, *W)))
+    return cases
+
+
+@checker(TensorSpec(
+    "multi-head attention", _multihead_cases, [
+        Mistake("no causal mask", lambda x, *W: _per_head(x, *W, diagonal=None).sum(0),
+                shows="no causal mask is applied"),
+        Mistake("leak by one", lambda x, *W: _per_head(x, *W, diagonal=1).sum(0),
+                shows="leak by one"),
+        Mistake("you averaged the heads; their changes are summed (the output matrix adds them up)",
+                lambda x, *W: _per_head(x, *W).mean(0)),
+        Mistake("you scaled by sqrt(d_model); each head scales by 1/sqrt(d_head)",
+                lambda x, *W: _per_head(x, *W, scale=1 / math.sqrt(x.shape[-1])).sum(0)),
+        Mistake("the scores are not scaled: each head divides q @ k^T by sqrt(d_head)",
+                lambda x, *W: _per_head(x, *W, scale=1.0).sum(0)),
+        Mistake("you returned x + output; return the block's output only",
+                lambda x, *W: x + _multihead(x, *W)),
+        Mistake("you returned one head only; sum the changes of all heads",
+                lambda x, *W: _per_head(x, *W)[0]),
+        Mistake("W_Q and W_K are swapped: queries are x @ W_Q, keys are x @ W_K",
+                lambda x, *W: _per_head(x, *W, swap=True).sum(0)),
+    ], causal=Causal(arg=0, dim=-2, out_dim=-2), reference=_multihead, layout="(B, T, d_model)",
+    hint="give the heads their own axis: q = einsum('btd,hde->bhte', x, W_Q)"))
+def check_multihead(fn):
+    """Check fn(x, W_Q, W_K, W_V, W_O) -> causal multi-head attention's output (..., T, d_model)."""
+
+
+@checker(NumberSpec(
+    "attention parameter count", [
+        ("d_model=64, n_heads=4, d_head=16, n_layers=2", (64, 4, 16, 2), {}),
+        ("d_model=48, n_heads=3, d_head=10, n_layers=5", (48, 3, 10, 5), {}),
+        ("d_model=12288, n_heads=96, d_head=128, n_layers=96", (12288, 96, 128, 96), {}),
+    ], lambda d, H, dh, L: 4 * d * H * dh * L, [
+        Mistake("that is one block; multiply by the number of layers",
+                lambda d, H, dh, L: 4 * d * H * dh),
+        Mistake("you counted one head per layer; multiply by n_heads",
+                lambda d, H, dh, L: 4 * d * dh * L),
+        Mistake("you counted three matrices per head; there are four (W_Q, W_K, value-down, "
+                "value-up)", lambda d, H, dh, L: 3 * d * H * dh * L),
+        Mistake("you assumed n_heads x d_head = d_model (true for GPT-3, not here); count "
+                "d_model x d_head per matrix per head", lambda d, H, dh, L: 4 * d * d * L),
+        Mistake("that is one head of one layer", lambda d, H, dh, L: 4 * d * dh),
+    ]))
+def check_param_count(fn):
+    """Check fn(d_model, n_heads, d_head, n_layers) -> attention parameters of a model (no biases)."""

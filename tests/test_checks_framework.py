@@ -1,0 +1,201 @@
+"""The checker framework: every listed mistake gets its own message, the probes run for every
+checker, and a verdict shows nothing but its printed line in a notebook.
+
+For every public checker built on a spec (``check.spec``) the tests generate, from the spec
+itself: the reference answer (must pass), every known mistake (must fail with that mistake's own
+message), an in-place edit of the reference (named as such), an answer hard-coded to the first
+case, a function that raises, and a stub.
+"""
+
+from __future__ import annotations
+
+import fractions
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from attnlib import checks
+from attnlib.checks import _core
+
+SPEC_CHECKERS = [getattr(checks, n) for n in checks.__all__ if hasattr(getattr(checks, n), "spec")]
+TENSOR_CHECKERS = [c for c in SPEC_CHECKERS if isinstance(c.spec, _core.TensorSpec)]
+NUMBER_CHECKERS = [c for c in SPEC_CHECKERS if isinstance(c.spec, _core.NumberSpec)]
+MISTAKES = [(c, i) for c in SPEC_CHECKERS for i in range(len(c.spec.mistakes))]
+
+
+def name(c):
+    return c.__name__
+
+
+def verdict(capsys, checker, answer):
+    result = checker(answer)
+    out = capsys.readouterr().out
+    assert isinstance(result, checks.CheckResult)
+    assert out == result.line + "\n", out  # exactly one line, the verdict
+    return result
+
+
+def test_every_notebook_checker_is_on_the_framework():
+    assert len(SPEC_CHECKERS) >= 3
+    for c in SPEC_CHECKERS:
+        assert c.__doc__ and c.__doc__.strip().splitlines()[0].startswith("Check "), c.__name__
+
+
+@pytest.mark.parametrize("checker", SPEC_CHECKERS, ids=name)
+def test_reference_passes(capsys, checker):
+    r = verdict(capsys, checker, checker.spec.reference)
+    assert r and r.line.startswith("✓"), r.line
+
+
+@pytest.mark.parametrize("checker, i", MISTAKES,
+                         ids=[f"{c.__name__}-{i}" for c, i in MISTAKES])
+def test_each_mistake_gets_its_own_message(capsys, checker, i):
+    mistake = checker.spec.mistakes[i]
+    r = verdict(capsys, checker, mistake.fn)
+    assert not r, f"accepted: {mistake.expect}"
+    assert mistake.expect in r.message, r.message
+
+
+def _first_tensor(args):
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+    return None
+
+
+def _inplace(reference):
+    def answer(*args, **kwargs):
+        out = reference(*args, **kwargs)
+        out = out.clone() if isinstance(out, torch.Tensor) else out
+        t = _first_tensor(args)
+        if t.dtype == torch.bool:
+            t.logical_not_()
+        else:
+            t.add_(torch.ones((), dtype=t.dtype))
+        return out
+    return answer
+
+
+@pytest.mark.parametrize("checker", [c for c in SPEC_CHECKERS if any(
+    _first_tensor(a) is not None for a in (
+        [x.args for x in c.spec.cases()] if isinstance(c.spec, _core.TensorSpec)
+        else [x[1] for x in c.spec.cases]))], ids=name)
+def test_an_in_place_edit_is_named(capsys, checker):
+    r = verdict(capsys, checker, _inplace(checker.spec.reference))
+    assert not r and "in place" in r.message, r.message
+
+
+@pytest.mark.parametrize("checker", TENSOR_CHECKERS, ids=name)
+def test_an_answer_hard_coded_to_one_case_is_named(capsys, checker):
+    first = checker.spec.cases()[0]
+    expected = first.expected
+    answer = tuple(e.clone() for e in expected) if isinstance(expected, tuple) else expected.clone()
+    r = verdict(capsys, checker, lambda *a, **k: answer)
+    # the first case's answer may also be what a known mistake gives on the second case
+    assert not r and ("hard-coded" in r.message or any(
+        m.expect in r.message for m in checker.spec.mistakes)), r.message
+
+
+@pytest.mark.parametrize("checker", NUMBER_CHECKERS, ids=name)
+def test_a_number_hard_coded_to_one_case_is_named(capsys, checker):
+    label, args, kwargs = checker.spec.cases[0]
+    answer = checker.spec.reference(*args, **kwargs)
+    r = verdict(capsys, checker, lambda *a, **k: answer)
+    assert not r and "hard-coded" in r.message, r.message
+
+
+@pytest.mark.parametrize("checker", SPEC_CHECKERS, ids=name)
+def test_exceptions_and_stubs_become_messages(capsys, checker):
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    def broken(*args, **kwargs):
+        return {}["missing"]
+
+    assert "not implemented yet" in verdict(capsys, checker, stub).message
+    r = verdict(capsys, checker, broken)
+    assert not r and "your code raised KeyError" in r.message
+    assert "expected a function" in verdict(capsys, checker, 42).message
+    assert "returned None" in verdict(capsys, checker, lambda *a, **k: None).message
+
+
+@pytest.mark.parametrize("checker", NUMBER_CHECKERS, ids=name)
+@pytest.mark.parametrize("convert", [np.int64, np.float64, lambda n: torch.tensor(n),
+                                     lambda n: np.array(n), fractions.Fraction],
+                         ids=["np.int64", "np.float64", "tensor", "0-d array", "Fraction"])
+def test_numeric_answers_accept_any_real_number(capsys, checker, convert):
+    ref = checker.spec.reference
+
+    def answer(*args, **kwargs):
+        out = ref(*args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(convert(o) for o in out)
+        return convert(out)
+
+    if convert in (fractions.Fraction, np.int64) and not checker.spec.integral:
+        pytest.skip("a float answer is not an integer")
+    r = verdict(capsys, checker, answer)
+    assert r, r.message
+
+
+@pytest.mark.parametrize("checker", NUMBER_CHECKERS, ids=name)
+def test_number_mistakes_never_coincide(checker):
+    """No two known mistakes (nor a mistake and the answer) agree on every case."""
+    spec = checker.spec
+
+    def outputs(f):
+        return tuple(f(*a, **k) for _, a, k in spec.cases)
+
+    seen = {outputs(spec.reference): "the reference"}
+    for m in spec.mistakes:
+        out = outputs(m.fn)
+        assert out not in seen, f"{m.message!r} coincides with {seen[out]!r}"
+        seen[out] = m.message
+
+
+# --------------------------------------------------------------------------- the pieces
+
+
+def test_as_number_converts_once_for_every_kind():
+    assert _core.as_number(np.int32(7)) == 7 and isinstance(_core.as_number(np.int32(7)), int)
+    assert _core.as_number(torch.tensor(2.5)) == 2.5
+    assert _core.as_number(12.0, integral=True) == 12
+    assert isinstance(_core.as_number(12.0, integral=True), int)
+    for bad, words in [(None, "None"), (True, "bool"), ("3", "str"), ([1, 2], "list of 2"),
+                       (torch.ones(3), "shape (3,)"), (math.nan, "finite"), (np.bool_(True), "bool")]:
+        with pytest.raises(_core.CheckFailure, match=re.escape(words)):
+            _core.as_number(bad)
+
+
+def test_a_verdict_is_truthy_and_shows_nothing_in_ipython(capsys):
+    from IPython.core.formatters import DisplayFormatter
+
+    ok = _core.run_check("demo", lambda: 2)
+    bad = _core.run_check("demo", lambda: _core.fail("wrong"))
+    assert capsys.readouterr().out == "✓ demo: all 2 cases passed\n✗ demo: wrong\n"
+    assert ok and not bad and ok == True and bad == False  # noqa: E712 - the old bool contract
+    assert DisplayFormatter().format(ok) == ({}, {})  # the cell shows the printed line only
+    assert ok.message == "all 2 cases passed" and bad.line == "✗ demo: wrong"
+
+
+def test_the_causality_probe_names_each_kind_of_leak():
+    def run(mask):
+        def fn(x):
+            w = torch.softmax(torch.zeros(x.shape[0], x.shape[0]).masked_fill(~mask, -math.inf), -1)
+            return (w @ x).nan_to_num(0.0)
+        x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+        try:
+            _core.causality_probe(lambda a: fn(*a), (x,), _core.Causal(0, -2, -2), fn(x))
+        except _core.CheckFailure as err:
+            return str(err)
+        return "causal"
+
+    ones = torch.ones(5, 5, dtype=torch.bool)
+    assert run(ones.tril()) == "causal"
+    assert "leak by one" in run(ones.tril(1))
+    assert "no causal mask" in run(ones)
+    assert "upper triangle" in run(ones.triu())
+    assert "(2 of the 10" in run(ones.tril() | torch.eye(5, dtype=torch.bool).roll(3, 1).triu())
