@@ -121,19 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
 
     failed = [r.target for r in results if r.status == "FAILED"]
+    skipped = [r.target for r in results if r.status == "skipped"]
     print(f"\n==== {args.title}: summary (each target's output is in {args.log_dir})")
     print(table(results, total, Path.cwd()))
     if interrupted:
-        print(f"{args.title}: interrupted after {len(results)} of {len(args.targets)} targets")
-        return 130
-    if failed:
-        print(f"{args.title}: {len(failed)} of {len(results)} targets FAILED: {', '.join(failed)}")
-        return 1
-    skipped = [r.target for r in results if r.status == "skipped"]
-    extra = f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else ""
-    print(f"{args.title}: all {len(results) - len(skipped)} targets passed{extra}")
-    return 0
-
+        verdict, code = f"{args.title}: interrupted after {len(results)} of {len(args.targets)} targets", 130
+    elif failed:
+        verdict, code = f"{args.title}: {len(failed)} of {len(results)} targets FAILED: {', '.join(failed)}", 1
+    else:
+        extra = f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else ""
+        verdict, code = f"{args.title}: all {len(results) - len(skipped)} targets passed{extra}", 0
+    print(verdict)
+    # last, the plain count line that CI systems read
+    print(f"targets: {len(results) - len(failed) - len(skipped)} passed, {len(failed)} failed"
+          + (f", {len(skipped)} skipped" if skipped else ""))
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())
