@@ -25,6 +25,7 @@ is not available offline).
     .venv-colab/bin/python scripts/colab_check.py                 # all of it
     .venv-colab/bin/python scripts/colab_check.py --skip-install  # attnlib already installed
     .venv-colab/bin/python scripts/colab_check.py notebooks/03_softmax_scaling.ipynb
+    python scripts/colab_check.py --torch 2.11    # Colab's torch, installed by the caller (CI)
 """
 
 from __future__ import annotations
@@ -130,8 +131,30 @@ def install_like_setup_cell(notebook: Path) -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", local], check=True)
 
 
-def check_installed() -> None:
+def _release(version: str) -> tuple[int, ...]:
+    """``"2.11.0+cpu"`` -> ``(2, 11, 0)``."""
+    return tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def check_torch(expected: str) -> None:
+    """The installed torch is release ``expected`` (``"2.11"`` admits 2.11.x, any local build tag)."""
+    have = metadata.version("torch")
+    want = _release(expected)
+    if _release(have)[: len(want)] != want:
+        fail(f"torch {have} is installed, but this run was told to check torch {expected} (--torch)")
+
+
+def check_installed(torch: str | None = None) -> None:
+    """Every pin of requirements-colab.txt is installed as pinned, attnlib as the set-up cell installs it.
+
+    ``torch``: the torch release this run uses instead of the file's pin (the colab job of
+    .github/workflows/test.yml runs Colab's torch 2.11 on Python 3.13); by default torch must be the
+    pinned one, which is also the main environment's (requirements.txt).
+    """
     wanted = pins()
+    if torch is not None:
+        wanted.pop("torch", None)
+        check_torch(torch)
     bad = []
     for name, version in sorted(wanted.items()):
         try:
@@ -143,7 +166,7 @@ def check_installed() -> None:
     if bad:
         fail("installing attnlib changed Colab's package set:\n  " + "\n  ".join(bad))
     main_torch = pins(ROOT / "requirements.txt").get("torch")
-    if main_torch and metadata.version("torch").split("+")[0] != main_torch:
+    if torch is None and main_torch and metadata.version("torch").split("+")[0] != main_torch:
         fail(f"torch {metadata.version('torch')} is not the main environment's torch {main_torch}")
     iw, aw = metadata.version("ipywidgets"), metadata.version("anywidget")
     if iw != "7.7.1" or not aw.startswith("0.9."):
@@ -234,6 +257,9 @@ def main(argv=None) -> int:
     p.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/*.ipynb")
     p.add_argument("--skip-install", action="store_true", help="use the attnlib already installed")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    p.add_argument("--torch", metavar="VERSION", default=None,
+                   help="expect this torch release (e.g. 2.11) instead of requirements-colab.txt's pin; "
+                        "for the CI job that installs Colab's torch itself")
     args = p.parse_args(argv)
 
     notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -242,7 +268,7 @@ def main(argv=None) -> int:
     print(f"Colab-like check with {sys.executable} (Python {sys.version.split()[0]})")
     if not args.skip_install:
         install_like_setup_cell(notebooks[0])
-    check_installed()
+    check_installed(args.torch)
 
     # Make "python3" resolve to this environment's kernel, ahead of any user-wide kernelspec.
     os.environ["JUPYTER_PATH"] = os.pathsep.join(

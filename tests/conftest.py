@@ -1,12 +1,17 @@
-"""Shared fixtures: the repository root, the book built once per session, and headless Chromium.
+"""Shared fixtures: the repository root, the book built once, and headless Chromium.
 
-* ``built_book`` builds the book once (``jupyter-book build . -W -n --keep-going``) into
-  ``_build/html`` and returns a :class:`BuiltBook` (its html folder, exit status and log). Set
-  ``ATTN_REUSE_BUILD=1`` to reuse an existing ``_build/html`` while iterating on the browser tests;
-  never set it in CI (``.ci/run`` does not).
+* ``built_book`` is the book built by ``scripts/build_book.py``, the same script (and the same
+  record, ``_build/book-build.json`` and ``.log``) as ``make book``: when no input changed since the
+  last build, nothing is built, so ``make book`` then ``make test`` builds once. It returns a
+  :class:`BuiltBook` (its html folder, exit status and log). Set ``ATTN_REUSE_BUILD=1`` to reuse an
+  existing ``_build/html`` even when it is stale, while iterating on the browser tests; never set it
+  in CI (``.ci/run`` does not).
 * ``book_url`` serves ``_build/html`` on 127.0.0.1 with a background ``http.server`` thread.
 * ``browser`` is Debian's Chromium driven by Playwright. It is skipped with a message when
   ``/usr/bin/chromium`` is absent on a developer's machine and FAILS when ``CI`` is set.
+
+Every test that uses the built book (``built_book``, ``book_html``, ``book_url``) is marked ``slow``
+here, so ``pytest -m "not slow"`` (``make pytest-fast``) never builds the book.
 """
 
 from __future__ import annotations
@@ -14,10 +19,8 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,22 +53,39 @@ def root() -> Path:
     return ROOT
 
 
-def _jupyter_book() -> list[str]:
-    exe = Path(sys.executable).with_name("jupyter-book")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "jupyter_book"]
+# Fixtures that need the built book; a test using any of them is marked `slow`.
+BOOK_FIXTURES = {"built_book", "book_html", "book_url"}
+
+
+def pytest_configure(config):
+    for line in ("slow: builds the book or executes notebooks",
+                 "browser: drives headless Chromium through Playwright",
+                 "gpu: needs a CUDA device (skipped without one)"):
+        config.addinivalue_line("markers", line)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BOOK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def _build_book_module():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_book
+    finally:
+        sys.path.pop(0)
+    return build_book
 
 
 @pytest.fixture(scope="session")
 def built_book() -> BuiltBook:
-    """Build the book once per test session (notebooks execute through the jupyter-cache)."""
+    """The book as ``make book`` builds it; built now only when an input changed since the last build."""
     if os.environ.get("ATTN_REUSE_BUILD") == "1" and (HTML / "index.html").exists():
         return BuiltBook(HTML, 0, "(reused an existing build: ATTN_REUSE_BUILD=1)", 0.0)
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [*_jupyter_book(), "build", ".", "-W", "-n", "--keep-going"],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    return BuiltBook(HTML, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
+    result = _build_book_module().build(ROOT, quiet=True)
+    return BuiltBook(result.html, result.returncode, result.log, result.seconds)
 
 
 @pytest.fixture(scope="session")
