@@ -1,26 +1,339 @@
-"""Figures. Attention patterns are drawn with queries as rows and keys as columns, the layout of
-the tensors ([..., query_pos, key_pos]); every axis is labelled with its tokens."""
+"""Figures. Every figure in the book is drawn here, so that they all follow one style:
+
+* signed values (scores, weights of a matrix, changes) on a diverging map centred on zero, with
+  symmetric limits, so that white always means 0;
+* probabilities (attention patterns) on a sequential map from 0 to 1;
+* masked entries (-inf scores, or cells a ``mask`` blocks) in hatched grey, with a note in the
+  colour bar or a legend entry;
+* numbers written in a cell in black or white, whichever contrasts more with the cell's colour;
+* colour bars with short, rounded tick labels; small multiples share one colour bar;
+* figures at most :data:`PAGE_WIDTH_IN` inches wide, the width of the book's text column.
+
+Attention patterns are drawn with queries as rows and keys as columns, the layout of the tensors
+([..., query_pos, key_pos]); every axis is labelled with its tokens.
+"""
 
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import CenteredNorm, Colormap, Normalize
+from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-__all__ = ["plot_attention", "plot_patterns"]
+__all__ = [
+    "PAGE_WIDTH_IN",
+    "SIGNED_CMAP",
+    "PROB_CMAP",
+    "MASKED_COLOR",
+    "subplots",
+    "plot_heatmap",
+    "plot_heatmaps",
+    "plot_attention",
+    "plot_patterns",
+    "plot_scores",
+    "plot_mask",
+    "plot_masks",
+    "plot_decoder_flow",
+    "text_color",
+    "nice_limit",
+]
+
+PAGE_WIDTH_IN = 7.0  # inches: the book's text column at 100 dpi; no figure is wider
+SIGNED_CMAP = "RdBu"  # diverging: red negative, white zero, blue positive (as the widgets)
+PROB_CMAP = "Blues"  # sequential: white 0, dark blue 1
+MASKED_COLOR = "#d4d4d4"  # light grey, hatched: never a colour of either map
+MASKED_HATCH = "///"
+MASKED_LABEL = "masked"
+_DIVERGING = {"RdBu", "RdBu_r", "bwr", "coolwarm", "seismic", "PiYG", "PRGn", "BrBG", "PuOr", "RdGy",
+              "RdYlBu", "RdYlGn", "Spectral"}
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 def _np(a) -> np.ndarray:
     return a.detach().float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=float)
 
 
+def nice_limit(x: float) -> float:
+    """The smallest "round" number >= ``x`` with two significant digits (1.36 -> 1.4, 4.53 -> 4.6).
+
+    A value a float32 rounding error above a round number is read as that number
+    (1.0000001192092896 -> 1.0), so colour bars never show such digits.
+    """
+    x = abs(float(x))
+    if not math.isfinite(x) or x == 0:
+        return 1.0
+    scale = 10.0 ** (math.floor(math.log10(x)) - 1)
+    return float(f"{math.ceil(x / scale - 1e-4) * scale:.6g}")  # the format drops 4.6000000000000005's tail
+
+
+def _tick_label(x: float, _pos=None) -> str:
+    """Colour-bar and axis tick: at most 3 significant digits, -0 shown as 0."""
+    s = f"{float(x):.3g}"
+    return "0" if s in ("-0", "0") else s.replace("-", "\u2212")
+
+
+def _luminance(rgba) -> float:
+    """Relative luminance of an sRGB colour (WCAG 2), alpha blended over white."""
+    r, g, b, a = (tuple(rgba) + (1.0,))[:4]
+    chan = [a * c + (1 - a) for c in (r, g, b)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in chan]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def text_color(background) -> str:
+    """"black" or "white", whichever has the higher contrast ratio on ``background`` (RGB(A))."""
+    lum = _luminance(background)
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
+
+
+def _fit(width: float, height: float) -> tuple[float, float]:
+    """Scale (width, height) down, keeping the aspect, so that the width fits the page column."""
+    if width > PAGE_WIDTH_IN:
+        height *= PAGE_WIDTH_IN / width
+        width = PAGE_WIDTH_IN
+    return round(width, 2), round(height, 2)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, width: float = PAGE_WIDTH_IN, height: float | None = None,
+             width_ratios=None, height_ratios=None, **kwargs):
+    """``plt.subplots`` sized for the page: ``width`` inches (at most :data:`PAGE_WIDTH_IN`) and a
+    constrained layout, so colour bars and labels never overlap. Returns (figure, axes) like
+    ``plt.subplots``; ``height`` defaults to 3.2 inches per row."""
+    if width > PAGE_WIDTH_IN:
+        raise ValueError(f"subplots: width must be at most PAGE_WIDTH_IN = {PAGE_WIDTH_IN} inches, got {width}")
+    height = 3.2 * nrows if height is None else height
+    gridspec_kw = dict(kwargs.pop("gridspec_kw", {}))
+    if width_ratios is not None:
+        gridspec_kw["width_ratios"] = width_ratios
+    if height_ratios is not None:
+        gridspec_kw["height_ratios"] = height_ratios
+    return plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained",
+                        gridspec_kw=gridspec_kw or None, **kwargs)
+
+
+def _scale(values: np.ndarray, vmin, vmax, cmap):
+    """Choose the colour map and norm: (cmap, norm, signed)."""
+    finite = values[np.isfinite(values)]
+    named = cmap if isinstance(cmap, str) else getattr(cmap, "name", "")
+    if vmin is None and vmax is None:
+        lo = float(finite.min()) if finite.size else 0.0
+        hi = float(finite.max()) if finite.size else 1.0
+        signed = lo < 0 or named in _DIVERGING
+        if signed:
+            vmin, vmax = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
+        else:
+            vmin, vmax = 0.0, hi
+    elif vmin is None or vmax is None:
+        raise ValueError(f"vmin and vmax must be given together (or both None), got vmin={vmin}, vmax={vmax}")
+    else:
+        vmin, vmax = float(vmin), float(vmax)
+        if not vmin < vmax:
+            raise ValueError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
+        signed = vmin < 0 or named in _DIVERGING
+    if signed:
+        half = nice_limit(max(abs(vmin), abs(vmax)))
+        norm = CenteredNorm(vcenter=0.0, halfrange=half)
+        cmap = SIGNED_CMAP if cmap is None else cmap
+    else:
+        top = vmax if (vmin, vmax) == (0.0, 1.0) else (vmin + nice_limit(vmax - vmin) if vmax > vmin else vmin + 1)
+        norm = Normalize(vmin=vmin, vmax=top)
+        cmap = PROB_CMAP if cmap is None else cmap
+    cmap = plt.get_cmap(cmap) if not isinstance(cmap, Colormap) else cmap
+    return cmap, norm, signed
+
+
+def _colorbar(fig, mappable, ax, *, label=None, masked=False):
+    cbar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.03, shrink=0.9)
+    cbar.locator = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
+    cbar.formatter = FuncFormatter(_tick_label)
+    cbar.update_ticks()
+    cbar.ax.tick_params(labelsize=8)
+    note = "hatched grey: masked" if masked else None
+    text = "\n".join(t for t in (label, note) if t)
+    if text:
+        cbar.set_label(text, fontsize=8)
+    return cbar
+
+
+def _masked_legend(ax):
+    ax.legend(handles=[Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label=MASKED_LABEL)],
+              loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, borderaxespad=0.1,
+              handlelength=1.4)
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+
+def _em_width(number: str) -> float:
+    """Width of a formatted number in em of the default font (DejaVu Sans): digits 0.64, "." 0.32,
+    the minus sign 0.84."""
+    return sum(0.32 if c == "." else 0.84 if c == "-" else 0.64 for c in number)
+
+
+def _annotation_size(ax, values: np.ndarray, decimals: int, colorbar: bool) -> tuple[float, int]:
+    """Font size (points) and decimals for the numbers in the cells, from the width of a cell on
+    the page and the longest number: 8 points when there is room, smaller or with fewer decimals
+    when the grid is crowded, (0, decimals) when no readable number fits."""
+    fig_w = ax.figure.get_size_inches()[0]
+    cell_pt = 72 * fig_w * ax.get_position().width / max(values.shape[1], 1) * (0.78 if colorbar else 0.9)
+    finite = values[np.isfinite(values)]
+    for d in range(decimals, -1, -1):
+        ems = max((_em_width(f"{v:.{d}f}") for v in finite), default=2.2)
+        size = min(8.0, 0.9 * cell_pt / ems)
+        if size >= 6.0:
+            return round(size, 1), d
+        if d <= 1:
+            break
+    return 0.0, decimals
+
+
+def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=None, ylabel=None,
+                 annotate=None, decimals=2, cmap=None, vmin=None, vmax=None, mask=None, colorbar=True,
+                 colorbar_label=None, rotate_labels=True):
+    """An annotated heatmap of a 2-D array (rows, cols), in the book's style (see the module doc).
+
+    ``vmin``/``vmax`` None scale to the data: a signed grid gets a diverging map centred on 0 with
+    symmetric rounded limits, a non-negative one a sequential map from 0. ``mask`` (bool, True =
+    kept) and -inf values are drawn in hatched grey. ``annotate`` writes each value with
+    ``decimals`` decimals (default: when the grid is at most 12 x 12), in black or white by the
+    cell's luminance. Returns the Axes (its image is ``ax.images[0]``).
+    """
+    w = _np(values)
+    if w.ndim != 2:
+        raise ValueError(f"plot_heatmap: values must be 2-D (rows, cols), got shape {w.shape}")
+    if (len(row_labels), len(col_labels)) != w.shape:
+        raise ValueError(f"plot_heatmap: {len(row_labels)} row and {len(col_labels)} column labels "
+                         f"for a grid of shape {w.shape}")
+    hidden = ~np.isfinite(w)
+    if mask is not None:
+        m = _np(mask).astype(bool)
+        if m.shape != w.shape:
+            raise ValueError(f"plot_heatmap: mask has shape {m.shape}, expected {w.shape} like the values")
+        hidden = hidden | ~m
+    cmap, norm, _ = _scale(np.where(hidden, np.nan, w), vmin, vmax, cmap)
+    if ax is None:
+        size = _fit(0.5 * w.shape[1] + 2.4, 0.42 * w.shape[0] + 1.5)
+        _, ax = plt.subplots(figsize=size, layout="constrained")
+    shown = np.ma.masked_array(np.where(hidden, 0.0, w), mask=hidden)
+    cmap = cmap.with_extremes(bad=MASKED_COLOR)
+    im = ax.imshow(shown, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    for i, j in zip(*np.nonzero(hidden), strict=True):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=MASKED_HATCH, edgecolor="0.55",
+                               linewidth=0))
+    label_size = 9 if max(w.shape) <= 8 else 8 if max(w.shape) <= 12 else 7
+    ax.set_xticks(range(len(col_labels)), [str(t) for t in col_labels], fontsize=label_size,
+                  rotation=45 if rotate_labels else 0, ha="right" if rotate_labels else "center",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(len(row_labels)), [str(t) for t in row_labels], fontsize=label_size)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if annotate is None:
+        annotate = max(w.shape) <= 12
+    if annotate:
+        fontsize, decimals = _annotation_size(ax, np.where(hidden, np.nan, w), decimals, colorbar)
+        annotate = fontsize > 0
+    if annotate:
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                val = w[i, j]
+                if np.isneginf(val):
+                    if fontsize >= 7.5:
+                        ax.text(j, i, "\u2212inf", ha="center", va="center", fontsize=fontsize, color="black")
+                elif not hidden[i, j]:
+                    txt = f"{val:.{decimals}f}"
+                    txt = txt.replace("-", "\u2212") if float(txt) != 0 else f"{0:.{decimals}f}"
+                    ax.text(j, i, txt, ha="center", va="center", fontsize=fontsize,
+                            color=text_color(cmap(norm(val))))
+    if colorbar:
+        _colorbar(ax.figure, im, ax, label=colorbar_label, masked=bool(hidden.any()))
+    elif hidden.any():
+        _masked_legend(ax)
+    return ax
+
+
+def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, suptitle=None,
+                  xlabel=None, ylabel=None, cmap=None, vmin=None, vmax=None, masks=None,
+                  colorbar_label=None, panel_width=None, **kwargs):
+    """Small multiples: several grids (n, rows, cols) or a dict {title: grid} side by side, on one
+    colour scale with ONE shared colour bar. The scale is chosen from all the grids together (see
+    :func:`plot_heatmap`). Returns the Figure."""
+    if isinstance(grids, dict):
+        titles = list(grids) if titles is None else titles
+        grids = list(grids.values())
+    gs = _np(grids) if isinstance(grids, torch.Tensor) else np.stack([_np(g) for g in grids])
+    if gs.ndim != 3:
+        raise ValueError(f"plot_heatmaps: grids must be 3-D (n, rows, cols), got shape {gs.shape}")
+    n, rows, cols = gs.shape
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"plot_heatmaps: {len(titles)} titles for {n} grids")
+    if masks is not None:
+        masks = [_np(m).astype(bool) for m in masks]
+        if len(masks) != n:
+            raise ValueError(f"plot_heatmaps: {len(masks)} masks for {n} grids")
+    if ncols is None:  # as many panels a row as fit the page, at most 4
+        annotated = kwargs.get("annotate")
+        annotated = max(rows, cols) <= 12 if annotated is None else annotated
+        min_width = 0.34 * cols + 0.9 if annotated else max(1.6, 0.12 * cols + 0.8)
+        ncols = min(n, 4, max(1, int(PAGE_WIDTH_IN // min_width)))
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    hidden = ~np.isfinite(gs)
+    if masks is not None:
+        hidden |= ~np.stack(masks)
+    cmap_, norm, _ = _scale(np.where(hidden, np.nan, gs), vmin, vmax, cmap)
+    if norm.__class__ is CenteredNorm:
+        vmin_, vmax_ = -norm.halfrange, norm.halfrange
+    else:
+        vmin_, vmax_ = norm.vmin, norm.vmax
+    panel_w = PAGE_WIDTH_IN / ncols if panel_width is None else panel_width
+    width = min(PAGE_WIDTH_IN, panel_w * ncols + 0.6)
+    panel_h = min(panel_w * 0.95, 0.3 * rows + 1.3) if rows <= 16 else panel_w
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_h * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False, layout="constrained")
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        plot_heatmap(gs[i], row_labels, col_labels, ax=ax, colorbar=False, cmap=cmap_, vmin=vmin_, vmax=vmax_,
+                     title=None if titles is None else titles[i],
+                     mask=None if masks is None else masks[i], **kwargs)
+        if xlabel and i // ncols == nrows - 1:
+            ax.set_xlabel(xlabel)
+        if ylabel and i % ncols == 0:
+            ax.set_ylabel(ylabel)
+        if i % ncols:
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+    # hide the redundant legend entries of the panels: the shared colour bar carries the note
+    for ax in axes.flat:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    used = [ax for ax in axes.flat[:n]]
+    _colorbar(fig, used[0].images[0], used, label=colorbar_label, masked=bool(hidden.any()))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    return fig
+
+
 def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None,
-                   cmap="Blues", vmin=0.0, vmax=1.0, colorbar=True):
+                   cmap=None, vmin=0.0, vmax=1.0, colorbar=True, mask=None, decimals=2):
     """Heatmap of one pattern (T_q, T_k): row = query token, column = key token.
 
-    ``annotate`` writes the value in each cell (default: when the grid is at most 12 x 12).
-    Pass ``vmin``/``vmax`` = None to scale the colours to the data (for raw scores).
-    Returns the matplotlib Axes.
+    By default the colours run from 0 to 1 (a probability). Pass ``vmin``/``vmax`` = None to scale
+    to the data: raw scores, which may be negative, get a diverging map centred on 0 (for scores
+    prefer :func:`plot_scores`). ``mask`` (bool (T_q, T_k), True = may attend) hatches the blocked
+    cells; -inf entries are hatched too. ``annotate`` writes the values (default: when the grid is
+    at most 12 x 12). Returns the matplotlib Axes.
     """
     w = _np(weights)
     if w.ndim != 2:
@@ -30,46 +343,128 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
         raise ValueError(
             f"plot_attention: {len(q_tokens)} query and {len(k_tokens)} key labels for a grid of {w.shape}"
         )
-    if ax is None:
-        size = (0.55 * w.shape[1] + 2.2, 0.5 * w.shape[0] + 1.4)
-        _, ax = plt.subplots(figsize=size)
-    im = ax.imshow(w, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(len(k_tokens)), k_tokens, rotation=45, ha="right")
-    ax.set_yticks(range(len(q_tokens)), q_tokens)
-    ax.set_xlabel("key")
-    ax.set_ylabel("query")
-    if title:
-        ax.set_title(title)
-    if annotate is None:
-        annotate = max(w.shape) <= 12
-    if annotate:
-        hi = np.nanmax(np.abs(w)) if np.isfinite(w).any() else 1.0
-        for i in range(w.shape[0]):
-            for j in range(w.shape[1]):
-                val = w[i, j]
-                txt = "-inf" if np.isneginf(val) else f"{val:.2f}"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=8,
-                        color="white" if np.isfinite(val) and abs(val) > 0.6 * hi else "black")
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return plot_heatmap(w, q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
+                        annotate=annotate, decimals=decimals, cmap=cmap, vmin=vmin, vmax=vmax, mask=mask,
+                        colorbar=colorbar)
+
+
+def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None, colorbar=True,
+                mask=None, decimals=2, limit=None):
+    """Heatmap of raw scores (T_q, T_k) on the diverging map: white = 0, symmetric limits (±``limit``,
+    default the largest |score| rounded up), -inf (masked) entries hatched grey. Returns the Axes."""
+    lim = (None, None) if limit is None else (-abs(float(limit)), abs(float(limit)))
+    return plot_attention(scores, q_tokens, k_tokens, ax=ax, title=title, annotate=annotate,
+                          cmap=SIGNED_CMAP, vmin=lim[0], vmax=lim[1], colorbar=colorbar, mask=mask,
+                          decimals=decimals)
+
+
+def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None, **kwargs):
+    """A grid of patterns, e.g. every head of a layer: ``patterns`` (n, T_q, T_k), on one colour
+    scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared colour bar. Returns the Figure."""
+    k_tokens = q_tokens if k_tokens is None else k_tokens
+    kwargs.pop("colorbar", None)
+    vmin, vmax = kwargs.pop("vmin", 0.0), kwargs.pop("vmax", 1.0)
+    return plot_heatmaps(patterns, q_tokens, k_tokens, titles=titles, ncols=ncols, vmin=vmin, vmax=vmax,
+                         xlabel="key", ylabel="query", **kwargs)
+
+
+def plot_mask(mask, q_tokens, k_tokens=None, *, ax=None, title=None, legend=True):
+    """A boolean mask (T_q, T_k), True = may attend (dark blue), False = blocked (hatched grey)."""
+    m = _np(mask).astype(bool)
+    k_tokens = q_tokens if k_tokens is None else k_tokens
+    ax = plot_heatmap(m.astype(float), q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
+                      annotate=False, vmin=0.0, vmax=1.0, cmap=None, mask=m, colorbar=False)
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if legend:
+        ax.legend(handles=[Patch(facecolor=plt.get_cmap(PROB_CMAP)(1.0), label="may attend"),
+                           Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label="blocked")],
+                  loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, fontsize=7, frameon=False,
+                  borderaxespad=0.1 if title is None else 1.6, handlelength=1.4)
     return ax
 
 
-def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=4, **kwargs):
-    """A grid of patterns, e.g. every head of a layer: ``patterns`` (n, T_q, T_k). Returns the Figure."""
-    ps = _np(patterns)
-    n = ps.shape[0]
-    ncols = min(ncols, n)
+def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None, row_labels=None):
+    """Several boolean masks side by side ((n, T_q, T_k) or a dict {title: mask}), one legend.
+    ``row_labels``/``q_tokens`` may be a list of label lists, one per mask (e.g. padded batches)."""
+    if isinstance(masks, dict):
+        titles = list(masks) if titles is None else titles
+        masks = list(masks.values())
+    ms = [_np(m).astype(bool) for m in masks]
+    n = len(ms)
+    per_mask = q_tokens and isinstance(q_tokens[0], (list, tuple))
+    ncols = min(n, 3) if ncols is None else max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    k_tokens = q_tokens if k_tokens is None else k_tokens
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 0.4 * len(k_tokens) / 4,
-                                                    3.0 * nrows + 0.3 * len(q_tokens) / 4),
-                             squeeze=False)
+    cols = ms[0].shape[1]
+    panel = PAGE_WIDTH_IN / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, nrows * min(panel, 0.3 * cols + 1.6) + 0.35),
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.axis("off")
             continue
-        plot_attention(ps[i], q_tokens, k_tokens, ax=ax, colorbar=False,
-                       title=None if titles is None else titles[i], **kwargs)
-    fig.tight_layout()
+        qt = q_tokens[i] if per_mask else q_tokens
+        kt = (k_tokens[i] if per_mask and k_tokens is not None else k_tokens) or qt
+        plot_mask(ms[i], qt, kt, ax=ax, title=None if titles is None else titles[i], legend=False)
+    fig.legend(handles=[Patch(facecolor=plt.get_cmap(PROB_CMAP)(1.0), label="may attend"),
+                        Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label="blocked")],
+               loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return fig
+
+
+# --------------------------------------------------------------------------- diagrams
+
+
+def plot_decoder_flow(n_layers: int = 2, d_model: int | str = "d_model", vocab_size: int | str = "vocab_size",
+                      *, ax=None, title="Data flow through a decoder (pre-LN blocks)"):
+    """The data flow of a decoder-only transformer with pre-LN blocks: token ids, embeddings, the
+    residual stream running up the left, each block's attention and MLP reading from it and adding
+    their output back, then the final LayerNorm, the unembedding and the logits. Returns the Axes."""
+    if not isinstance(n_layers, int) or isinstance(n_layers, bool) or not 1 <= n_layers <= 4:
+        raise ValueError(f"plot_decoder_flow: n_layers must be an int from 1 to 4, got {n_layers!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 2.6 + 1.55 * n_layers), layout="constrained")
+    ax.axis("off")
+    stream_x, side_x = 2.3, 6.7
+    ink = "0.3"
+
+    def box(x, y, text, face, w=3.6, h=0.6, size=8.5):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04", fc=face, ec=ink, lw=0.9))
+        ax.text(x, y, text, ha="center", va="center", fontsize=size)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color=ink, lw=1.1))
+
+    def add(y):
+        ax.add_patch(plt.Circle((stream_x, y), 0.2, fc="white", ec=ink, lw=1.1, zorder=3))
+        ax.text(stream_x, y, "+", ha="center", va="center", fontsize=11, zorder=4)
+
+    box(stream_x, 0.0, "token ids  (B, T)", "#eeeeee", w=2.8)
+    box(stream_x, 1.05, f"token + position embedding\n(B, T, {d_model})", "#fde3c8", w=3.4, h=0.75)
+    arrow(stream_x, 0.3, stream_x, 0.67)
+    subs = (("LayerNorm, then attention\nmoves information between positions", "#c6dbef"),
+            ("LayerNorm, then MLP\ncomputes at each position alone", "#c7e9c0"))
+    y = 1.45
+    for layer in range(n_layers):
+        y_start = y
+        for text, face in subs:
+            yb = y + 0.7
+            box(side_x, yb, text, face, w=4.0, h=0.78, size=8)
+            arrow(stream_x, yb - 0.22, side_x - 2.0, yb - 0.22)  # the sub-layer reads the stream ...
+            add(yb + 0.55)
+            arrow(side_x - 2.0, yb + 0.22, stream_x + 0.22, yb + 0.55)  # ... and adds its output back
+            y = yb + 0.55
+        ax.plot([9.0, 9.0], [y_start + 0.3, y + 0.05], color="0.6", lw=1)
+        ax.text(9.3, (y_start + y) / 2 + 0.15, f"block {layer}", rotation=90, va="center", ha="center", fontsize=9)
+    top = y + 0.85
+    ax.plot([stream_x, stream_x], [1.45, top - 0.3], color="#4c72b0", lw=6, alpha=0.35, zorder=1)
+    ax.text(0.25, (1.45 + top) / 2, f"residual stream  (B, T, {d_model})", rotation=90, va="center", ha="center",
+            color="#4c72b0", fontsize=9)
+    box(stream_x, top, "final LayerNorm, unembedding", "#f2d7ee", w=3.6)
+    box(stream_x, top + 1.05, f"logits  (B, T, {vocab_size})\nscores for the next token", "#eeeeee", w=3.6, h=0.75)
+    arrow(stream_x, top + 0.3, stream_x, top + 0.67)
+    ax.set_xlim(-0.2, 9.6)
+    ax.set_ylim(-0.5, top + 1.55)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

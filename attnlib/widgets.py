@@ -363,14 +363,16 @@ class PatternViewer(_Explorer):
             raise ValueError(f"decimals must be an int in [0, 6], got {decimals!r}")
         lo = min(float(m.min()) for m in mats)
         top = max(float(m.max()) for m in mats)
-        if vmin is None and vmax is None:
-            if lo >= 0 and top <= 1:
+        if vmin is None and vmax is None:  # rounded limits: a float32 1.0000001 is read as 1
+            from .viz import nice_limit
+
+            if lo >= 0 and top <= 1 + 1e-6:
                 vmin, vmax = 0.0, 1.0
             elif lo < 0:
-                big = max(abs(lo), abs(top))
+                big = nice_limit(max(abs(lo), abs(top)))
                 vmin, vmax = -big, big
             else:
-                vmin, vmax = 0.0, top
+                vmin, vmax = 0.0, nice_limit(top)
         elif vmin is None or vmax is None:
             raise ValueError("vmin and vmax must be given together (or neither)")
         vmin, vmax = float(vmin), float(vmax)

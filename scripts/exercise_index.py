@@ -104,16 +104,36 @@ def parse_notebook(path: Path, root: Path = ROOT) -> list[Exercise]:
 NEXT_STEPS = """\
 ## Where to go next
 
-- **Build a GPT yourself.** Andrej Karpathy's video lecture *Let's build GPT: from scratch, in
-  code, spelled out* and his repositories [nanoGPT](https://github.com/karpathy/nanoGPT) and
-  [minGPT](https://github.com/karpathy/minGPT) write and train a GPT in a few hundred lines of
-  PyTorch. After this book, they read like a summary.
+- **See it animated.** Grant Sanderson's 3Blue1Brown lesson [*Attention in transformers, step by
+  step*](https://www.3blue1brown.com/lessons/attention), chapter 6 of his deep-learning series, is
+  the picture this book follows: the same fluffy blue creature, drawn instead of computed.
+- **Build a GPT yourself.** Andrej Karpathy's video lecture [*Let's build GPT: from scratch, in
+  code, spelled out*](https://www.youtube.com/watch?v=kCc8FmEb1nY) and his repositories
+  [nanoGPT](https://github.com/karpathy/nanoGPT) and [minGPT](https://github.com/karpathy/minGPT)
+  write and train a GPT in a few hundred lines of PyTorch. After this book, they read like a
+  summary. Sebastian Raschka's book *Build a Large Language Model (From Scratch)* (Manning, 2024;
+  code at [rasbt/LLMs-from-scratch](https://github.com/rasbt/LLMs-from-scratch)) goes on from there
+  to pretraining on real text and fine-tuning.
+- **Practise with more exercises.** The [ARENA](https://www.arena.education/) curriculum builds a
+  transformer from scratch with tests for every step and then takes it apart with interpretability
+  tools; [Dive into Deep Learning](https://d2l.ai) treats attention and transformers as part of a
+  whole executable textbook, in PyTorch and other frameworks.
 - **Look inside trained models.** The [Transformer Circuits thread](https://transformer-circuits.pub/)
   by Chris Olah's team at Anthropic, starting with *A Mathematical Framework for Transformer
   Circuits* {cite:p}`elhage2021mathematical`, reads attention heads as the book does: queries and
-  keys decide where to look, values and the output matrix decide what is moved.
-- **Make attention fast.** The FlashAttention papers {cite:p}`dao2022flashattention,dao2023flashattention2,shah2024flashattention3`
-  start from the online softmax of chapter 11 and show how to map it onto a GPU's memory hierarchy.
+  keys decide where to look, values and the output matrix decide what is moved. Its sequel finds
+  *induction heads*, pairs of heads that copy a pattern seen earlier in the context
+  {cite:p}`olsson2022induction`, and the MLP blocks between the heads can be read as key-value
+  memories too {cite:p}`geva2021feedforward`.
+- **Make attention fast.** The FlashAttention papers
+  {cite:p}`dao2022flashattention,dao2023flashattention2,shah2024flashattention3` start from the
+  online softmax of chapter 11 and show how to map it onto a GPU's memory hierarchy. Multi-query
+  attention {cite:p}`shazeer2019fast` and grouped-query attention {cite:p}`ainslie2023gqa` let
+  many query heads share a few key and value heads, which shrinks the KV cache of chapters 10
+  and 11.
+- **Scale it up.** Moving the LayerNorm in front of each sub-layer (pre-LN, as in chapter 9) is
+  what lets deep transformers train without a long warm-up {cite:p}`xiong2020layer`; how the loss
+  falls as the model, the data and the compute grow is measured by {cite:t}`kaplan2020scaling`.
 - **Go back to the source.** *Attention Is All You Need* {cite:p}`vaswani2017attention` introduced
   the transformer; with the vocabulary of this book, its figures and equations should now read
   easily. GPT-3's paper {cite:p}`brown2020language` gives the model shape whose numbers the book

@@ -9,9 +9,14 @@ repository URL (``repository.url``) and the ref (``attnlib_install_ref``) are st
     python scripts/sync_setup_cells.py           # rewrite drifting set-up cells in place
     python scripts/sync_setup_cells.py --check   # exit 1 and list the notebooks that drift
 
-Only the source of the set-up cell changes: outputs, metadata and every other cell are left as
-they are. A notebook whose first code cell is not a set-up cell (it does not start with
-``# Set-up:``) gets the set-up cell inserted in front of it.
+The set-up cell carries no lesson, so the book folds it: the script gives it the ``hide-input``
+tag (the published page shows a "show code" toggle and the cell's output; in Jupyter, VS Code and
+Colab the tag does nothing and the cell stays an ordinary first cell). The device cell that follows
+it (``device = attnlib.get_device()`` and ``print(device)``, nothing else but comments) is written
+from one template too, folded the same way and tagged ``nbval-ignore-output``: its output names the
+machine's device. Only the source and the tags of these two cells change: outputs, other metadata
+and every other cell are left as they are. A notebook whose first code cell is not a set-up cell
+(it does not start with ``# Set-up:``) gets the set-up cell inserted in front of it.
 """
 
 from __future__ import annotations
@@ -27,22 +32,33 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = "# Set-up:"
 
 TEMPLATE = '''\
-# Set-up: the same cell opens every chapter (kept in sync by scripts/sync_setup_cells.py).
+# Set-up: the same cell opens every chapter (scripts/sync_setup_cells.py writes it).
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install attnlib once; keep Colab's torch and ipywidgets
+if "google.colab" in sys.modules:  # Colab: install attnlib; keep its own torch
     try:
         import attnlib
     except ImportError:
         import subprocess
 
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                        "attnlib @ git+{url}@{ref}"], check=True)
+        url = "git+{url}@{ref}"
+        pip = [sys.executable, "-m", "pip", "install", "-q", f"attnlib @ {{url}}"]
+        subprocess.run(pip, check=True)
     from google.colab import output
 
     output.enable_custom_widget_manager()
 
 import attnlib'''
+
+# The cell after the set-up cell picks the device. A cell whose code (comments aside) is exactly
+# DEVICE_CODE is a device cell and is rewritten to DEVICE_TEMPLATE.
+DEVICE_CODE = ["device = attnlib.get_device()", "print(device)"]
+DEVICE_TEMPLATE = '''\
+device = attnlib.get_device()  # a CUDA or Apple GPU if there is one, else the CPU
+print(device)  # depends on the machine, so the tests do not compare this output'''
+
+FOLD = "hide-input"  # the book shows the cell's output and a toggle for its code
+DEVICE_TAGS = (FOLD, "nbval-ignore-output")
 
 
 def read_config(root: Path = ROOT) -> tuple[str, str]:
@@ -83,24 +99,60 @@ def _new_code_cell(nb: dict, text: str) -> dict:
     return cell
 
 
+def _code_lines(text: str) -> list[str]:
+    """The lines of ``text`` without comments and blank lines (for recognising a device cell)."""
+    out = []
+    for line in text.splitlines():
+        code = line.split("#", 1)[0].strip()
+        if code:
+            out.append(code)
+    return out
+
+
+def is_device_cell(cell: dict) -> bool:
+    return cell.get("cell_type") == "code" and _code_lines(_source(cell)) == DEVICE_CODE
+
+
+def _add_tags(cell: dict, tags) -> bool:
+    """Add ``tags`` to the cell's metadata (keeping its other tags, in order); True if it changed."""
+    have = list(cell.setdefault("metadata", {}).get("tags", []))
+    missing = [t for t in tags if t not in have]
+    if missing:
+        cell["metadata"]["tags"] = have + missing
+    return bool(missing)
+
+
 def sync_notebook(path: Path, canonical: str, *, write: bool) -> str | None:
-    """Return None when ``path`` is in sync, else "differs" or "missing" (fixed when ``write``)."""
+    """Return None when ``path`` is in sync, else what drifted: "differs" (set-up cell's text),
+    "missing" (no set-up cell), "unfolded" (a tag is missing) or "device differs"; fixed when ``write``."""
     raw = path.read_text(encoding="utf-8")
     nb = json.loads(raw)
     cells = nb.get("cells", [])
     first = next((i for i, c in enumerate(cells) if c.get("cell_type") == "code"), None)
+    drift = []
     if first is not None and _source(cells[first]).startswith(MARKER):
-        if _source(cells[first]) == canonical:
-            return None
-        action = "differs"
-        cells[first]["source"] = _lines(canonical)
+        if _source(cells[first]) != canonical:
+            drift.append("differs")
+            cells[first]["source"] = _lines(canonical)
     else:
-        action = "missing"
-        cells.insert(len(cells) if first is None else first, _new_code_cell(nb, canonical))
+        drift.append("missing")
+        first = len(cells) if first is None else first
+        cells.insert(first, _new_code_cell(nb, canonical))
+    if _add_tags(cells[first], [FOLD]) and "missing" not in drift:
+        drift.append("unfolded")
+    device = next((i for i in range(first + 1, len(cells)) if cells[i].get("cell_type") == "code"), None)
+    if device is not None and is_device_cell(cells[device]):
+        if _source(cells[device]) != DEVICE_TEMPLATE:
+            drift.append("device differs")
+            cells[device]["source"] = _lines(DEVICE_TEMPLATE)
+        if _add_tags(cells[device], DEVICE_TAGS) and "unfolded" not in drift:
+            drift.append("unfolded")
+    if not drift:
+        return None
     if write:
         # the layout nbformat itself writes (sorted keys, one-space indent), so diffs stay small
         path.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return action
+    return ", ".join(drift)
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:
@@ -119,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         action = sync_notebook(path, canonical, write=not args.check)
         if action:
-            done = {"differs": "rewritten", "missing": "inserted"}[action]
-            drift.append(f"{path}: set-up cell {action if args.check else done}")
+            drift.append(f"{path}: {action}" + ("" if args.check else " (fixed)"))
     for line in drift:
         print(line)
     if args.check and drift:

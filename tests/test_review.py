@@ -105,10 +105,27 @@ def test_every_flashcard_has_a_question_and_an_answer():
     assert len(set(questions)) == len(questions), "a question appears twice"
 
 
-def test_flashcards_are_grouped_by_chapter():
+def _chapter_titles() -> list[str]:
+    """The title (first heading) of every chapter in the table of contents, in reading order."""
+    titles = []
+    for nb in exercise_index.toc_notebooks(ROOT):
+        first = json.loads(nb.read_text(encoding="utf-8"))["cells"][0]
+        titles.append("".join(first["source"]).splitlines()[0].lstrip("# ").strip())
+    return titles
+
+
+def test_flashcard_headings_are_the_chapter_titles():
+    # "## 6. One head, end to end", exactly as the chapter calls itself, in the book's order
     text = (BOOK / "review.md").read_text(encoding="utf-8")
-    for n in range(1, 12):
-        assert re.search(rf"^## Chapter {n}:", text, re.M), f"no flashcards for chapter {n}"
+    numbered = re.findall(r"^## (\d+\. .*)$", text, re.M)
+    titles = [t for t in _chapter_titles() if not t.startswith("0.")]  # chapter 0 has no cards
+    assert numbered == titles, "book/review.md's chapter headings differ from the chapter titles"
+
+
+def test_formula_cards_use_the_chapters_names():
+    # the chapters call the value-up matrix W_O (the output matrix); the review must too
+    text = (BOOK / "review.md").read_text(encoding="utf-8")
+    assert "W_up" not in text and "X W_V W_O" in text
 
 
 # Every topic that ../shared/CONTENT.md asks the review to cover, with words that must appear

@@ -293,6 +293,11 @@ def test_pattern_viewer():
     sim = W.PatternViewer({"cosine": [[1.0, -0.5], [-0.5, 1.0]]}, ["x", "y"], title="Similarity",
                           row_name="token", col_name="token")
     assert (sim.vmin, sim.vmax) == (-1.0, 1.0) and sim.title == "Similarity"
+    # a float32 cosine of 1.0000001192092896 must not put that number on the legend
+    cos = W.PatternViewer({"c": torch.tensor([[1.0000001192092896, 0.3], [0.3, 1.0]])}, ["x", "y"])
+    assert (cos.vmin, cos.vmax) == (0.0, 1.0)
+    big = W.PatternViewer({"s": [[4.53, -1.36]]}, ["x"], ["a", "b"])
+    assert (big.vmin, big.vmax) == (-4.6, 4.6)
     with pytest.raises(ValueError, match="vmin"):
         W.PatternViewer(pats, ["x", "y"], list("abcde"), vmin=1.0, vmax=0.0)
     with pytest.raises(ValueError, match="selected"):

@@ -41,6 +41,12 @@ function fmt(x, decimals = 2) {
   return Number(r) === 0 ? (0).toFixed(decimals) : r;
 }
 
+/** A colour-scale limit for a legend: at most 3 significant digits (1.0000001192092896 shows as 1). */
+function fmtTick(x) {
+  const r = Number(Number(x).toPrecision(3));
+  return Object.is(r, -0) ? "0" : String(r).replace("-", "\u2212");
+}
+
 /** A temperature (or any positive number) for display: 3 significant digits. */
 function fmtSig(x) {
   if (x >= 100) return x.toFixed(0);
@@ -170,9 +176,9 @@ function heatmap(values, opts) {
 function weightLegend({ masked = true, vmin = 0, vmax = 1 } = {}) {
   const signed = vmin < 0;
   return h("div", { class: "attnlib-legend" }, [
-    h("span", { text: String(vmin) }),
+    h("span", { text: fmtTick(vmin) }),
     h("span", { class: "attnlib-legend-bar" + (signed ? " attnlib-legend-signed" : "") }),
-    h("span", { text: String(vmax) }),
+    h("span", { text: fmtTick(vmax) }),
     masked ? h("span", { class: "attnlib-legend-masked" }) : null,
     masked ? h("span", { text: "masked" }) : null,
   ]);

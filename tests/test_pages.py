@@ -1,0 +1,395 @@
+"""What a reader of the published pages sees, checked on the committed notebooks and book/*.md.
+
+Per chapter: no code or output line wider than the page's code column (PAGE_WIDTH characters, the
+measure of ../shared/tools/book_audit.py --page), no bare True/False echoed under a cell (a checker
+prints its verdict; the cell must not also echo a boolean), the set-up and device cells folded,
+and every glossary term the chapter's prose uses linked to its entry at least once ({term}`...`).
+For the back matter: every entry of book/references.bib is cited somewhere, every cited key exists,
+and the glossary holds the terms the chapters rely on.
+
+A chapter that does not meet a check yet is marked xfail(strict=True) below, with the reason, so
+the test flips (XPASS fails) as soon as the chapter's owner fixes it: then delete its entry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+BOOK_PAGES = sorted((ROOT / "book").glob("*.md"))
+PAGE_WIDTH = 85  # characters that fit the code column of a page (the same as book_audit.py)
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import sync_setup_cells  # noqa: E402
+
+# ----------------------------------------------------------------------------- known shortfalls
+# chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
+# Counts as measured on main at 167e567 (book_audit.py --page).
+WIDE_LINES = {
+    "00_how_to_use": "3 code and 3 output lines wider than 85 characters (issue 14)",
+    "01_tokens_embeddings": "30 code and 11 output lines wider than 85 characters (issue 14)",
+    "02_queries_keys": "22 code and 3 output lines wider than 85 characters (issue 14)",
+    "03_softmax_scaling": "20 code and 21 output lines wider than 85 characters (issue 14)",
+    "04_masking_context": "41 code and 9 output lines wider than 85 characters (issue 14)",
+    "05_values": "26 code and 4 output lines wider than 85 characters (issue 14)",
+    "06_one_head": "21 code and 3 output lines wider than 85 characters (issue 14)",
+    "07_multihead": "18 code and 6 output lines wider than 85 characters (issue 14)",
+    "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
+    "09_decoder": "29 code and 4 output lines wider than 85 characters (issue 14)",
+    "10_training": "30 code and 5 output lines wider than 85 characters (issue 14)",
+    "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
+}
+BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in WIDE_LINES}
+# The set-up and device cells are folded by `make sync` (scripts/sync_setup_cells.py); until the
+# notebooks are synced, every chapter is listed here. After `make sync`, set this to {}.
+UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`" for stem in WIDE_LINES}
+# The glossary terms each chapter uses without linking them once (as measured with the glossary of
+# this commit; the failing test's message lists what is left).
+UNLINKED_TERMS = {
+    "00_how_to_use": "links none of: dot product, attention head",
+    "01_tokens_embeddings": ("links none of: embedding space, dot product, softmax, attention pattern, "
+        "attention head, MLP, GPT-3"),
+    "02_queries_keys": ("links none of: embedding space, value map, softmax, causal mask, GPT-3, position "
+        "encoding, half precision"),
+    "03_softmax_scaling": ("links none of: dot product, GPT-3, cross-entropy loss, online softmax, "
+        "memory-efficient attention, FlashAttention, autocast"),
+    "04_masking_context": ("links none of: dot product, softmax, attention pattern, scaled dot-product "
+        "attention, GPT-3, float16, mixed precision"),
+    "05_values": ("links none of: value map, output matrix, dot product, softmax, causal mask, "
+        "attention head, MLP, GPT-3"),
+    "06_one_head": ("links none of: embedding space, value map, value-down, value-up, softmax, causal "
+        "mask, attention head, residual stream, GPT-3, training loss"),
+    "07_multihead": ("links none of: value-down, value-up, attention weights, multi-head attention, "
+        "residual stream, MLP, transformer block, GPT-3"),
+    "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
+        "residual stream, MLP, AdamW"),
+    "09_decoder": ("links none of: token embedding, position embedding, softmax, causal mask, "
+        "attention head, multi-head attention, attention block, residual connection, "
+        "GPT-3, GELU, pre-LN, post-LN, learning rate, learning-rate warm-up"),
+    "10_training": "links none of: dot product, softmax, bfloat16, learning rate, AdamW, autocast",
+    "11_cost_at_scale": ("links none of: softmax, causal mask, multi-head attention, SDPA, GPT-3, "
+        "recurrent neural network, bfloat16, HBM, SRAM, parallelism"),
+}
+
+
+def _xfail(known: dict[str, str], stem: str):
+    return pytest.mark.xfail(reason=known[stem], strict=True) if stem in known else ()
+
+
+def _chapters(known: dict[str, str]):
+    return [pytest.param(p, id=p.stem, marks=_xfail(known, p.stem)) for p in NOTEBOOKS]
+
+
+# ----------------------------------------------------------------------------- reading notebooks
+
+
+@cache
+def _nb(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _text(x) -> str:
+    return "".join(x) if isinstance(x, list) else (x or "")
+
+
+def _code_cells(path: Path) -> list[dict]:
+    return [c for c in _nb(path)["cells"] if c["cell_type"] == "code"]
+
+
+def _markdown(path: Path) -> str:
+    return "\n".join(_text(c["source"]) for c in _nb(path)["cells"] if c["cell_type"] == "markdown")
+
+
+def wide_lines(path: Path) -> list[str]:
+    """Code and output lines wider than PAGE_WIDTH, as `cell N code|output: line` (book_audit's
+    measure: code sources, stream text and text/plain of outputs that are not figures or widgets)."""
+    found = []
+    for n, cell in enumerate(_code_cells(path)):
+        for line in _text(cell["source"]).splitlines():
+            if len(line) > PAGE_WIDTH:
+                found.append(f"code cell {n} code ({len(line)}): {line}")
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET in data or "image/png" in data:
+                continue
+            text = _text(out.get("text", "")) if out.get("output_type") == "stream" else ""
+            text += _text(data.get("text/plain", ""))
+            found += [f"code cell {n} output ({len(line)}): {line}" for line in text.splitlines()
+                      if len(line) > PAGE_WIDTH]
+    return found
+
+
+def bare_echoes(path: Path) -> list[str]:
+    """Cells whose result is a bare True or False (shown as Out[n]: True under the verdict)."""
+    found = []
+    for n, cell in enumerate(_code_cells(path)):
+        for out in cell.get("outputs", []):
+            plain = _text(out.get("data", {}).get("text/plain", "")).strip()
+            if out.get("output_type") == "execute_result" and plain in ("True", "False"):
+                last = _text(cell["source"]).strip().splitlines()[-1]
+                found.append(f"code cell {n} echoes {plain}: {last}")
+    return found
+
+
+# ----------------------------------------------------------------------------- the glossary
+
+GLOSSARY = ROOT / "book" / "glossary.md"
+# Aliases too common as plain English to detect by text ("the value of x", "a key insight"): a
+# chapter is not asked to link them (it may, and each has a more specific alias that is detected).
+GENERIC = {"key", "value", "query", "score", "scores", "pattern", "head", "mask", "token", "scaling",
+           "embedding", "generation", "sampling", "checkpoint", "parameter", "parameters", "batch",
+           "alignment", "tile", "tiling", "temperature", "transformer", "decoder", "encoder", "GPT",
+           "logits", "dropout", "vocabulary", "unembedding",
+           "warm-up", "warmup"}  # also a benchmark's warm-up run and the easiest exercises
+
+
+@cache
+def glossary() -> list[tuple[str, ...]]:
+    """The glossary's entries, each a tuple of its aliases (the term lines above one definition)."""
+    text = GLOSSARY.read_text(encoding="utf-8")
+    block = re.search(r"```\{glossary\}\n(.*?)\n```", text, re.S)
+    assert block, "book/glossary.md has no ```{glossary} block"
+    entries, current = [], []
+    for line in block.group(1).splitlines():
+        if not line.strip() or line.startswith(":"):
+            continue
+        if line[0].isspace():
+            if current:
+                entries.append(tuple(current))
+                current = []
+        else:
+            current.append(line.strip())
+    return entries
+
+
+def _alias_index() -> dict[str, tuple[str, ...]]:
+    return {a.lower(): entry for entry in glossary() for a in entry}
+
+
+_ROLE = re.compile(r"\{[a-z:-]+\}`[^`]*`")
+_TERM = re.compile(r"(?<!`)\{term\}`([^`]*)`")  # not the role's name quoted as code: `{term}`
+
+
+def prose(markdown: str) -> str:
+    """Running text of a page: no code blocks, inline code, math, roles, link targets, headings,
+    directive options or HTML comments."""
+    out, fence = [], None
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        m = re.match(r"^(`{3,}|~{3,}|:{3,})(\S*)", stripped)
+        if m and fence is None:
+            # a directive with prose ({exercise}, {admonition}, ...) keeps its body; code does not
+            fence = (m.group(1), m.group(2).startswith("{") and "code" not in m.group(2)
+                     and "glue" not in m.group(2))
+            continue
+        if fence is not None and stripped.startswith(fence[0][0] * 3) and stripped.strip(fence[0][0]) == "":
+            fence = None
+            continue
+        if fence is not None and not fence[1]:
+            continue
+        if stripped.startswith(("#", ":")):
+            continue
+        out.append(line)
+    text = "\n".join(out)
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
+    text = re.sub(r"\$[^$\n]+\$", " ", text)
+    text = _ROLE.sub(" ", text)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return text
+
+
+def _pattern(alias: str) -> re.Pattern:
+    exact = any(c.isupper() for c in alias[1:]) or any(c.isdigit() or c == "_" for c in alias)
+    body = re.escape(alias).replace(r"\ ", r"[\s-]+")
+    return re.compile(rf"(?<![\w-]){body}(?:s|es)?(?![\w-])", 0 if exact else re.I)
+
+
+def linked_entries(markdown: str) -> set[tuple[str, ...]]:
+    index = _alias_index()
+    found = set()
+    for target in _TERM.findall(markdown):
+        m = re.search(r"<([^>]+)>\s*$", target)
+        name = (m.group(1) if m else target).strip()
+        if name.lower() in index:
+            found.add(index[name.lower()])
+    return found
+
+
+def unlinked_terms(markdown: str) -> list[str]:
+    """Glossary entries whose alias appears in the prose but which the page never links."""
+    text, linked = prose(markdown), linked_entries(markdown)
+    missing = []
+    for entry in glossary():
+        if entry in linked:
+            continue
+        used = [a for a in entry if a not in GENERIC and _pattern(a).search(text)]
+        if used:
+            missing.append(used[0])
+    return missing
+
+
+# ----------------------------------------------------------------------------- chapter checks
+
+
+@pytest.mark.parametrize("path", _chapters(WIDE_LINES))
+def test_no_code_or_output_line_is_wider_than_the_page(path):
+    lines = wide_lines(path)
+    assert not lines, f"{path.name}: {len(lines)} lines wider than {PAGE_WIDTH} characters:\n" + "\n".join(lines[:20])
+
+
+@pytest.mark.parametrize("path", _chapters(BARE_ECHOES))
+def test_no_bare_true_or_false_is_echoed(path):
+    echoes = bare_echoes(path)
+    assert not echoes, f"{path.name}: end the cell with the checker call alone:\n" + "\n".join(echoes)
+
+
+@pytest.mark.parametrize("path", _chapters(UNSYNCED))
+def test_setup_and_device_cells_are_folded(path):
+    code = _code_cells(path)
+    assert "hide-input" in code[0]["metadata"].get("tags", []), f"{path.name}: the set-up cell is shown in full"
+    if sync_setup_cells.is_device_cell(code[1]):
+        assert "hide-input" in code[1]["metadata"].get("tags", []), f"{path.name}: the device cell is shown"
+
+
+@pytest.mark.parametrize("path", _chapters(UNLINKED_TERMS))
+def test_glossary_terms_used_are_linked(path):
+    missing = unlinked_terms(_markdown(path))
+    assert not missing, (f"{path.name} uses these glossary terms without linking them once "
+                         f"({{term}}`...`): {', '.join(missing)}")
+
+
+def test_every_term_link_names_a_glossary_entry():
+    index = _alias_index()
+    bad = []
+    for path in NOTEBOOKS + BOOK_PAGES:
+        text = _markdown(path) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8")
+        for target in _TERM.findall(text):
+            m = re.search(r"<([^>]+)>\s*$", target)
+            name = (m.group(1) if m else target).strip()
+            if name.lower() not in index:
+                bad.append(f"{path.name}: {{term}}`{target}`")
+    assert not bad, "links to terms the glossary does not define:\n" + "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------- the checks themselves
+
+
+def test_prose_and_term_detection():
+    md = ("The {term}`causal mask` hides the future. A padding mask hides `padding mask` code.\n"
+          "```python\nlayer normalisation in code\n```\n$softmax$ and the Softmax here.\n# LayerNorm title")
+    text = prose(md)
+    assert "padding mask hides" in text and "layer normalisation" not in text and "title" not in text
+    missing = unlinked_terms(md)
+    assert "padding mask" in missing and "softmax" in missing
+    assert not any(m in ("causal mask", "LayerNorm", "layer normalisation") for m in missing)
+    # plurals and hyphen/space variants count as uses; generic words do not
+    assert "multi-head attention" in unlinked_terms("Several multi-head attentions.")
+    assert unlinked_terms("the key and the value of a token") == []
+
+
+def test_width_and_echo_detectors(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": ["x = 1  # " + "y" * 80 + "\n", "ok"],
+                     "outputs": [{"output_type": "execute_result", "data": {"text/plain": "True"},
+                                  "metadata": {}, "execution_count": 1},
+                                 {"output_type": "stream", "name": "stdout", "text": ["z" * 86 + "\n"]},
+                                 {"output_type": "display_data", "metadata": {},
+                                  "data": {"image/png": "", "text/plain": "<Figure " + "w" * 90 + ">"}}]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "99_x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert [w.split(":")[0] for w in wide_lines(path)] == ["code cell 0 code (89)", "code cell 0 output (86)"]
+    assert bare_echoes(path) == ["code cell 0 echoes True: ok"]
+
+
+def test_sync_folds_the_setup_and_device_cells_and_is_idempotent(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "_config.yml").write_text(
+        "repository:\n  url: https://github.com/example/book\nattnlib_install_ref: v1\n", encoding="utf-8")
+    canonical = sync_setup_cells.setup_cell_source(tmp_path)
+    cells = [
+        {"cell_type": "markdown", "id": "a", "metadata": {}, "source": ["# 1. T"]},
+        {"cell_type": "code", "id": "b", "metadata": {"tags": ["keep"]}, "execution_count": 1, "outputs": [],
+         "source": canonical.splitlines(keepends=True)},
+        {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 2,
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": ["cpu\n"]}],
+         "source": ["device = attnlib.get_device()\n", "print(device)  # a very long comment"]},
+        {"cell_type": "code", "id": "d", "metadata": {}, "execution_count": 3, "outputs": [],
+         "source": ["device = attnlib.get_device()\n", "print(device)"]},
+    ]
+    path = tmp_path / "notebooks" / "01_t.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert sync_setup_cells.sync_notebook(path, canonical, write=False) == "unfolded, device differs"
+    assert sync_setup_cells.sync_notebook(path, canonical, write=True) == "unfolded, device differs"
+    new = json.loads(path.read_text())["cells"]
+    assert new[1]["metadata"]["tags"] == ["keep", "hide-input"]
+    assert new[2]["metadata"]["tags"] == ["hide-input", "nbval-ignore-output"]
+    assert "".join(new[2]["source"]) == sync_setup_cells.DEVICE_TEMPLATE
+    assert new[2]["outputs"] == cells[2]["outputs"] and new[3] == cells[3], "only the device cell after set-up"
+    assert sync_setup_cells.sync_notebook(path, canonical, write=True) is None
+
+
+def test_setup_and_device_templates_fit_the_page():
+    for text in (sync_setup_cells.setup_cell_source(ROOT), sync_setup_cells.DEVICE_TEMPLATE):
+        assert max(len(line) for line in text.splitlines()) <= PAGE_WIDTH
+
+
+# ----------------------------------------------------------------------------- bibliography
+
+BIB = ROOT / "book" / "references.bib"
+_CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+
+
+def bib_keys() -> list[str]:
+    return re.findall(r"^@\w+\{([^,\s]+),", BIB.read_text(encoding="utf-8"), re.M)
+
+
+def cited_keys() -> dict[str, list[str]]:
+    """cited key -> the pages citing it (notebook markdown and book/*.md)."""
+    found: dict[str, list[str]] = {}
+    for path in NOTEBOOKS + BOOK_PAGES:
+        text = _markdown(path) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8")
+        for group in _CITE.findall(text):
+            for key in group.split(","):
+                found.setdefault(key.strip(), []).append(path.name)
+    return found
+
+
+def test_every_bib_entry_is_cited():
+    keys = bib_keys()
+    assert len(keys) == len(set(keys)), "duplicate keys in references.bib"
+    uncited = sorted(set(keys) - set(cited_keys()))
+    assert not uncited, f"references.bib entries cited nowhere (cite them or remove them): {uncited}"
+
+
+def test_every_citation_resolves():
+    missing = {k: v for k, v in cited_keys().items() if k not in set(bib_keys())}
+    assert not missing, f"cited keys missing from references.bib: {missing}"
+
+
+def test_bib_titles_protect_math_and_capitals():
+    # bibtex lower-cases unprotected title words in author-year styles: "$O(n^2)$" became "$o(n^2)$"
+    for title in re.findall(r"^\s*title\s*=\s*\{(.*)\},?\s*$", BIB.read_text(encoding="utf-8"), re.M):
+        for math in re.findall(r"\$[^$]+\$", title):
+            assert "{" + math + "}" in title, f"protect {math} with braces in the title {title!r}"
+
+
+# ----------------------------------------------------------------------------- glossary coverage
+
+# Terms the chapters 6-11 rely on (issue 14): each must have a glossary entry.
+REQUIRED_TERMS = ["GELU", "AdamW", "warm-up", "pre-LN", "post-LN", "autocast", "SRAM", "HBM",
+                  "meta device", "FLOP", "ablation", "long-range dependency", "parallelism"]
+
+
+@pytest.mark.parametrize("term", REQUIRED_TERMS)
+def test_glossary_defines_the_terms_the_chapters_use(term):
+    assert term.lower() in _alias_index(), f"book/glossary.md has no entry for {term!r}"

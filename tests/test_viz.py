@@ -1,0 +1,211 @@
+"""The figure style of attnlib.viz: what a reader must be able to trust in every figure.
+
+Signed grids on a diverging map centred on zero with symmetric limits, probabilities on 0..1,
+masked cells drawn distinctly, annotation colour by luminance, rounded colour-bar ticks, one shared
+colour bar for small multiples, and figures that fit the page column.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import CenteredNorm, to_rgba  # noqa: E402
+
+from attnlib import viz  # noqa: E402
+
+TOKENS = ["a", "fluffy", "blue", "creature"]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _image(ax):
+    assert len(ax.images) == 1
+    return ax.images[0]
+
+
+def _colorbar_labels(fig):
+    cbars = [a for a in fig.axes if a.get_label() == "<colorbar>"]
+    fig.canvas.draw()
+    return cbars, [[t.get_text() for t in cb.get_yticklabels()] for cb in cbars]
+
+
+def _cell_texts(ax):
+    """{(row, col): Text} of the numbers written in the cells."""
+    return {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+
+
+def test_signed_scores_get_a_diverging_map_centred_on_zero_with_symmetric_limits():
+    scores = torch.tensor([[4.53, -1.36], [0.2, 1.0]])
+    ax = viz.plot_attention(scores, TOKENS[:2], vmin=None, vmax=None)
+    norm = _image(ax).norm
+    assert isinstance(norm, CenteredNorm)
+    assert norm.vcenter == 0.0
+    assert norm.vmin == -norm.vmax
+    assert norm.vmax == pytest.approx(4.6)  # 4.53 rounded up to two significant digits
+    assert norm(0.0) == pytest.approx(0.5)  # white is zero
+    # a negative score is drawn red (R > B) and a positive one blue, whatever the asymmetry
+    cmap = _image(ax).cmap
+    r, _, b, _ = cmap(norm(-1.36))
+    assert r > b
+    r, _, b, _ = cmap(norm(1.0))
+    assert b > r
+
+
+def test_plot_scores_is_signed_even_when_every_score_is_positive():
+    ax = viz.plot_scores(torch.tensor([[0.5, 2.0], [1.0, 3.0]]), TOKENS[:2])
+    norm = _image(ax).norm
+    assert isinstance(norm, CenteredNorm) and norm.vmin == -3.0 and norm.vmax == 3.0
+
+
+def test_explicit_asymmetric_signed_limits_are_made_symmetric():
+    ax = viz.plot_attention(torch.zeros(2, 2), TOKENS[:2], vmin=-1.0, vmax=3.0, cmap="RdBu_r")
+    norm = _image(ax).norm
+    assert (norm.vmin, norm.vmax, norm.vcenter) == (-3.0, 3.0, 0.0)
+
+
+def test_probabilities_use_a_sequential_map_from_zero_to_one():
+    pattern = torch.softmax(torch.randn(4, 4, generator=torch.Generator().manual_seed(0)), -1)
+    ax = viz.plot_attention(pattern, TOKENS)
+    im = _image(ax)
+    assert not isinstance(im.norm, CenteredNorm)
+    assert (im.norm.vmin, im.norm.vmax) == (0.0, 1.0)
+    assert im.cmap.name.startswith(viz.PROB_CMAP)
+
+
+def test_masked_minus_inf_cells_are_hatched_grey_and_noted_on_the_colour_bar():
+    scores = torch.tensor([[1.0, float("-inf")], [-2.0, 0.5]])
+    ax = viz.plot_scores(scores, TOKENS[:2])
+    im = _image(ax)
+    assert np.ma.getmaskarray(im.get_array()).tolist() == [[False, True], [False, False]]
+    assert im.cmap.get_bad() == pytest.approx(to_rgba(viz.MASKED_COLOR))
+    # grey is not a colour of the map: masked cells cannot be read as a mid-range score
+    greys = [im.cmap(x) for x in np.linspace(0, 1, 257)]
+    assert min(np.abs(np.subtract(g, to_rgba(viz.MASKED_COLOR))).max() for g in greys) > 0.05
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert [(p.get_x(), p.get_y()) for p in hatched] == [(0.5, -0.5)]  # the cell (row 0, col 1)
+    cbars = [a for a in ax.figure.axes if a.get_label() == "<colorbar>"]
+    assert "masked" in cbars[0].get_ylabel()
+    assert _cell_texts(ax)[(0, 1)].get_text() == "\u2212inf"
+
+
+def test_a_mask_argument_hatches_blocked_cells_and_without_a_colour_bar_a_legend_says_so():
+    causal = torch.ones(3, 3, dtype=torch.bool).tril()
+    ax = viz.plot_attention(torch.eye(3), TOKENS[:3], mask=causal, colorbar=False)
+    assert len([p for p in ax.patches if p.get_hatch()]) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["masked"]
+    assert len(ax.texts) == 6  # blocked cells carry no number
+
+
+def test_annotation_colour_follows_the_cell_luminance():
+    # black digits on navy was the bug: strongly negative AND strongly positive cells are dark
+    scores = torch.tensor([[-4.0, 0.0, 4.0]])
+    ax = viz.plot_attention(scores, ["q"], ["k1", "k2", "k3"], vmin=None, vmax=None, cmap="RdBu_r")
+    texts = _cell_texts(ax)
+    assert [texts[(0, j)].get_color() for j in range(3)] == ["white", "black", "white"]
+    assert viz.text_color((1, 1, 1, 1)) == "black"
+    assert viz.text_color((0.03, 0.19, 0.42, 1)) == "white"  # navy
+    assert viz.text_color((1, 1, 0, 1)) == "black"  # yellow is light though saturated
+
+
+@pytest.mark.parametrize("top, expected", [(1.0000001192092896, 1.0), (4.53, 4.6), (1.36, 1.4), (0.0712, 0.072),
+                                           (12.0, 12.0), (97.2, 98.0)])
+def test_nice_limit_rounds_up_to_two_significant_digits(top, expected):
+    assert viz.nice_limit(top) == expected  # exactly: the limit is printed on colour bars
+
+
+def test_colour_bar_ticks_are_rounded():
+    # the cosine grid's 1.0000001192092896 must not reach a colour bar
+    grid = np.array([[1.0000001192092896, 0.31], [0.31, 0.9999999]])
+    ax = viz.plot_attention(grid, TOKENS[:2], vmin=None, vmax=None)
+    assert _image(ax).norm.vmax == 1.0
+    _, (labels,) = _colorbar_labels(ax.figure)
+    assert labels and all(len(s.lstrip("\u2212").replace(".", "")) <= 3 for s in labels), labels
+    assert all(s.count(".") <= 1 for s in labels)
+
+
+def test_small_multiples_share_one_colour_bar_and_one_scale():
+    patterns = torch.softmax(torch.randn(8, 4, 4, generator=torch.Generator().manual_seed(1)), -1)
+    fig = viz.plot_patterns(patterns, TOKENS, titles=[f"head {i}" for i in range(8)])
+    cbars, _ = _colorbar_labels(fig)
+    assert len(cbars) == 1
+    panels = [a for a in fig.axes if a.images]
+    assert len(panels) == 8
+    assert {(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in panels} == {(0.0, 1.0)}
+
+
+def test_signed_small_multiples_use_the_largest_magnitude_of_all_panels():
+    fig = viz.plot_heatmaps({"a": [[1.0, -0.5]], "b": [[-2.2, 0.0]]}, ["r"], ["c1", "c2"])
+    norms = {(a.images[0].norm.vmin, a.images[0].norm.vmax) for a in fig.axes if a.images}
+    assert norms == {(-2.2, 2.2)}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: viz.plot_attention(torch.rand(18, 18), [f"t{i}" for i in range(18)]).figure,
+    lambda: viz.plot_patterns(torch.rand(8, 9, 9), [f"t{i}" for i in range(9)]),
+    lambda: viz.plot_patterns(torch.rand(3, 16, 16), [f"t{i}" for i in range(16)], ncols=3),
+    lambda: viz.plot_masks({"causal": torch.ones(5, 5).tril(), "full": torch.ones(5, 5)}, TOKENS + ["x"]),
+    lambda: viz.plot_decoder_flow(2, 64, 40).figure,
+    lambda: viz.subplots(1, 2)[0],
+])
+def test_figures_fit_the_page_column(make):
+    fig = make()
+    assert fig.get_size_inches()[0] <= viz.PAGE_WIDTH_IN + 1e-9
+
+
+def test_subplots_refuses_a_figure_wider_than_the_page():
+    with pytest.raises(ValueError, match=r"subplots: width must be at most PAGE_WIDTH_IN = 7.0 inches, got 13"):
+        viz.subplots(1, 2, width=13)
+
+
+def test_annotated_heatmap_with_named_axes_for_a_layer_by_head_grid():
+    m = np.array([[0.1, 0.93], [0.55, 0.2]])
+    ax = viz.plot_heatmap(m, ["0", "1"], ["0", "1"], xlabel="head", ylabel="layer", vmin=0, vmax=1,
+                          rotate_labels=False)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("head", "layer")
+    texts = _cell_texts(ax)
+    assert texts[(0, 1)].get_text() == "0.93" and texts[(0, 1)].get_color() == "white"
+    assert texts[(0, 0)].get_color() == "black"
+
+
+def test_plot_masks_draws_blocked_cells_hatched_with_one_figure_legend():
+    fig = viz.plot_masks({"causal": torch.ones(3, 3, dtype=torch.bool).tril()}, TOKENS[:3])
+    (ax,) = [a for a in fig.axes if a.images]
+    assert len([p for p in ax.patches if p.get_hatch()]) == 3
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["may attend", "blocked"]
+
+
+def test_bad_input_names_the_function_and_what_it_got():
+    with pytest.raises(ValueError, match=r"plot_attention: weights must be 2-D \(T_q, T_k\), got shape \(2, 2, 2\)"):
+        viz.plot_attention(torch.zeros(2, 2, 2), TOKENS[:2])
+    with pytest.raises(ValueError, match=r"plot_attention: 2 query and 3 key labels for a grid of \(2, 2\)"):
+        viz.plot_attention(torch.zeros(2, 2), TOKENS[:2], TOKENS[:3])
+    with pytest.raises(ValueError, match=r"plot_heatmap: mask has shape \(3, 3\), expected \(2, 2\)"):
+        viz.plot_heatmap(torch.zeros(2, 2), TOKENS[:2], TOKENS[:2], mask=torch.ones(3, 3))
+    with pytest.raises(ValueError, match=r"vmin and vmax must be given together"):
+        viz.plot_attention(torch.zeros(2, 2), TOKENS[:2], vmin=None, vmax=1.0)
+    with pytest.raises(ValueError, match=r"plot_decoder_flow: n_layers must be an int from 1 to 4, got 7"):
+        viz.plot_decoder_flow(7)
+
+
+def test_the_signatures_the_chapters_call_keep_working():
+    # the calls as the chapters make them today (grep notebooks/ for "viz.")
+    fig, axes = plt.subplots(1, 2)
+    viz.plot_attention(torch.rand(4, 4), TOKENS, ax=axes[0], title="t", vmin=None, vmax=None, cmap="RdBu_r")
+    viz.plot_attention(torch.rand(4, 4), TOKENS, ax=axes[1], colorbar=False, annotate=False)
+    from matplotlib.colors import ListedColormap
+
+    viz.plot_attention(torch.ones(4, 4).tril() * 2, TOKENS, cmap=ListedColormap(["white", "red", "blue"]),
+                       vmin=0, vmax=2, annotate=False, colorbar=False, title="tiles")
+    fig = viz.plot_patterns(torch.rand(2, 4, 4), TOKENS, titles=["x", "y"], ncols=2)
+    assert len([a for a in fig.axes if a.images]) == 2
+    viz.plot_patterns(torch.rand(2, 3, 4), ["q1", "q2", "q3"], TOKENS, titles=["x", "y"], annotate=False)
