@@ -47,14 +47,8 @@ from .ch08_cross_attention import (
     check_cross_attention,
     check_cross_attention_mask,
 )
-from .decoder import (
-    check_adjective_mass,
-    check_block,
-    check_block_parameters,
-    check_layernorm,
-    check_next_token_targets,
-    check_top_k,
-)
+from .ch09_decoder import check_block, check_block_parameters, check_layernorm
+from .ch10_training import check_adjective_mass, check_next_token_targets, check_top_k
 from .efficiency import (
     check_online_softmax,
     check_pattern_memory,

@@ -550,7 +550,8 @@ def _as_outputs(out: Any, names: Sequence[str] | None, allow_tuple: bool) -> Any
         fail("your function returned None - is the TODO still open, or is a `return` missing?")
     if not isinstance(out, (tuple, list)) or len(out) != len(names):
         got = type(out).__name__ + (f" of {len(out)} items" if isinstance(out, (tuple, list)) else "")
-        fail(f"expected a tuple ({', '.join(names)}), got {got}")
+        kind = "pair (a tuple)" if len(names) == 2 else "tuple"
+        fail(f"expected a {kind} ({', '.join(names)}), got {got}")
     return tuple(tensor_output(o, what=n) for o, n in zip(out, names, strict=True))
 
 

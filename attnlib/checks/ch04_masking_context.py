@@ -452,6 +452,8 @@ def _shift(ids):
     return ids[..., :-1], ids[..., 1:]
 
 
+LAST_ONLY = ("you kept only the last position's target; every position predicts its next token, "
+             "targets = ids[..., 1:]")
 SHIFT_MISTAKES = [
     Mistake("there is no shift: the target of each position is the NEXT token, so targets = "
             "ids[..., 1:] and inputs = ids[..., :-1]", lambda ids: (ids, ids)),
@@ -466,9 +468,8 @@ SHIFT_MISTAKES = [
             lambda ids: (ids, torch.roll(ids, -1, dims=-1))),
     Mistake("you shifted by two; the target is the very next token, ids[..., 1:]",
             lambda ids: (ids[..., :-2], ids[..., 2:]), when=lambda ids: ids.shape[-1] > 2),
-    Mistake("you kept only the last position's target; every position predicts its next token, "
-            "targets = ids[..., 1:]", lambda ids: (ids[..., :-1], ids[..., -1:]),
-            when=lambda ids: ids.shape[-1] > 2),
+    Mistake(LAST_ONLY, lambda ids: (ids[..., :-1], ids[..., -1:]), when=lambda ids: ids.shape[-1] > 2),
+    Mistake(LAST_ONLY, lambda ids: (ids[..., :-1], ids[..., -1]), when=lambda ids: ids.shape[-1] > 2),
 ]
 
 
