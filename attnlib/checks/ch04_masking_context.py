@@ -22,6 +22,7 @@ from ._core import (
     checker,
     compare,
     fail,
+    leak_message,
     randn,
     run_check,
     shape_str,
@@ -349,7 +350,7 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
                     fail("your output contains nan/inf - is a whole row masked (polarity flipped, "
                          "True = may attend)?")
                 leaks = []  # (i, j): output i moved when input j > i changed
-                moved_self = False
+                moved_self = backward = False
                 for j in range(t):
                     x2 = x.clone()
                     if vs is not None:
@@ -364,20 +365,12 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
                                                 rtol=0) for i in range(t)]
                     leaks += [(i, j) for i in range(j) if moved[i]]
                     moved_self = moved_self or moved[j]
+                    backward = backward or any(moved[j + 1:])
         finally:
             if module is not None:
                 module.train(was_training)
         if leaks:
-            i, j = leaks[0]
-            pairs = t * (t - 1) // 2
-            if len(leaks) == pairs:
-                kind = "every position sees every later one: is a causal mask applied at all?"
-            elif all(j == i + 1 for i, j in leaks):
-                kind = ("each position sees exactly one token ahead: the mask is off by one "
-                        "(torch.tril(..., diagonal=1)?)")
-            else:
-                kind = f"{len(leaks)} of the {pairs} (earlier, later) pairs leak"
-            fail(f"position {i} changed when token {j} > {i} was changed: the future leaks ({kind})")
+            fail(leak_message(sorted(leaks), t, backward))
         if not moved_self:
             fail("no output moved when its own input changed: does your function use its input?")
         return t
