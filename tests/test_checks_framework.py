@@ -30,8 +30,8 @@ def name(c):
     return c.__name__
 
 
-def verdict(capsys, checker, answer):
-    result = checker(answer)
+def verdict(capsys, checker, *answer):
+    result = checker(*answer)
     out = capsys.readouterr().out
     assert isinstance(result, checks.CheckResult)
     assert out == result.line + "\n", out  # exactly one line, the verdict
@@ -300,3 +300,55 @@ def test_every_notebook_check_name_is_importable():
         if n.startswith("check_"):
             doc = getattr(checks, n).__doc__.strip().splitlines()
             assert doc[0].startswith("Check ") and len(doc[0]) <= 100, (n, doc[0])
+
+
+# --------------------------------------------------------------------------- the other checkers
+
+
+def test_in_place_edits_are_named_by_the_other_checkers(capsys):
+    from attnlib.attention import causal_mask, padding_mask
+
+    def combined(lengths, T):
+        out = causal_mask(T) & padding_mask(lengths, T)
+        lengths -= 1  # spoils the caller's lengths
+        return out
+
+    r = verdict(capsys, checks.check_combined_mask, combined)
+    assert not r and "changed its input `lengths` in place" in r.message
+
+    def update(m, l, acc, scores, values, spoil):  # noqa: E741
+        m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
+        a = torch.exp(m - m_new).nan_to_num(0.0)
+        p = torch.exp(scores - m_new)
+        l.mul_(a).add_(p.sum(-1, keepdim=True))  # updating the running state in place is fine
+        acc.mul_(a).add_(p @ values)
+        if spoil:
+            scores.zero_()
+        return m_new, l, acc
+
+    assert verdict(capsys, checks.check_online_softmax, lambda *a: update(*a, spoil=False))
+    r = verdict(capsys, checks.check_online_softmax, lambda *a: update(*a, spoil=True))
+    assert not r and "in place" in r.message
+
+
+def test_a_previous_token_head_is_not_a_verb_head(capsys):
+    from attnlib import example
+
+    names = list(example.SEMANTIC) + list(example.POSITION)
+    W_Q, W_K = example.previous_token_head()[:2]
+    r = verdict(capsys, checks.check_verb_head, W_Q, W_K)
+    assert not r and "previous-token head" in r.message, r.message
+    W_Q = torch.zeros(example.D_MODEL, 4)
+    W_K = torch.zeros(example.D_MODEL, 4)
+    W_Q[names.index("verb"), 0] = W_K[names.index("noun"), 0] = 3.0
+    assert verdict(capsys, checks.check_verb_head, W_Q, W_K)
+
+
+def test_the_leak_detector_must_try_every_position(capsys):
+    def first_pair_only(head, x):  # the classic: perturb position 1, look at position 0
+        x2 = x.clone()
+        x2[1] += 1.0
+        return not torch.allclose(head(x2)[0], head(x)[0], atol=1e-6)
+
+    r = verdict(capsys, checks.check_leak_detector, first_pair_only)
+    assert not r and "position 3 sees position 5" in r.message, r.message
