@@ -668,18 +668,6 @@ class TensorSpec:
         return run_check(self.title, body, unit=self.unit)
 
 
-def run_cases(fn: Callable, cases: Sequence[Case], *, hint: str = "", allow_tuple: bool = False,
-              mistakes: Sequence[Mistake] = (), causal: Causal | None = None) -> int:
-    """Run ``fn`` on every case in order, failing at the first wrong answer; return the count."""
-    spec = TensorSpec("", lambda: list(cases), mistakes=mistakes, causal=causal,
-                      allow_tuple=allow_tuple, hint=hint)
-    seen: list[tuple[Case, Any]] = []
-    for c in cases:
-        with case(c.name):
-            spec.check_case(fn, c, seen)
-    return len(cases)
-
-
 # --------------------------------------------------------------------------- number checkers
 
 

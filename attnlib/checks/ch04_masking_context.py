@@ -20,7 +20,6 @@ from ._core import (
     call,
     case,
     checker,
-    compare,
     fail,
     leak_message,
     randn,
@@ -225,71 +224,29 @@ def check_attention(fn):
 # --------------------------------------------------------------------------- masks
 
 
-def _as_bool_mask(out: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-    """Accept only a bool tensor; name the problem when a float/int tensor holds the right pattern."""
-    if out.dtype == torch.bool:
-        return out
-    if out.shape == expected.shape:
-        if out.is_floating_point() and torch.equal(out.isinf(), ~expected) and (out[expected] == 0).all():
-            fail("you returned an additive float mask (0 = attend, -inf = blocked); this exercise "
-                 "wants a bool tensor, True = may attend")
-        if torch.equal(out != 0, expected):
-            fail(f"right pattern, but a {out.dtype} tensor: return a bool tensor (True = may "
-                 "attend), e.g. straight from a comparison, or with .bool()")
-        if torch.equal(out == 0, expected):
-            fail(f"a {out.dtype} tensor with 0 where keys may be seen: return a bool tensor with "
-                 "True = may attend")
-    fail(f"expected a bool tensor (True = may attend), got dtype {out.dtype}")
+def _padding_cases():
+    return [Case(f"lengths {lengths}, T = {T}", (torch.tensor(lengths), T),
+                 padding_mask(torch.tensor(lengths), T))
+            for lengths, T in [([3, 5, 1], 5), ([0, 2], 4), ([4], 4), ([2, 6, 4], 6)]]
 
 
-def check_padding_mask(fn) -> bool:
-    """Check ``fn(lengths, T) -> mask``: a bool key-padding mask broadcastable to (B, 1, 1, T).
-
-    ``lengths`` is a 1-D int tensor of the B true lengths; position t of sequence b is a real
-    token (True = may attend) when t < lengths[b]. The usual answer has shape (B, 1, 1, T) so that
-    it broadcasts against patterns (B, H, T_q, T). Cases include lengths 0 and T.
-    Diagnoses: flipped polarity, off by one (either way), shape (B, T), float/int mask.
-    """
-
-    def body():
-        inputs = [([3, 5, 1], 5), ([0, 2], 4), ([4], 4)]
-        for lengths, T in inputs:
-            with case(f"lengths {lengths}, T = {T}"):
-                lengths_t = torch.tensor(lengths)
-                expected = padding_mask(lengths_t, T)
-                B = len(lengths)
-                out = tensor_output(call(fn, lengths_t, T, hint=(
-                    "compare positions torch.arange(T) with the lengths: "
-                    "torch.arange(T)[None, :] < lengths[:, None]")))
-                pos = torch.arange(T)[None, :]
-                col = lengths_t[:, None]
-                if out.shape == (B, T):
-                    if torch.equal(out.bool(), expected[:, 0, 0, :]):
-                        fail(f"right values, but shape (B, T) = {shape_str(out.shape)} would "
-                             "broadcast against the queries, not the batch: return shape "
-                             "(B, 1, 1, T), e.g. mask[:, None, None, :]")
-                try:
-                    fits = torch.broadcast_shapes(out.shape, expected.shape) == expected.shape
-                except RuntimeError:
-                    fits = False
-                if not fits:
-                    fail(f"expected a mask of shape (B, 1, 1, T) = {shape_str(expected.shape)}, "
-                         f"got {shape_str(out.shape)}")
-                out = out.expand(expected.shape)
-                if out.dtype != torch.bool:
-                    _as_bool_mask(out, expected)
-                mistakes = [
-                    ("the polarity is flipped: True must mark real tokens (position < length), "
-                     "which may be attended", ~expected),
-                    ("off by one: position == length is already padding; use position < length",
-                     (pos <= col)[:, None, None, :]),
-                    ("off by one: the last real token (position length - 1) is masked; use "
-                     "position < length", (pos < col - 1)[:, None, None, :]),
-                ]
-                compare(out, expected, mistakes=mistakes, otherwise="the mask is wrong")
-        return len(inputs)
-
-    return run_check("padding mask", body)
+@checker(TensorSpec(
+    "padding mask", _padding_cases, [
+        Mistake("the polarity is flipped: True must mark real tokens (position < length), which "
+                "may be attended", lambda lengths, T: ~padding_mask(lengths, T)),
+        Mistake("off by one: position == length is already padding; use position < length",
+                lambda lengths, T: (torch.arange(T)[None, :] <= lengths[:, None])[:, None, None]),
+        Mistake("off by one: the last real token (position length - 1) is masked; use position < "
+                "length", lambda lengths, T: (torch.arange(T)[None, :] < lengths[:, None] - 1)
+                [:, None, None]),
+        Mistake("right values, but shape (B, T) would broadcast against the queries, not the "
+                "batch: return shape (B, 1, 1, T), e.g. mask[:, None, None, :]",
+                lambda lengths, T: padding_mask(lengths, T)[:, 0, 0]),
+    ], reference=padding_mask, layout="(B, 1, 1, T)", otherwise="the mask is wrong",
+    hint="compare positions torch.arange(T) with the lengths: torch.arange(T)[None, :] < "
+         "lengths[:, None]"))
+def check_padding_mask(fn):
+    """Check fn(lengths, T) -> a bool key-padding mask of shape (B, 1, 1, T), True = real token."""
 
 
 # --------------------------------------------------------------------------- causality
