@@ -402,25 +402,28 @@ def _shift(ids):
     return ids[..., :-1], ids[..., 1:]
 
 
-LAST_ONLY = ("you kept only the last position's target; every position predicts its next token, "
-             "targets = ids[..., 1:]")
-SHIFT_MISTAKES = [
-    Mistake("there is no shift: the target of each position is the NEXT token, so targets = "
-            "ids[..., 1:] and inputs = ids[..., :-1]", lambda ids: (ids, ids)),
-    Mistake("inputs and targets are swapped: the inputs are the first T - 1 tokens (ids[..., :-1]) "
-            "and the targets the last T - 1 (ids[..., 1:]); the model predicts the future from the "
-            "past", lambda ids: _shift(ids)[::-1]),
-    Mistake("you shifted along the batch dim (rows are sequences): shift along the last dim, "
-            "ids[..., :-1] and ids[..., 1:]", lambda ids: (ids[:-1], ids[1:]),
-            when=lambda ids: ids.ndim == 2 and ids.shape[0] > 1),
-    Mistake("torch.roll wraps around: the last target is then the FIRST token, which does not "
-            "follow; drop the last input instead, inputs = ids[..., :-1], targets = ids[..., 1:]",
-            lambda ids: (ids, torch.roll(ids, -1, dims=-1))),
-    Mistake("you shifted by two; the target is the very next token, ids[..., 1:]",
-            lambda ids: (ids[..., :-2], ids[..., 2:]), when=lambda ids: ids.shape[-1] > 2),
-    Mistake(LAST_ONLY, lambda ids: (ids[..., :-1], ids[..., -1:]), when=lambda ids: ids.shape[-1] > 2),
-    Mistake(LAST_ONLY, lambda ids: (ids[..., :-1], ids[..., -1]), when=lambda ids: ids.shape[-1] > 2),
-]
+def shift_mistakes(ids: str = "ids", inputs: str = "inputs", targets: str = "targets"):
+    """The mistakes of the next-token pairs, worded with the exercise's own names."""
+    x, y = f"{inputs} = {ids}[..., :-1]", f"{targets} = {ids}[..., 1:]"
+    last_only = (f"you kept only the last position's target; every position predicts its next "
+                 f"token, {y}")
+    return [
+        Mistake(f"there is no shift: the target of each position is the NEXT token, so {y} and "
+                f"{x}", lambda t: (t, t)),
+        Mistake(f"{inputs} and {targets} are swapped: {x} (the first T - 1 tokens) and {y} (the "
+                "last T - 1); the model predicts the future from the past",
+                lambda t: _shift(t)[::-1]),
+        Mistake(f"you shifted along the batch dim (rows are sequences): shift along the last dim, "
+                f"{x} and {y}", lambda t: (t[:-1], t[1:]),
+                when=lambda t: t.ndim == 2 and t.shape[0] > 1),
+        Mistake(f"torch.roll wraps around: the last target is then the FIRST token, which does not "
+                f"follow; drop the last input instead, {x}, {y}",
+                lambda t: (t, torch.roll(t, -1, dims=-1))),
+        Mistake(f"you shifted by two; the target is the very next token, {y}",
+                lambda t: (t[..., :-2], t[..., 2:]), when=lambda t: t.shape[-1] > 2),
+        Mistake(last_only, lambda t: (t[..., :-1], t[..., -1:]), when=lambda t: t.shape[-1] > 2),
+        Mistake(last_only, lambda t: (t[..., :-1], t[..., -1]), when=lambda t: t.shape[-1] > 2),
+    ]
 
 
 def _shift_cases():
@@ -433,7 +436,7 @@ def _shift_cases():
 
 
 SHIFT_SPEC = TensorSpec(
-    "next-token inputs and targets", _shift_cases, SHIFT_MISTAKES, outputs=("inputs", "targets"),
+    "next-token inputs and targets", _shift_cases, shift_mistakes(), outputs=("inputs", "targets"),
     reference=_shift, hint="fn(ids) returns a tuple (inputs, targets)",
     otherwise="wrong pairs: target t must be the token that follows input t "
               "(inputs = ids[..., :-1], targets = ids[..., 1:])")

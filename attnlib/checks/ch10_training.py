@@ -7,7 +7,7 @@ import torch
 
 from ..data import adjective_mass
 from ._core import Case, Mistake, TensorSpec, checker, randn
-from .ch04_masking_context import SHIFT_MISTAKES, _shift, _shift_cases
+from .ch04_masking_context import _shift, _shift_cases, shift_mistakes
 
 __all__ = ["check_next_token_targets", "check_top_k", "check_adjective_mass"]
 
@@ -15,7 +15,8 @@ INF = float("inf")
 
 
 @checker(TensorSpec(
-    "next-token targets", _shift_cases, SHIFT_MISTAKES, outputs=("x", "y"), reference=_shift,
+    "next-token targets", _shift_cases, shift_mistakes("tokens", "x", "y"), outputs=("x", "y"),
+    reference=_shift,
     hint="fn(tokens) returns a pair (x, y)",
     otherwise="expected x = tokens[..., :-1], y = tokens[..., 1:]"))
 def check_next_token_targets(fn):
