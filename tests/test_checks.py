@@ -423,11 +423,14 @@ def test_causality_accepts_causal(capsys, mha):
 
 def test_causality_diagnoses(capsys, mha):
     fails(capsys, checks.check_causality, lambda x: mha(x), d_model=16,
-          words=["future leaks", "position 0 changed when token 1", "causal mask applied at all"])
+          words=["position 0 changed when the input at position 1", "no causal mask is applied"])
     one_ahead = lambda x: mha(x, mask=torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril(1))  # noqa: E731
-    fails(capsys, checks.check_causality, one_ahead, d_model=16, words=["future leaks", "off by one"])
+    fails(capsys, checks.check_causality, one_ahead, d_model=16, words=["leak by one", "diagonal=1"])
     fails(capsys, checks.check_causality, lambda x: x.flip(1).cumsum(1).flip(1), d_model=4,
-          words=["future leaks"])
+          words=["upper triangle", "not the past"])
+    leak_3_to_5 = lambda x: x + (torch.arange(x.shape[1]) == 3)[None, :, None] * x[:, 5:6]  # noqa: E731
+    fails(capsys, checks.check_causality, leak_3_to_5, d_model=4,
+          words=["position 3 changed when the input at position 5", "(1 of the 15"])
     fails(capsys, checks.check_causality, lambda x: torch.zeros_like(x), d_model=4,
           words=["use its input"])
     fails(capsys, checks.check_causality, lambda x: x * math.nan, d_model=4, words=["nan"])

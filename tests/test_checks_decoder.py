@@ -177,7 +177,7 @@ def test_block_parameters(capsys):
           lambda dm, nh, dh, dmlp: 4 * nh * dm * dh + dm * dmlp + 2 * dm, "two matrices")
     fails(capsys, checks.check_block_parameters,
           lambda dm, nh, dh, dmlp: 4 * nh * dm * dh + 2 * dm * dmlp + 4 * dm, "shift")
-    fails(capsys, checks.check_block_parameters, lambda *a: "many", "int")
+    fails(capsys, checks.check_block_parameters, lambda *a: "many", "return one number")
     fails(capsys, checks.check_block_parameters, stub, "not implemented")
 
 
@@ -188,8 +188,8 @@ def test_next_token_targets(capsys):
     passes(capsys, checks.check_next_token_targets, lambda t: (t[..., :-1], t[..., 1:]))
     passes(capsys, checks.check_next_token_targets, lambda t: [t.narrow(-1, 0, t.shape[-1] - 1),
                                                                t.narrow(-1, 1, t.shape[-1] - 1)])
-    fails(capsys, checks.check_next_token_targets, lambda t: (t, t), "same tokens")
-    fails(capsys, checks.check_next_token_targets, lambda t: (t[..., 1:], t[..., :-1]), "wrong way")
+    fails(capsys, checks.check_next_token_targets, lambda t: (t, t), "there is no shift")
+    fails(capsys, checks.check_next_token_targets, lambda t: (t[..., 1:], t[..., :-1]), "swapped")
     fails(capsys, checks.check_next_token_targets, lambda t: (t, torch.roll(t, -1, dims=-1)), "wraps")
     fails(capsys, checks.check_next_token_targets, lambda t: (t[..., :-1], t[..., -1]), "last position")
     fails(capsys, checks.check_next_token_targets, lambda t: (t[..., :-2], t[..., 2:]), "by two")

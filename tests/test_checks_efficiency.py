@@ -110,7 +110,7 @@ def test_window_count(capsys):
     for fn, phrase in [
         (lambda T, w: T * w, "fewer earlier tokens"),
         (lambda T, w: T * (T + 1) // 2, "full causal"),
-        (lambda T, w: "12", "must be a number"),
+        (lambda T, w: "12", "return one number"),
     ]:
         assert not checks.check_window_count(fn)
         out = capsys.readouterr().out

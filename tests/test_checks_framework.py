@@ -30,8 +30,8 @@ def name(c):
     return c.__name__
 
 
-def verdict(capsys, checker, answer):
-    result = checker(answer)
+def verdict(capsys, checker, *answer):
+    result = checker(*answer)
     out = capsys.readouterr().out
     assert isinstance(result, checks.CheckResult)
     assert out == result.line + "\n", out  # exactly one line, the verdict
@@ -199,3 +199,156 @@ def test_the_causality_probe_names_each_kind_of_leak():
     assert "no causal mask" in run(ones)
     assert "upper triangle" in run(ones.triu())
     assert "(2 of the 10" in run(ones.tril() | torch.eye(5, dtype=torch.bool).roll(3, 1).triu())
+
+
+# --------------------------------------------------------------------------- correct variants
+
+
+def _float64_inside(reference):
+    """The reference computed in float64 and cast back: a correct answer in another style."""
+    def answer(*args, **kwargs):
+        dtype = next(a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point())
+        up = [a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+              for a in args]
+        kw = {k: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+              for k, v in kwargs.items()}
+        return reference(*up, **kw).to(dtype)
+    return answer
+
+
+FLOAT_CHECKERS = [c for c in TENSOR_CHECKERS if not c.spec.outputs and all(
+    not isinstance(a, torch.nn.Module) for x in c.spec.cases() for a in x.args) and any(
+    isinstance(a, torch.Tensor) and a.is_floating_point() for a in c.spec.cases()[0].args)]
+
+
+@pytest.mark.parametrize("checker", FLOAT_CHECKERS, ids=name)
+def test_float64_inside_passes(capsys, checker):
+    r = verdict(capsys, checker, _float64_inside(checker.spec.reference))
+    assert r, r.message
+
+
+def softmax_rows(scores):
+    flat = scores.reshape(-1, scores.shape[-1])
+    rows = []
+    for row in flat:
+        m = row.max()
+        e = torch.exp(row - m) if torch.isfinite(m) else torch.zeros_like(row)
+        rows.append(e / e.sum().clamp_min(1e-30))
+    return torch.stack(rows).reshape(scores.shape)
+
+
+def attention_loop(q, k, v, mask=None):
+    d = q.shape[-1]
+    out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=v.dtype)
+    s = torch.einsum("...qd,...kd->...qk", q.float(), k.float()) / math.sqrt(d)
+    if mask is not None:
+        s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
+    w = torch.softmax(s, dim=-1)
+    for i in range(q.shape[-2]):  # one query at a time
+        out[..., i, :] = (w[..., i, :, None] * v.float()).sum(-2).to(v.dtype)
+    return out
+
+
+def head_loop(x, W_Q, W_K, W_V, W_O):
+    q, k, v = x @ W_Q, x @ W_K, x @ W_V
+    outs = []
+    for i in range(x.shape[-2]):  # position i sees positions 0 .. i
+        s = q[..., i : i + 1, :] @ k[..., : i + 1, :].transpose(-2, -1) / q.shape[-1] ** 0.5
+        outs.append(torch.softmax(s, -1) @ v[..., : i + 1, :])
+    return torch.cat(outs, dim=-2) @ W_O
+
+
+def layernorm_loop(x, weight, bias, eps=1e-5):
+    flat = x.reshape(-1, x.shape[-1]).double()
+    rows = [(r - r.mean()) / torch.sqrt(((r - r.mean()) ** 2).mean() + eps) for r in flat]
+    return (torch.stack(rows).reshape(x.shape) * weight + bias).to(x.dtype)
+
+
+def block_by_hand(x, block):
+    h = x + block.attn(block.ln_1(x), mask=torch.ones(x.shape[1], x.shape[1]).tril().bool())
+    return h + block.mlp(block.ln_2(h))
+
+
+@pytest.mark.parametrize("checker, answer", [
+    (checks.check_softmax, softmax_rows),
+    (checks.check_attention, attention_loop),
+    (checks.check_head, head_loop),
+    (checks.check_layernorm, layernorm_loop),
+    (checks.check_block, block_by_hand),
+    (checks.check_cosine_similarity, lambda a, b: torch.einsum("...d,...d->...", a, b)
+     / (a.pow(2).sum(-1).sqrt() * b.pow(2).sum(-1).sqrt())),
+    (checks.check_causal_mask, lambda T_q, T_k: torch.tensor(
+        [[j <= i + T_k - T_q for j in range(T_k)] for i in range(T_q)]).reshape(T_q, T_k)),
+    (checks.check_qk_parameters, lambda d, dh, H, L: np.int64(2) * d * dh * H * L),
+    (checks.check_param_count, lambda d, H, dh, L: sum(4 * d * dh for _ in range(H * L))),
+    (checks.check_window_count, lambda T, w: int(sum(min(i + 1, w) for i in range(T)))),
+], ids=lambda v: getattr(v, "__name__", "answer"))
+def test_correct_variants_pass(capsys, checker, answer):
+    r = verdict(capsys, checker, answer)
+    assert r, r.message
+
+
+def test_every_notebook_check_name_is_importable():
+    import pathlib
+
+    names = set()
+    for nb in pathlib.Path(__file__).parent.parent.glob("notebooks/*.ipynb"):
+        names |= set(re.findall(r"checks\.(check_\w+)", nb.read_text()))
+    assert names, "no checker calls found in the notebooks"
+    assert names <= set(checks.__all__), names - set(checks.__all__)
+    for n in checks.__all__:
+        if n.startswith("check_"):
+            doc = getattr(checks, n).__doc__.strip().splitlines()
+            assert doc[0].startswith("Check ") and len(doc[0]) <= 100, (n, doc[0])
+
+
+# --------------------------------------------------------------------------- the other checkers
+
+
+def test_in_place_edits_are_named_by_the_other_checkers(capsys):
+    from attnlib.attention import causal_mask, padding_mask
+
+    def combined(lengths, T):
+        out = causal_mask(T) & padding_mask(lengths, T)
+        lengths -= 1  # spoils the caller's lengths
+        return out
+
+    r = verdict(capsys, checks.check_combined_mask, combined)
+    assert not r and "changed its input `lengths` in place" in r.message
+
+    def update(m, l, acc, scores, values, spoil):  # noqa: E741
+        m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
+        a = torch.exp(m - m_new).nan_to_num(0.0)
+        p = torch.exp(scores - m_new)
+        l.mul_(a).add_(p.sum(-1, keepdim=True))  # updating the running state in place is fine
+        acc.mul_(a).add_(p @ values)
+        if spoil:
+            scores.zero_()
+        return m_new, l, acc
+
+    assert verdict(capsys, checks.check_online_softmax, lambda *a: update(*a, spoil=False))
+    r = verdict(capsys, checks.check_online_softmax, lambda *a: update(*a, spoil=True))
+    assert not r and "in place" in r.message
+
+
+def test_a_previous_token_head_is_not_a_verb_head(capsys):
+    from attnlib import example
+
+    names = list(example.SEMANTIC) + list(example.POSITION)
+    W_Q, W_K = example.previous_token_head()[:2]
+    r = verdict(capsys, checks.check_verb_head, W_Q, W_K)
+    assert not r and "previous-token head" in r.message, r.message
+    W_Q = torch.zeros(example.D_MODEL, 4)
+    W_K = torch.zeros(example.D_MODEL, 4)
+    W_Q[names.index("verb"), 0] = W_K[names.index("noun"), 0] = 3.0
+    assert verdict(capsys, checks.check_verb_head, W_Q, W_K)
+
+
+def test_the_leak_detector_must_try_every_position(capsys):
+    def first_pair_only(head, x):  # the classic: perturb position 1, look at position 0
+        x2 = x.clone()
+        x2[1] += 1.0
+        return not torch.allclose(head(x2)[0], head(x)[0], atol=1e-6)
+
+    r = verdict(capsys, checks.check_leak_detector, first_pair_only)
+    assert not r and "position 3 sees position 5" in r.message, r.message

@@ -47,15 +47,9 @@ from .ch08_cross_attention import (
     check_cross_attention,
     check_cross_attention_mask,
 )
-from .decoder import (
-    check_adjective_mass,
-    check_block,
-    check_block_parameters,
-    check_layernorm,
-    check_next_token_targets,
-    check_top_k,
-)
-from .efficiency import (
+from .ch09_decoder import check_block, check_block_parameters, check_layernorm
+from .ch10_training import check_adjective_mass, check_next_token_targets, check_top_k
+from .ch11_cost_at_scale import (
     check_online_softmax,
     check_pattern_memory,
     check_sliding_window_mask,

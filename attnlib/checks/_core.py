@@ -240,19 +240,21 @@ def inplace_message(name: str) -> str:
             "`x -= m`, `masked_fill` rather than `masked_fill_`, no `out[...] = ...` on an input")
 
 
-def call(fn: Callable, *args: Any, hint: str = "", allow_inplace: bool = False,
+def call(fn: Callable, *args: Any, hint: str = "", allow_inplace: bool | Sequence[int] = False,
          **kwargs: Any) -> Any:
     """Call the reader's ``fn`` and probe it; turn any exception into a failure.
 
     ``fn`` gets copies of the arguments; afterwards the copies are compared with the originals and
-    a changed one fails as an in-place edit (unless ``allow_inplace``). ``hint`` is shown under an
+    a changed one fails as an in-place edit (unless ``allow_inplace`` is True or lists its
+    position, e.g. a running state the function may update). ``hint`` is shown under an
     exception unless the exception has a better-known cause.
     """
     if not callable(fn):
         fail(f"expected a function, got {type(fn).__name__}: pass the function itself, without ()")
     given = [_copy(a) for a in args]
     given_kw = {k: _copy(v) for k, v in kwargs.items()}
-    before = None if allow_inplace else _snapshot(list(args) + list(kwargs.values()))
+    before = None if allow_inplace is True else _snapshot(list(args) + list(kwargs.values()))
+    free = () if isinstance(allow_inplace, bool) else tuple(allow_inplace)
     try:
         out = fn(*given, **given_kw)
     except CheckFailure:
@@ -268,8 +270,8 @@ def call(fn: Callable, *args: Any, hint: str = "", allow_inplace: bool = False,
     if before is not None:
         after = _snapshot(given + list(given_kw.values()))
         names = _arg_names(fn, len(given), given_kw) + [f"`{k}`" for k in given_kw]
-        for name, b, a in zip(names, before, after, strict=True):
-            if not _same(b, a):
+        for i, (name, b, a) in enumerate(zip(names, before, after, strict=True)):
+            if i not in free and not _same(b, a):
                 fail(inplace_message(name))
     return out
 
@@ -550,7 +552,8 @@ def _as_outputs(out: Any, names: Sequence[str] | None, allow_tuple: bool) -> Any
         fail("your function returned None - is the TODO still open, or is a `return` missing?")
     if not isinstance(out, (tuple, list)) or len(out) != len(names):
         got = type(out).__name__ + (f" of {len(out)} items" if isinstance(out, (tuple, list)) else "")
-        fail(f"expected a tuple ({', '.join(names)}), got {got}")
+        kind = "pair (a tuple)" if len(names) == 2 else "tuple"
+        fail(f"expected a {kind} ({', '.join(names)}), got {got}")
     return tuple(tensor_output(o, what=n) for o, n in zip(out, names, strict=True))
 
 
@@ -616,8 +619,8 @@ class TensorSpec:
                 self._dtype(out, c, mistakes)
 
             def explain(o, c=c):
-                found = self.explain(o, c) if self.explain is not None else None
-                return found or self._hard_coded(o, seen)
+                found = self._hard_coded(o, seen)
+                return found or (self.explain(o, c) if self.explain is not None else None)
 
             compare(out, c.expected, mistakes=mistakes, otherwise=c.otherwise or self.otherwise,
                     nonfinite=c.nonfinite or self.nonfinite, atol=c.atol, rtol=c.rtol,
@@ -663,18 +666,6 @@ class TensorSpec:
             return len(cases)
 
         return run_check(self.title, body, unit=self.unit)
-
-
-def run_cases(fn: Callable, cases: Sequence[Case], *, hint: str = "", allow_tuple: bool = False,
-              mistakes: Sequence[Mistake] = (), causal: Causal | None = None) -> int:
-    """Run ``fn`` on every case in order, failing at the first wrong answer; return the count."""
-    spec = TensorSpec("", lambda: list(cases), mistakes=mistakes, causal=causal,
-                      allow_tuple=allow_tuple, hint=hint)
-    seen: list[tuple[Case, Any]] = []
-    for c in cases:
-        with case(c.name):
-            spec.check_case(fn, c, seen)
-    return len(cases)
 
 
 # --------------------------------------------------------------------------- number checkers

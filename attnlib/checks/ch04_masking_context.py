@@ -20,8 +20,8 @@ from ._core import (
     call,
     case,
     checker,
-    compare,
     fail,
+    leak_message,
     randn,
     run_check,
     shape_str,
@@ -224,71 +224,29 @@ def check_attention(fn):
 # --------------------------------------------------------------------------- masks
 
 
-def _as_bool_mask(out: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-    """Accept only a bool tensor; name the problem when a float/int tensor holds the right pattern."""
-    if out.dtype == torch.bool:
-        return out
-    if out.shape == expected.shape:
-        if out.is_floating_point() and torch.equal(out.isinf(), ~expected) and (out[expected] == 0).all():
-            fail("you returned an additive float mask (0 = attend, -inf = blocked); this exercise "
-                 "wants a bool tensor, True = may attend")
-        if torch.equal(out != 0, expected):
-            fail(f"right pattern, but a {out.dtype} tensor: return a bool tensor (True = may "
-                 "attend), e.g. straight from a comparison, or with .bool()")
-        if torch.equal(out == 0, expected):
-            fail(f"a {out.dtype} tensor with 0 where keys may be seen: return a bool tensor with "
-                 "True = may attend")
-    fail(f"expected a bool tensor (True = may attend), got dtype {out.dtype}")
+def _padding_cases():
+    return [Case(f"lengths {lengths}, T = {T}", (torch.tensor(lengths), T),
+                 padding_mask(torch.tensor(lengths), T))
+            for lengths, T in [([3, 5, 1], 5), ([0, 2], 4), ([4], 4), ([2, 6, 4], 6)]]
 
 
-def check_padding_mask(fn) -> bool:
-    """Check ``fn(lengths, T) -> mask``: a bool key-padding mask broadcastable to (B, 1, 1, T).
-
-    ``lengths`` is a 1-D int tensor of the B true lengths; position t of sequence b is a real
-    token (True = may attend) when t < lengths[b]. The usual answer has shape (B, 1, 1, T) so that
-    it broadcasts against patterns (B, H, T_q, T). Cases include lengths 0 and T.
-    Diagnoses: flipped polarity, off by one (either way), shape (B, T), float/int mask.
-    """
-
-    def body():
-        inputs = [([3, 5, 1], 5), ([0, 2], 4), ([4], 4)]
-        for lengths, T in inputs:
-            with case(f"lengths {lengths}, T = {T}"):
-                lengths_t = torch.tensor(lengths)
-                expected = padding_mask(lengths_t, T)
-                B = len(lengths)
-                out = tensor_output(call(fn, lengths_t, T, hint=(
-                    "compare positions torch.arange(T) with the lengths: "
-                    "torch.arange(T)[None, :] < lengths[:, None]")))
-                pos = torch.arange(T)[None, :]
-                col = lengths_t[:, None]
-                if out.shape == (B, T):
-                    if torch.equal(out.bool(), expected[:, 0, 0, :]):
-                        fail(f"right values, but shape (B, T) = {shape_str(out.shape)} would "
-                             "broadcast against the queries, not the batch: return shape "
-                             "(B, 1, 1, T), e.g. mask[:, None, None, :]")
-                try:
-                    fits = torch.broadcast_shapes(out.shape, expected.shape) == expected.shape
-                except RuntimeError:
-                    fits = False
-                if not fits:
-                    fail(f"expected a mask of shape (B, 1, 1, T) = {shape_str(expected.shape)}, "
-                         f"got {shape_str(out.shape)}")
-                out = out.expand(expected.shape)
-                if out.dtype != torch.bool:
-                    _as_bool_mask(out, expected)
-                mistakes = [
-                    ("the polarity is flipped: True must mark real tokens (position < length), "
-                     "which may be attended", ~expected),
-                    ("off by one: position == length is already padding; use position < length",
-                     (pos <= col)[:, None, None, :]),
-                    ("off by one: the last real token (position length - 1) is masked; use "
-                     "position < length", (pos < col - 1)[:, None, None, :]),
-                ]
-                compare(out, expected, mistakes=mistakes, otherwise="the mask is wrong")
-        return len(inputs)
-
-    return run_check("padding mask", body)
+@checker(TensorSpec(
+    "padding mask", _padding_cases, [
+        Mistake("the polarity is flipped: True must mark real tokens (position < length), which "
+                "may be attended", lambda lengths, T: ~padding_mask(lengths, T)),
+        Mistake("off by one: position == length is already padding; use position < length",
+                lambda lengths, T: (torch.arange(T)[None, :] <= lengths[:, None])[:, None, None]),
+        Mistake("off by one: the last real token (position length - 1) is masked; use position < "
+                "length", lambda lengths, T: (torch.arange(T)[None, :] < lengths[:, None] - 1)
+                [:, None, None]),
+        Mistake("right values, but shape (B, T) would broadcast against the queries, not the "
+                "batch: return shape (B, 1, 1, T), e.g. mask[:, None, None, :]",
+                lambda lengths, T: padding_mask(lengths, T)[:, 0, 0]),
+    ], reference=padding_mask, layout="(B, 1, 1, T)", otherwise="the mask is wrong",
+    hint="compare positions torch.arange(T) with the lengths: torch.arange(T)[None, :] < "
+         "lengths[:, None]"))
+def check_padding_mask(fn):
+    """Check fn(lengths, T) -> a bool key-padding mask of shape (B, 1, 1, T), True = real token."""
 
 
 # --------------------------------------------------------------------------- causality
@@ -349,7 +307,7 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
                     fail("your output contains nan/inf - is a whole row masked (polarity flipped, "
                          "True = may attend)?")
                 leaks = []  # (i, j): output i moved when input j > i changed
-                moved_self = False
+                moved_self = backward = False
                 for j in range(t):
                     x2 = x.clone()
                     if vs is not None:
@@ -364,20 +322,12 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
                                                 rtol=0) for i in range(t)]
                     leaks += [(i, j) for i in range(j) if moved[i]]
                     moved_self = moved_self or moved[j]
+                    backward = backward or any(moved[j + 1:])
         finally:
             if module is not None:
                 module.train(was_training)
         if leaks:
-            i, j = leaks[0]
-            pairs = t * (t - 1) // 2
-            if len(leaks) == pairs:
-                kind = "every position sees every later one: is a causal mask applied at all?"
-            elif all(j == i + 1 for i, j in leaks):
-                kind = ("each position sees exactly one token ahead: the mask is off by one "
-                        "(torch.tril(..., diagonal=1)?)")
-            else:
-                kind = f"{len(leaks)} of the {pairs} (earlier, later) pairs leak"
-            fail(f"position {i} changed when token {j} > {i} was changed: the future leaks ({kind})")
+            fail(leak_message(sorted(leaks), t, backward))
         if not moved_self:
             fail("no output moved when its own input changed: does your function use its input?")
         return t
@@ -452,24 +402,28 @@ def _shift(ids):
     return ids[..., :-1], ids[..., 1:]
 
 
-SHIFT_MISTAKES = [
-    Mistake("there is no shift: the target of each position is the NEXT token, so targets = "
-            "ids[..., 1:] and inputs = ids[..., :-1]", lambda ids: (ids, ids)),
-    Mistake("inputs and targets are swapped: the inputs are the first T - 1 tokens (ids[..., :-1]) "
-            "and the targets the last T - 1 (ids[..., 1:]); the model predicts the future from the "
-            "past", lambda ids: _shift(ids)[::-1]),
-    Mistake("you shifted along the batch dim (rows are sequences): shift along the last dim, "
-            "ids[..., :-1] and ids[..., 1:]", lambda ids: (ids[:-1], ids[1:]),
-            when=lambda ids: ids.ndim == 2 and ids.shape[0] > 1),
-    Mistake("torch.roll wraps around: the last target is then the FIRST token, which does not "
-            "follow; drop the last input instead, inputs = ids[..., :-1], targets = ids[..., 1:]",
-            lambda ids: (ids, torch.roll(ids, -1, dims=-1))),
-    Mistake("you shifted by two; the target is the very next token, ids[..., 1:]",
-            lambda ids: (ids[..., :-2], ids[..., 2:]), when=lambda ids: ids.shape[-1] > 2),
-    Mistake("you kept only the last position's target; every position predicts its next token, "
-            "targets = ids[..., 1:]", lambda ids: (ids[..., :-1], ids[..., -1:]),
-            when=lambda ids: ids.shape[-1] > 2),
-]
+def shift_mistakes(ids: str = "ids", inputs: str = "inputs", targets: str = "targets"):
+    """The mistakes of the next-token pairs, worded with the exercise's own names."""
+    x, y = f"{inputs} = {ids}[..., :-1]", f"{targets} = {ids}[..., 1:]"
+    last_only = (f"you kept only the last position's target; every position predicts its next "
+                 f"token, {y}")
+    return [
+        Mistake(f"there is no shift: the target of each position is the NEXT token, so {y} and "
+                f"{x}", lambda t: (t, t)),
+        Mistake(f"{inputs} and {targets} are swapped: {x} (the first T - 1 tokens) and {y} (the "
+                "last T - 1); the model predicts the future from the past",
+                lambda t: _shift(t)[::-1]),
+        Mistake(f"you shifted along the batch dim (rows are sequences): shift along the last dim, "
+                f"{x} and {y}", lambda t: (t[:-1], t[1:]),
+                when=lambda t: t.ndim == 2 and t.shape[0] > 1),
+        Mistake(f"torch.roll wraps around: the last target is then the FIRST token, which does not "
+                f"follow; drop the last input instead, {x}, {y}",
+                lambda t: (t, torch.roll(t, -1, dims=-1))),
+        Mistake(f"you shifted by two; the target is the very next token, {y}",
+                lambda t: (t[..., :-2], t[..., 2:]), when=lambda t: t.shape[-1] > 2),
+        Mistake(last_only, lambda t: (t[..., :-1], t[..., -1:]), when=lambda t: t.shape[-1] > 2),
+        Mistake(last_only, lambda t: (t[..., :-1], t[..., -1]), when=lambda t: t.shape[-1] > 2),
+    ]
 
 
 def _shift_cases():
@@ -482,7 +436,7 @@ def _shift_cases():
 
 
 SHIFT_SPEC = TensorSpec(
-    "next-token inputs and targets", _shift_cases, SHIFT_MISTAKES, outputs=("inputs", "targets"),
+    "next-token inputs and targets", _shift_cases, shift_mistakes(), outputs=("inputs", "targets"),
     reference=_shift, hint="fn(ids) returns a tuple (inputs, targets)",
     otherwise="wrong pairs: target t must be the token that follows input t "
               "(inputs = ids[..., :-1], targets = ids[..., 1:])")

@@ -1,0 +1,277 @@
+"""Checkers for chapter 11 (the cost of attention at scale): one step of the online softmax, a
+sliding-window mask, the pairs a window allows, the memory of the attention patterns."""
+
+from __future__ import annotations
+
+import torch
+
+from ._core import (
+    Case,
+    Mistake,
+    NumberSpec,
+    TensorSpec,
+    call,
+    case,
+    checker,
+    close,
+    fail,
+    run_check,
+    tensor_output,
+)
+
+__all__ = [
+    "check_online_softmax",
+    "check_sliding_window_mask",
+    "check_window_count",
+    "check_pattern_memory",
+]
+
+
+# --------------------------------------------------------------------------- online softmax
+
+
+def _step(m, l, acc, s, v, *, rescale_l=True, rescale_acc=True, flip=False, raw=False):  # noqa: E741
+    """The reference update and its known wrong variants (``raw``: exp of the unshifted scores)."""
+    m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+    alpha = torch.exp(m - m_new) if not flip else torch.exp(m_new - m)
+    alpha = torch.nan_to_num(alpha, nan=0.0, posinf=0.0)  # first step: m = -inf
+    if raw:
+        alpha = torch.ones_like(alpha)
+    p = torch.exp(s - m_new) if not raw else torch.exp(s)
+    l_new = (l * alpha if rescale_l else l) + p.sum(dim=-1, keepdim=True)
+    acc_new = (acc * alpha if rescale_acc else acc) + p @ v
+    return m_new, l_new, acc_new
+
+
+def _run(step_fn, s_tiles, v_tiles, d_v):
+    T_q = s_tiles[0].shape[0]
+    m = torch.full((T_q, 1), float("-inf"))
+    l = torch.zeros(T_q, 1)  # noqa: E741
+    acc = torch.zeros(T_q, d_v)
+    states = []
+    for s, v in zip(s_tiles, v_tiles, strict=True):
+        m, l, acc = step_fn(m, l, acc, s, v)  # noqa: E741
+        states.append((m, l, acc))
+    return states
+
+
+def _as_state(out, shapes):
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        got = type(out).__name__ + (f" of {len(out)} items" if isinstance(out, (tuple, list)) else "")
+        fail(f"your function must return the three updated tensors (m, l, acc); it returned {got}")
+    state = []
+    for name, t, shape in zip(("m", "l", "acc"), out, shapes, strict=True):
+        t = tensor_output(t, what=f"your function's {name}")
+        if tuple(t.shape) != tuple(shape):
+            fail(f"the returned {name} has shape {tuple(t.shape)}; it must keep the shape {tuple(shape)}")
+        state.append(t.float())
+    return state
+
+
+def _online_cases():
+    g = torch.Generator().manual_seed(11)
+    cases = []
+    # Scores grow from tile to tile, so the max changes at every step.
+    s = torch.randn(3, 7, generator=g) + torch.linspace(0, 6, 7)
+    cases.append(("max grows from tile to tile", s, [2, 2, 3]))
+    # Big scores: exp() overflows float32 unless the max is subtracted.
+    cases.append(("large scores (about 1000)", 1000 + 5 * torch.randn(2, 6, generator=g), [3, 3]))
+    # The max appears in the first tile and never changes afterwards.
+    s = torch.randn(4, 5, generator=g)
+    s[:, 0] = 9.0
+    cases.append(("max in the first tile", s, [1, 4]))
+    cases.append(("one key per tile", torch.randn(2, 4, generator=g) * 3, [1, 1, 1, 1]))
+    return [(name, s, sizes, torch.randn(s.shape[1], 3, generator=g)) for name, s, sizes in cases]
+
+
+def check_online_softmax(update):
+    """Check update(m, l, acc, scores, values) -> (m, l, acc), one step of the online softmax.
+
+    Shapes: m and l (T_q, 1), acc (T_q, d_v), scores (T_q, B) for a tile of B keys, values (B, d_v).
+    The state before the first tile is m = -inf, l = 0, acc = 0. After every tile, m must be the
+    running max of the scores seen so far, l the sum of exp(score - m) over them and acc the sum of
+    exp(score - m) * value; at the end acc / l must equal softmax(scores) @ values.
+    """
+
+    def body():
+        n = 0
+        for name, s, sizes, v in _online_cases():
+            with case(name):
+                s_tiles = list(torch.split(s, sizes, dim=1))
+                v_tiles = list(torch.split(v, sizes, dim=0))
+                T_q, d_v = s.shape[0], v.shape[1]
+                shapes = ((T_q, 1), (T_q, 1), (T_q, d_v))
+
+                def reader_step(m, l, acc, st, vt, shapes=shapes):  # noqa: E741
+                    # updating the state (m, l, acc) in place is fine; the scores and values not
+                    return _as_state(call(update, m, l, acc, st, vt, allow_inplace=(0, 1, 2)),
+                                     shapes)
+
+                got = _run(reader_step, s_tiles, v_tiles, d_v)
+                want = _run(_step, s_tiles, v_tiles, d_v)
+                out_got = got[-1][2] / got[-1][1]
+                out_want = torch.softmax(s, dim=-1) @ v
+                m_g, l_g, a_g = got[-1]
+                for i, ((mg, _, _), (mw, _, _)) in enumerate(zip(got, want, strict=True)):
+                    if not close(mg, mw, atol=1e-4, rtol=1e-5):
+                        fail(f"after tile {i + 1}, m is not the running max of the scores seen so "
+                             "far: m_new = maximum(m, largest score of the tile, per query)")
+                if not torch.isfinite(torch.stack([l_g.sum(), a_g.sum()])).all():
+                    fail("your running sum or accumulator became inf or nan: exponentiate "
+                         "(scores - m_new), not the raw scores, so that no exp() can overflow")
+                if close(out_got, out_want, atol=1e-4, rtol=1e-4):
+                    for i, ((_, lg, ag), (_, lw, aw)) in enumerate(zip(got, want, strict=True)):
+                        if not (close(lg, lw, atol=1e-4, rtol=1e-4) and close(ag, aw, atol=1e-4, rtol=1e-4)):
+                            raw = _run(lambda *a: _step(*a, raw=True), s_tiles, v_tiles, d_v)[i]
+                            if close(lg, raw[1], atol=1e-4, rtol=1e-4):
+                                fail("you exponentiate the raw scores: compute exp(scores - m_new) "
+                                     "and rescale the old l and acc, or exp() overflows for large "
+                                     "scores (exp(1000) is inf in float32)")
+                            fail(f"after tile {i + 1}, l or acc is not measured relative to the new "
+                                 "max m (l = sum of exp(score - m), acc = sum of exp(score - m) * value)")
+                    n += 1
+                    continue
+                variants = [
+                    ("when the max grows you rescale acc but not the running sum l: multiply l by "
+                     "exp(m_old - m_new) too", dict(rescale_l=False)),
+                    ("when the max grows you rescale l but not the accumulator acc: multiply acc by "
+                     "exp(m_old - m_new) too", dict(rescale_acc=False)),
+                    ("you never rescale the old l and acc when the max grows: multiply both by "
+                     "exp(m_old - m_new) before adding the new tile", dict(rescale_l=False, rescale_acc=False)),
+                    ("your rescaling factor is upside down: it is exp(m_old - m_new) (at most 1), "
+                     "not exp(m_new - m_old)", dict(flip=True)),
+                ]
+                for message, kw in variants:
+                    wrong = _run(lambda *a, kw=kw: _step(*a, **kw), s_tiles, v_tiles, d_v)
+                    if close(a_g, wrong[-1][2], 1e-4, 1e-4) and close(l_g, wrong[-1][1], 1e-4, 1e-4):
+                        fail(message)
+                diff = (out_got - out_want).abs().max().item()
+                fail(f"acc / l differs from softmax(scores) @ values (largest difference {diff:.3g})")
+        return n
+
+    return run_check("online softmax update", body)
+
+
+# --------------------------------------------------------------------------- sliding window
+
+
+def _window(T, window, *, causal=True, shift=0):
+    i = torch.arange(T).unsqueeze(1)
+    j = torch.arange(T).unsqueeze(0)
+    if causal:
+        return (j <= i) & (j > i - window - shift)
+    return (i - j).abs() < window
+
+
+def _first_wrong_entry(out, c):
+    want = c.expected
+    if out.dtype != torch.bool or out.shape != want.shape:
+        return None
+    if (out & ~want).any():
+        i, j = (out & ~want).nonzero()[0].tolist()
+        return f"query {i} may attend key {j}, which is outside its window"
+    i, j = (~out & want).nonzero()[0].tolist()
+    return f"query {i} cannot attend key {j}, which is inside its window"
+
+
+@checker(TensorSpec(
+    "sliding-window mask",
+    lambda: [Case(f"T={T}, window={w}", (T, w), _window(T, w))
+             for T, w in [(6, 3), (5, 1), (4, 10), (1, 1), (9, 4)]], [
+        Mistake("the polarity is flipped: True must mean 'may attend' (the book's and SDPA's "
+                "convention), not 'blocked'", lambda T, w: ~_window(T, w)),
+        Mistake("your mask is transposed: rows are queries and columns are keys, so query i may "
+                "see keys j <= i (the lower triangle)", lambda T, w: _window(T, w).T,
+                when=lambda T, w: T > 1),
+        Mistake("your window looks ahead: a decoder's query may not see later keys; keep only keys "
+                "j <= i", lambda T, w: _window(T, w, causal=False)),
+        Mistake("off by one: each query sees window + 1 keys; the window includes the query "
+                "itself, so keep keys with j > i - window", lambda T, w: _window(T, w, shift=1)),
+        Mistake("off by one: each query sees only window - 1 keys; the window includes the query "
+                "itself, so keep keys with j >= i - window + 1",
+                lambda T, w: _window(T, w, shift=-1), when=lambda T, w: w > 1),
+        Mistake("the diagonal is hidden: a query is inside its own window (j <= i, not j < i)",
+                lambda T, w: _window(T, w) & ~torch.eye(T, dtype=torch.bool)),
+    ], reference=_window, otherwise="the mask is wrong: query i sees keys i - window + 1 .. i",
+    layout="(T, T)", explain=_first_wrong_entry))
+def check_sliding_window_mask(fn):
+    """Check fn(T, window) -> a bool (T, T) mask where query i sees keys i - window + 1 .. i."""
+
+
+def _count(T, w):
+    return sum(min(i + 1, w) for i in range(T))
+
+
+@checker(NumberSpec(
+    "sliding-window count",
+    [(f"T={T}, window={w}", (T, w), {}) for T, w in [(6, 3), (10, 1), (4, 10), (1, 5), (2048, 256),
+                                                      (100, 100), (9, 4)]],
+    _count, [
+        Mistake("T * window counts a full window for every query, but the first queries have "
+                "fewer earlier tokens: query i sees min(i + 1, window) keys",
+                lambda T, w: T * w),
+        Mistake("that is the count of the full causal mask; the window limits each query to "
+                "min(i + 1, window) keys", lambda T, w: T * (T + 1) // 2),
+        Mistake("off by one: query i (counting from 0) sees min(i + 1, window) keys, not "
+                "min(i + 1, window + 1)", lambda T, w: sum(min(i + 1, w + 1) for i in range(T))),
+        Mistake("off by one: query i (counting from 0) sees min(i + 1, window) keys, not "
+                "min(i, window)", lambda T, w: sum(min(i, w) for i in range(T))),
+        Mistake("when the window is longer than the sequence each query sees at most i + 1 keys: "
+                "min(T, window) per query counts too many",
+                lambda T, w: T * min(T, w)),
+    ]))
+def check_window_count(fn):
+    """Check fn(T, window) -> the number of (query, key) pairs a causal sliding window allows."""
+
+
+# --------------------------------------------------------------------------- pattern memory
+
+
+def _size(dtype):
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _memory(context_len, n_heads, n_layers, dtype, batch=1):
+    return batch * n_layers * n_heads * context_len * context_len * _size(dtype)
+
+
+def _memory_cases():
+    out = []
+    for T, H, L, dt, B in [(256, 4, 3, torch.bfloat16, 8), (2048, 96, 96, torch.float16, 1),
+                           (1024, 12, 12, torch.float32, 1), (7, 1, 1, torch.float64, 1),
+                           (100, 6, 5, torch.float16, 3)]:
+        label = f"T={T}, heads={H}, layers={L}, {str(dt).replace('torch.', '')}, batch={B}"
+        out.append((label, (T, H, L, dt), {"batch": B} if B != 1 else {}))
+    return out
+
+
+def _m(formula):
+    """A mistake formula of (T, H, L, B, size), with the reader's signature."""
+    def wrong(context_len, n_heads, n_layers, dtype, batch=1):
+        return formula(context_len, n_heads, n_layers, batch, _size(dtype))
+    return wrong
+
+
+@checker(NumberSpec(
+    "pattern memory", _memory_cases(), _memory, [
+        Mistake("you counted entries, not bytes: multiply by the size of one entry "
+                "(torch.empty((), dtype=dtype).element_size())",
+                _m(lambda T, H, L, B, s: B * L * H * T * T)),
+        Mistake("that is bits, not bytes: do not multiply by 8",
+                _m(lambda T, H, L, B, s: B * L * H * T * T * s * 8)),
+        Mistake("you forgot the heads: every head has its own pattern",
+                _m(lambda T, H, L, B, s: B * L * T * T * s)),
+        Mistake("you forgot the layers: every layer has its own patterns",
+                _m(lambda T, H, L, B, s: B * H * T * T * s)),
+        Mistake("you forgot the batch: every sequence has its own patterns",
+                _m(lambda T, H, L, B, s: L * H * T * T * s)),
+        Mistake("the pattern of one head is context_len x context_len, not context_len: every "
+                "query has a weight for every key", _m(lambda T, H, L, B, s: B * L * H * T * s)),
+        Mistake("the causal mask zeroes the upper triangle but the explicit path still stores the "
+                "full square pattern", _m(lambda T, H, L, B, s: B * L * H * T * (T + 1) // 2 * s)),
+        Mistake("you assumed 4 bytes per entry; the size depends on the dtype "
+                "(torch.empty((), dtype=dtype).element_size())",
+                _m(lambda T, H, L, B, s: B * L * H * T * T * 4)),
+    ]))
+def check_pattern_memory(fn):
+    """Check fn(context_len, n_heads, n_layers, dtype, batch=1) -> bytes of every attention pattern."""
