@@ -209,3 +209,9 @@ def test_the_signatures_the_chapters_call_keep_working():
     fig = viz.plot_patterns(torch.rand(2, 4, 4), TOKENS, titles=["x", "y"], ncols=2)
     assert len([a for a in fig.axes if a.images]) == 2
     viz.plot_patterns(torch.rand(2, 3, 4), ["q1", "q2", "q3"], TOKENS, titles=["x", "y"], annotate=False)
+
+
+def test_the_page_checks_use_the_same_page_width():
+    from test_pages import PAGE_WIDTH_IN
+
+    assert viz.PAGE_WIDTH_IN == PAGE_WIDTH_IN
