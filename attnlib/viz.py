@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 PAGE_WIDTH_IN = 7.0  # inches: the book's text column at 100 dpi; no figure is wider
-SIGNED_CMAP = "RdBu"  # diverging: red negative, white zero, blue positive (as the widgets)
+SIGNED_CMAP = "RdBu_r"  # diverging: blue negative, white zero, red positive (as the widgets)
 PROB_CMAP = "Blues"  # sequential: white 0, dark blue 1
 MASKED_COLOR = "#d4d4d4"  # light grey, hatched: never a colour of either map
 MASKED_HATCH = "///"

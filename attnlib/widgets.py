@@ -306,7 +306,7 @@ class PatternViewer(_Explorer):
         selected: name of the pattern shown first (default: the first).
         decimals: digits shown in each cell.
         vmin, vmax: the colour range. Default: 0 and 1 when every value lies in [0, 1] (attention
-            weights); symmetric around 0 (a red/blue diverging scale) when some value is negative,
+            weights); symmetric around 0 (a blue/red diverging scale) when some value is negative,
             e.g. for cosine similarities; otherwise 0 to the largest value.
         title: the widget's heading; caption: the line above the grid (default: "attention pattern:
             rows = query, columns = key" with row_name and col_name).

@@ -3,7 +3,8 @@
 For every page: it loads with no console error beyond the allow-list below and asks no third-party
 server for anything; every widget renders; on every page with a slider, moving each slider changes
 what its widget shows; no local resource answers 404; each chapter's Colab link points at its own
-notebook. Needs Debian's chromium (`apt-get install -y chromium`); see conftest.py for skipping.
+notebook. On a phone-sized screen (PHONE, 390 px wide) no page scrolls sideways: whatever is wider
+than the screen (a code block, a wide table, a widget's grid) scrolls inside its own box. Needs Debian's chromium (`apt-get install -y chromium`); see conftest.py for skipping.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ CONSOLE_ALLOWED = [
 ]
 
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-15 in portrait, CSS pixels
 
 
 def _pages() -> list[str]:
@@ -47,8 +50,8 @@ def _chapters() -> list[str]:
 class Visit:
     """One page load: console errors, page errors, blocked third-party requests, failed responses."""
 
-    def __init__(self, browser, base: str, path: str):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, base: str, path: str, viewport: dict | None = None):
+        self.context = browser.new_context(viewport=viewport or DESKTOP)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.blocked: list[str] = []
@@ -93,8 +96,8 @@ class Visit:
 def visit(browser, book_url):
     opened = []
 
-    def open_page(path: str) -> Visit:
-        v = Visit(browser, book_url, path)
+    def open_page(path: str, viewport: dict | None = None) -> Visit:
+        v = Visit(browser, book_url, path, viewport)
         opened.append(v)
         if v.status != 200:
             pytest.fail(f"{path}: HTTP {v.status} (is the page in _toc.yml and was the book built?)",
@@ -213,3 +216,89 @@ def test_screenshot_of_the_first_chapter(visit, tmp_path_factory):
     out.mkdir(exist_ok=True)
     v.page.screenshot(path=str(out / f"{chapters[0]}.png"), full_page=True)
     assert (out / f"{chapters[0]}.png").stat().st_size > 10_000
+
+
+# Elements whose box reaches past the right edge of the screen, and that no ancestor lets scroll
+# (overflow-x auto or scroll): they make the page itself scroll sideways, or are cut off. Hidden
+# and fixed-position elements (the theme's off-canvas drawers) do not count.
+_OVERFLOW = """() => {
+    const vw = document.documentElement.clientWidth;
+    const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+        + [...el.classList].slice(0, 2).map(c => '.' + c).join('');
+    const scroller = el => {
+        for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+            const o = getComputedStyle(a).overflowX;
+            if (o === 'auto' || o === 'scroll') return a;
+        }
+        return null;
+    };
+    const offscreen = el => {  // fixed drawers, and clipped screen-reader text (MathJax's MathML)
+        for (let a = el; a; a = a.parentElement) {
+            const st = getComputedStyle(a);
+            if (st.position === 'fixed' || (st.position === 'absolute' && st.clip !== 'auto')) return true;
+        }
+        return false;
+    };
+    const wide = [];
+    for (const el of document.body.querySelectorAll('*')) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0 || r.right <= vw + 1) continue;
+        const st = getComputedStyle(el);
+        if (st.visibility === 'hidden' || st.display === 'none' || offscreen(el)) continue;
+        const box = scroller(el);
+        if (box && box.getBoundingClientRect().right <= vw + 1) continue;
+        if (wide.some(w => w.el.contains(el))) continue;  // report the outermost only
+        wide.push({el, text: `${name(el)} reaches ${Math.round(r.right)} px`});
+    }
+    return {vw, scrollWidth: document.scrollingElement.scrollWidth, wide: wide.map(w => w.text)};
+}"""
+
+# Every widget fits the screen, or scrolls inside its own box: nothing of it reaches past its
+# root's right edge unless a box inside the widget scrolls.
+_WIDGETS_FIT = """() => {
+    const vw = document.documentElement.clientWidth;
+    const bad = [];
+    const roots = [...document.querySelectorAll('.attnlib-widget, .jupyter-widgets.widget-container')];
+    roots.forEach((root, i) => {
+        const rr = root.getBoundingClientRect();
+        if (rr.width === 0) return;
+        if (rr.right > vw + 1) { bad.push(`widget #${i} is ${Math.round(rr.width)} px wide`); return; }
+        for (const el of root.querySelectorAll('*')) {
+            const r = el.getBoundingClientRect();
+            if (r.width === 0 || r.right <= rr.right + 1) continue;
+            let ok = false;
+            for (let a = el.parentElement; a && a !== root.parentElement; a = a.parentElement) {
+                const o = getComputedStyle(a).overflowX;
+                if (o === 'auto' || o === 'scroll') { ok = true; break; }
+            }
+            if (!ok) { bad.push(`widget #${i}: ${el.tagName.toLowerCase()}.${el.className} spills out`); break; }
+        }
+    });
+    return bad;
+}"""
+
+
+@pytest.mark.parametrize("path", _pages())
+def test_page_fits_a_phone(visit, path):
+    """At 390 px no page scrolls sideways: wide code, tables and widgets scroll in their own box."""
+    v = visit(path, PHONE)
+    got = v.page.evaluate(_OVERFLOW)
+    problems = []
+    if got["scrollWidth"] > got["vw"] + 1:
+        problems.append(f"the page is {got['scrollWidth']} px wide on a {got['vw']} px screen")
+    if got["wide"]:
+        problems.append("wider than the screen and not in a scrolling box: " + "; ".join(got["wide"][:8]))
+    problems += v.page.evaluate(_WIDGETS_FIT)
+    assert not problems, f"{path} at {PHONE['width']} px:\n  " + "\n  ".join(problems)
+
+
+def test_screenshots_at_phone_width(visit):
+    """Leaves 390-px screenshots of chapter 0 and of the first chapter with a widget grid in
+    _build/screenshots/ for people to look at."""
+    out = Path(HTML).parent / "screenshots"
+    out.mkdir(exist_ok=True)
+    for chapter in _chapters()[:3]:
+        v = visit(f"notebooks/{chapter}.html", PHONE)
+        path = out / f"{chapter}-phone.png"
+        v.page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000

@@ -4,7 +4,8 @@ Per chapter: no code or output line wider than the page's code column (PAGE_WIDT
 measure of ../shared/tools/book_audit.py --page), no bare True/False echoed under a cell (a checker
 prints its verdict; the cell must not also echo a boolean), the set-up and device cells folded,
 and every glossary term the chapter's prose uses linked to its entry at least once ({term}`...`).
-For the back matter: every entry of book/references.bib is cited somewhere, every cited key exists,
+Figures: drawn through attnlib.viz (no imshow or hand-made diagrams in a chapter) and no wider
+than the page column. For the back matter: every entry of book/references.bib is cited somewhere, every cited key exists,
 and the glossary holds the terms the chapters rely on.
 
 A chapter that does not meet a check yet is marked xfail(strict=True) below, with the reason, so
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 BOOK_PAGES = sorted((ROOT / "book").glob("*.md"))
 PAGE_WIDTH = 85  # characters that fit the code column of a page (the same as book_audit.py)
+PAGE_WIDTH_IN = 7.0  # inches: attnlib.viz.PAGE_WIDTH_IN (tested there; no matplotlib import here)
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -77,6 +79,19 @@ UNLINKED_TERMS = {
     "10_training": "links none of: dot product, softmax, bfloat16, learning rate, AdamW, autocast",
     "11_cost_at_scale": ("links none of: softmax, causal mask, multi-head attention, SDPA, GPT-3, "
         "recurrent neural network, bfloat16, HBM, SRAM, parallelism"),
+}
+
+
+HAND_DRAWN = {
+    "01_tokens_embeddings": "draws a heatmap with imshow and a 9-inch figure (issue 14)",
+    "02_queries_keys": "draws W_Q/W_K with imshow; 11-inch figures (issue 14)",
+    "03_softmax_scaling": "an 11-inch two-panel figure (issue 14)",
+    "04_masking_context": "11- and 13-inch panel figures (issue 14)",
+    "06_one_head": "a 13-inch two-panel figure (issue 14)",
+    "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
+    "09_decoder": "the data-flow diagram is drawn by hand (viz.plot_decoder_flow); 8.5-inch figures",
+    "10_training": "the layer-by-head grid is drawn with imshow (viz.plot_heatmaps); 8- and 9-inch figures",
+    "11_cost_at_scale": "10- and 14-inch figures (issue 14)",
 }
 
 
@@ -266,6 +281,26 @@ def test_glossary_terms_used_are_linked(path):
     missing = unlinked_terms(_markdown(path))
     assert not missing, (f"{path.name} uses these glossary terms without linking them once "
                          f"({{term}}`...`): {', '.join(missing)}")
+
+
+def hand_drawn(path: Path) -> list[str]:
+    """Figure code that bypasses attnlib.viz's style: heatmaps drawn with imshow, diagrams drawn
+    with patches, and figures wider than the page column (viz.PAGE_WIDTH_IN inches)."""
+    found = []
+    for n, cell in enumerate(_code_cells(path)):
+        src = _text(cell["source"])
+        if re.search(r"\.imshow\(|\.pcolormesh\(|\bFancyBboxPatch\b", src):
+            found.append(f"code cell {n} draws a heatmap or diagram by hand (use attnlib.viz)")
+        for m in re.finditer(r"(?:figsize=\(|set_size_inches\()\s*([\d.]+)", src):
+            if float(m.group(1)) > PAGE_WIDTH_IN:
+                found.append(f"code cell {n}: a figure {m.group(1)} inches wide (the page fits {PAGE_WIDTH_IN})")
+    return found
+
+
+@pytest.mark.parametrize("path", _chapters(HAND_DRAWN))
+def test_figures_are_drawn_by_viz_and_fit_the_page(path):
+    found = hand_drawn(path)
+    assert not found, f"{path.name}:\n" + "\n".join(found)
 
 
 def test_every_term_link_names_a_glossary_entry():

@@ -53,12 +53,12 @@ def test_signed_scores_get_a_diverging_map_centred_on_zero_with_symmetric_limits
     assert norm.vmin == -norm.vmax
     assert norm.vmax == pytest.approx(4.6)  # 4.53 rounded up to two significant digits
     assert norm(0.0) == pytest.approx(0.5)  # white is zero
-    # a negative score is drawn red (R > B) and a positive one blue, whatever the asymmetry
+    # a negative score is drawn blue (B > R) and a positive one red, whatever the asymmetry
     cmap = _image(ax).cmap
     r, _, b, _ = cmap(norm(-1.36))
-    assert r > b
-    r, _, b, _ = cmap(norm(1.0))
     assert b > r
+    r, _, b, _ = cmap(norm(1.0))
+    assert r > b
 
 
 def test_plot_scores_is_signed_even_when_every_score_is_positive():
@@ -209,3 +209,9 @@ def test_the_signatures_the_chapters_call_keep_working():
     fig = viz.plot_patterns(torch.rand(2, 4, 4), TOKENS, titles=["x", "y"], ncols=2)
     assert len([a for a in fig.axes if a.images]) == 2
     viz.plot_patterns(torch.rand(2, 3, 4), ["q1", "q2", "q3"], TOKENS, titles=["x", "y"], annotate=False)
+
+
+def test_the_page_checks_use_the_same_page_width():
+    from test_pages import PAGE_WIDTH_IN
+
+    assert viz.PAGE_WIDTH_IN == PAGE_WIDTH_IN

@@ -526,7 +526,9 @@ def test_pattern_viewer_in_browser(browser):
     try:
         text = page.locator(".attnlib-pattern-viewer").inner_text()
         assert "-0.50" in text and "cosine similarity" in text and "token" in text
-        assert "rgba(202, 0, 32" in page.locator(".attnlib-pattern-viewer td.attnlib-cell").nth(1).get_attribute("style")
+        cells = page.locator(".attnlib-pattern-viewer td.attnlib-cell")  # as attnlib.viz: blue < 0 < red
+        assert "rgba(33, 102, 172" in cells.nth(1).get_attribute("style")
+        assert "rgba(202, 0, 32" in cells.nth(0).get_attribute("style")
         assert errors == []
     finally:
         page.close()

@@ -61,10 +61,10 @@ function weightColor(w) {
   return `rgba(33, 102, 172, ${a.toFixed(3)})`;
 }
 
-/** Background for a signed number scaled by `hi` (diverging: red negative, blue positive). */
+/** Background for a signed number scaled by `hi` (diverging like attnlib.viz: blue negative, red positive). */
 function signedColor(x, hi) {
   const a = Math.max(0, Math.min(1, Math.abs(x) / (hi || 1)));
-  return x >= 0 ? `rgba(33, 102, 172, ${(0.85 * a).toFixed(3)})` : `rgba(202, 0, 32, ${(0.85 * a).toFixed(3)})`;
+  return x >= 0 ? `rgba(202, 0, 32, ${(0.85 * a).toFixed(3)})` : `rgba(33, 102, 172, ${(0.85 * a).toFixed(3)})`;
 }
 
 /** Send the model's pending changes to the kernel; harmless (and silent) in a static page with no kernel. */
@@ -113,7 +113,7 @@ function checkbox({ label, checked, onchange, cls = "" }) {
 /**
  * Heatmap of a pattern as an HTML table: rows = query tokens, columns = key tokens, the value
  * written in every cell. opts: {rowLabels, colLabels, masked (bool (T_q, T_k), true = blocked),
- * highlightRow, decimals, vmin = 0, vmax = 1 (colour range; vmin < 0 gives a red/blue diverging
+ * highlightRow, decimals, vmin = 0, vmax = 1 (colour range; vmin < 0 gives a blue/red diverging
  * scale), rowName = "query", colName = "key", caption, onRowClick(i)}.
  */
 function heatmap(values, opts) {
