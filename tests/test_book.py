@@ -142,7 +142,11 @@ def test_sync_rewrites_only_the_setup_cell(tmp_path):
     assert "".join(new[1]["source"]) == sync_setup_cells.setup_cell_source(repo)
     assert "git+https://github.com/example/book@v9.9.9" in "".join(new[1]["source"])
     assert new[0] == cells[0] and new[2] == cells[2], "other cells must be untouched"
-    assert {k: v for k, v in new[1].items() if k != "source"} == {k: v for k, v in cells[1].items() if k != "source"}
+    rest = ("source", "metadata")
+    assert {k: v for k, v in new[1].items() if k not in rest} == {
+        k: v for k, v in cells[1].items() if k not in rest
+    }
+    assert new[1]["metadata"] == {"tags": ["x", "hide-input"]}, "tags are kept, hide-input added"
     assert subprocess.run([*script, "--check"], capture_output=True, text=True).returncode == 0
 
 

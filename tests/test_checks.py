@@ -92,7 +92,7 @@ def test_core_run_check_and_call(capsys):
         return 1
 
     assert not _core.run_check("demo", in_a_case)
-    assert capsys.readouterr().out.startswith("✗ demo: not implemented yet: fill in the TODO")
+    assert capsys.readouterr().out.startswith("✗ demo: not implemented yet: replace the TODO")
 
     def boom(x):
         raise ValueError("bad input")
@@ -474,3 +474,19 @@ def test_attention_weights_diagnoses(capsys):
     fails(capsys, checks.check_attention_weights, pattern().numpy(), words=["numpy"])
     fails(capsys, checks.check_attention_weights, pattern(), torch.ones(3, 3, dtype=torch.bool), words=["broadcast"])
     fails(capsys, checks.check_attention_weights, torch.ones(4, 4, dtype=torch.long), words=["floating"])
+
+
+def test_a_long_verdict_wraps_at_the_page_width(capsys, monkeypatch):
+    from attnlib.checks import _core
+
+    monkeypatch.setattr(_core, "LINE_WIDTH", 85)
+    words = " ".join(f"word{i}" for i in range(40))
+
+    def body():
+        raise _core.CheckFailure(words)
+
+    result = _core.run_check("demo", body)
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) > 1
+    assert all(len(line) <= 85 for line in out.splitlines()), out
+    assert out.rstrip("\n").replace("\n  ", " ") == result.line

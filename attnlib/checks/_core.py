@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,10 +45,10 @@ import torch
 __all__: list[str] = []  # nothing here is for the reader: checkers import these names directly
 
 PASS_MARK = "✓"
+LINE_WIDTH = 85  # the book's code column: a longer verdict wraps instead of scrolling sideways
 FAIL_MARK = "✗"
 NOT_IMPLEMENTED = (
-    "not implemented yet: fill in the TODO (replace `raise NotImplementedError` with your code), "
-    "then run this cell again"
+    "not implemented yet: replace the TODO with your code"
 )
 HARD_CODED = (
     "your function gives the same answer for different inputs: is it hard-coded to the example "
@@ -121,6 +122,17 @@ class CheckResult:
         return f"CheckResult(passed={self.passed}, title={self.title!r})"
 
 
+def _wrap(text: str) -> str:
+    """``text`` with each of its lines folded at LINE_WIDTH, continuation lines indented."""
+    if not LINE_WIDTH:
+        return text
+    return "\n".join(
+        textwrap.fill(part, LINE_WIDTH, subsequent_indent="  ", break_on_hyphens=False,
+                      break_long_words=False, drop_whitespace=True)
+        for part in text.split("\n")
+    )
+
+
 def run_check(title: str, body: Callable[[], int], unit: str = "cases") -> CheckResult:
     """Run ``body`` (which returns the number of cases it checked) and print the verdict.
 
@@ -136,7 +148,7 @@ def run_check(title: str, body: Callable[[], int], unit: str = "cases") -> Check
                              f"the check stopped on an unexpected {type(err).__name__}: {err}")
     else:
         result = CheckResult(True, title, f"all {n} {unit} passed")
-    print(result.line)
+    print(_wrap(result.line))
     return result
 
 
