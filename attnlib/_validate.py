@@ -126,13 +126,14 @@ def tensor(who: str, name: str, t, *, ndim: int | None = None, shape_doc: str = 
     return t
 
 
-def qkv(q, k, v, who: str) -> None:
+def qkv(q, k, v, who: str, *, gqa: bool = False) -> None:
     """Queries (..., T_q, d), keys (..., T_k, d), values (..., T_k, d_v): one dtype (floating
-    point), one device, the same batch dims, d >= 1."""
+    point), one device, the same batch dims, d >= 1. With ``gqa`` (grouped-query attention) the
+    head dim (-3) of k and v may be any divisor of q's."""
     # Happy path first: one combined test (about half the cost of the itemised checks below, which
     # matters for short sequences, where SDPA itself takes only ~100 us); the itemised checks only
     # run when something is wrong, to name the problem.
-    if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor):
+    if not gqa and isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor):
         qs, ks, vs = q.shape, k.shape, v.shape
         if (q.dtype == k.dtype == v.dtype and q.is_floating_point() and q.device == k.device == v.device
                 and len(qs) == len(ks) == len(vs) >= 2 and qs[-1] == ks[-1] > 0 and ks[-2] == vs[-2]
@@ -163,7 +164,16 @@ def qkv(q, k, v, who: str) -> None:
             f"{who}: k and v must have the same number of positions T_k, got "
             f"k {tuple(k.shape)} (T_k={k.shape[-2]}) and v {tuple(v.shape)} (T_k={v.shape[-2]})"
         )
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+    if gqa:
+        if q.ndim < 3:
+            raise ValueError(f"{who}: enable_gqa needs a head dim: q, k, v of shape (..., H, T, d), got {shapes}")
+        if not (q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and k.shape[-3] == v.shape[-3]
+                and k.shape[-3] >= 1 and q.shape[-3] % k.shape[-3] == 0):
+            raise ValueError(
+                f"{who}: with enable_gqa, k and v must have the same dims as q except the head dim "
+                f"(-3), which must divide q's ({q.shape[-3]} query heads), got {shapes}"
+            )
+    elif not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         raise ValueError(f"{who}: q, k and v must have the same batch dims (...), got {shapes}")
 
 

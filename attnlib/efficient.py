@@ -231,7 +231,8 @@ def kv_cache_bytes(
     """Bytes of a full KV cache: a key and a value vector per position, head, layer and sequence.
 
     2 x batch x layers x heads x context_len x d_head x size. Exact arithmetic; it grows linearly
-    with the context, while the explicit pattern grows with its square.
+    with the context, while the explicit pattern grows with its square. With grouped-query or
+    multi-query attention only the key/value heads are cached: pass ``n_heads=n_kv_heads``.
     """
     for name, val in (("context_len", context_len), ("n_layers", n_layers), ("n_heads", n_heads),
                       ("d_head", d_head), ("batch", batch)):
