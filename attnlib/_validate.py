@@ -139,19 +139,32 @@ def qkv(q, k, v, who: str, *, gqa: bool = False) -> None:
                 and len(qs) == len(ks) == len(vs) >= 2 and qs[-1] == ks[-1] > 0 and ks[-2] == vs[-2]
                 and qs[:-2] == ks[:-2] == vs[:-2]):
             return
+    _qkv_kinds(q, k, v, who)
+    _qkv_shapes(q, k, v, who, gqa)
+
+
+def _qkv_kinds(q, k, v, who: str) -> None:
+    """Tensors, floating point, at least 2-D, one device and one dtype."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         tensor(who, name, t, floating=True)
         if t.ndim < 2:
             raise ValueError(f"{who}: {name} must have at least 2 dims (..., T, d), got shape {tuple(t.shape)}")
-    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if not (q.ndim == k.ndim == v.ndim):
-        raise ValueError(f"{who}: q, k and v must have the same number of dims, got {shapes}")
+        raise ValueError(
+            f"{who}: q, k and v must have the same number of dims, got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if not (q.device == k.device == v.device):
         raise ValueError(
             f"{who}: q, k and v must be on one device, got q on {q.device}, k on {k.device}, v on {v.device}"
         )
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"{who}: q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+
+
+def _qkv_shapes(q, k, v, who: str, gqa: bool) -> None:
+    """d of q and k equal and >= 1, T_k of k and v equal, batch (and head) dims that fit."""
+    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"{who}: q and k must have the same last dim d (queries are dotted with keys), got "
@@ -164,17 +177,18 @@ def qkv(q, k, v, who: str, *, gqa: bool = False) -> None:
             f"{who}: k and v must have the same number of positions T_k, got "
             f"k {tuple(k.shape)} (T_k={k.shape[-2]}) and v {tuple(v.shape)} (T_k={v.shape[-2]})"
         )
-    if gqa:
-        if q.ndim < 3:
-            raise ValueError(f"{who}: enable_gqa needs a head dim: q, k, v of shape (..., H, T, d), got {shapes}")
-        if not (q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and k.shape[-3] == v.shape[-3]
-                and k.shape[-3] >= 1 and q.shape[-3] % k.shape[-3] == 0):
-            raise ValueError(
-                f"{who}: with enable_gqa, k and v must have the same dims as q except the head dim "
-                f"(-3), which must divide q's ({q.shape[-3]} query heads), got {shapes}"
-            )
-    elif not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(f"{who}: q, k and v must have the same batch dims (...), got {shapes}")
+    if not gqa:
+        if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+            raise ValueError(f"{who}: q, k and v must have the same batch dims (...), got {shapes}")
+        return
+    if q.ndim < 3:
+        raise ValueError(f"{who}: enable_gqa needs a head dim: q, k, v of shape (..., H, T, d), got {shapes}")
+    if not (q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and k.shape[-3] == v.shape[-3]
+            and k.shape[-3] >= 1 and q.shape[-3] % k.shape[-3] == 0):
+        raise ValueError(
+            f"{who}: with enable_gqa, k and v must have the same dims as q except the head dim "
+            f"(-3), which must divide q's ({q.shape[-3]} query heads), got {shapes}"
+        )
 
 
 def mask(m, target: tuple, device, who: str, *, bool_only: bool = False) -> None:
