@@ -23,7 +23,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "tensor", "qkv", "mask", "token_ids", "targets",
+    "probability", "index", "non_empty", "tensor", "qkv", "mask", "token_ids", "targets",
 ]
 
 
@@ -108,6 +108,27 @@ def probability(who: str, name: str, val) -> float:
     if not 0.0 <= x < 1.0:  # also False for NaN
         raise ValueError(f"{who}: {name} must lie in [0, 1), got {val!r}")
     return x
+
+
+def index(who: str, name: str, val, n: int, what: str = "") -> int:
+    """An int in [0, n): no negative indices (Python's wrap-around would pick another item)."""
+    if not _is_int(val):
+        raise TypeError(f"{who}: {name} must be an int, got {describe(val)}")
+    if not 0 <= val < n:
+        of = f" ({what})" if what else ""
+        raise ValueError(f"{who}: {name} must lie in [0, {n}){of}, got {val!r}")
+    return int(val)
+
+
+def non_empty(who: str, name: str, seq):
+    """A sequence (list, tuple, tensor) with at least one item; returned unchanged."""
+    try:
+        n = len(seq)
+    except TypeError:
+        raise TypeError(f"{who}: {name} must be a list or another sequence, got {describe(seq)}") from None
+    if n == 0:
+        raise ValueError(f"{who}: {name} must not be empty")
+    return seq
 
 
 # --------------------------------------------------------------------------- tensors
