@@ -45,6 +45,8 @@ def _sdpa_has_gqa() -> bool:
 
 
 _SDPA_GQA = _sdpa_has_gqa()
+_NO_KW: dict = {}
+_GQA_KW = {"enable_gqa": True}
 
 
 def repeat_kv(t: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -224,12 +226,13 @@ def attention(
         scale = V.finite_float("attention", "scale", scale)
 
     m, keep, sdpa_causal = _mask_front_end(mask, is_causal, q, k, fused_causal_ok=not return_weights)
-    n_rep = q.shape[-3] // k.shape[-3] if enable_gqa else 1
-    gqa_kw = {}
-    if n_rep > 1 and (return_weights or not _SDPA_GQA):
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-    elif n_rep > 1:
-        gqa_kw["enable_gqa"] = True
+    gqa_kw = _NO_KW
+    if enable_gqa and q.shape[-3] != k.shape[-3]:
+        if return_weights or not _SDPA_GQA:  # explicit path, or a torch without enable_gqa
+            n_rep = q.shape[-3] // k.shape[-3]
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+        else:
+            gqa_kw = _GQA_KW
 
     if not return_weights:  # fast path
         if m is not None and m.dtype != torch.bool:
