@@ -23,7 +23,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "tensor", "qkv", "mask", "token_ids", "targets",
+    "probability", "index", "non_empty", "tensor", "qkv", "mask", "token_ids", "targets",
 ]
 
 
@@ -110,6 +110,27 @@ def probability(who: str, name: str, val) -> float:
     return x
 
 
+def index(who: str, name: str, val, n: int, what: str = "") -> int:
+    """An int in [0, n): no negative indices (Python's wrap-around would pick another item)."""
+    if not _is_int(val):
+        raise TypeError(f"{who}: {name} must be an int, got {describe(val)}")
+    if not 0 <= val < n:
+        of = f" ({what})" if what else ""
+        raise ValueError(f"{who}: {name} must lie in [0, {n}){of}, got {val!r}")
+    return int(val)
+
+
+def non_empty(who: str, name: str, seq):
+    """A sequence (list, tuple, tensor) with at least one item; returned unchanged."""
+    try:
+        n = len(seq)
+    except TypeError:
+        raise TypeError(f"{who}: {name} must be a list or another sequence, got {describe(seq)}") from None
+    if n == 0:
+        raise ValueError(f"{who}: {name} must not be empty")
+    return seq
+
+
 # --------------------------------------------------------------------------- tensors
 
 
@@ -126,31 +147,45 @@ def tensor(who: str, name: str, t, *, ndim: int | None = None, shape_doc: str = 
     return t
 
 
-def qkv(q, k, v, who: str) -> None:
+def qkv(q, k, v, who: str, *, gqa: bool = False) -> None:
     """Queries (..., T_q, d), keys (..., T_k, d), values (..., T_k, d_v): one dtype (floating
-    point), one device, the same batch dims, d >= 1."""
+    point), one device, the same batch dims, d >= 1. With ``gqa`` (grouped-query attention) the
+    head dim (-3) of k and v may be any divisor of q's."""
     # Happy path first: one combined test (about half the cost of the itemised checks below, which
     # matters for short sequences, where SDPA itself takes only ~100 us); the itemised checks only
     # run when something is wrong, to name the problem.
-    if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor):
+    if not gqa and isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor):
         qs, ks, vs = q.shape, k.shape, v.shape
         if (q.dtype == k.dtype == v.dtype and q.is_floating_point() and q.device == k.device == v.device
                 and len(qs) == len(ks) == len(vs) >= 2 and qs[-1] == ks[-1] > 0 and ks[-2] == vs[-2]
                 and qs[:-2] == ks[:-2] == vs[:-2]):
             return
+    _qkv_kinds(q, k, v, who)
+    _qkv_shapes(q, k, v, who, gqa)
+
+
+def _qkv_kinds(q, k, v, who: str) -> None:
+    """Tensors, floating point, at least 2-D, one device and one dtype."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         tensor(who, name, t, floating=True)
         if t.ndim < 2:
             raise ValueError(f"{who}: {name} must have at least 2 dims (..., T, d), got shape {tuple(t.shape)}")
-    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if not (q.ndim == k.ndim == v.ndim):
-        raise ValueError(f"{who}: q, k and v must have the same number of dims, got {shapes}")
+        raise ValueError(
+            f"{who}: q, k and v must have the same number of dims, got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if not (q.device == k.device == v.device):
         raise ValueError(
             f"{who}: q, k and v must be on one device, got q on {q.device}, k on {k.device}, v on {v.device}"
         )
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"{who}: q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+
+
+def _qkv_shapes(q, k, v, who: str, gqa: bool) -> None:
+    """d of q and k equal and >= 1, T_k of k and v equal, batch (and head) dims that fit."""
+    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"{who}: q and k must have the same last dim d (queries are dotted with keys), got "
@@ -163,8 +198,18 @@ def qkv(q, k, v, who: str) -> None:
             f"{who}: k and v must have the same number of positions T_k, got "
             f"k {tuple(k.shape)} (T_k={k.shape[-2]}) and v {tuple(v.shape)} (T_k={v.shape[-2]})"
         )
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(f"{who}: q, k and v must have the same batch dims (...), got {shapes}")
+    if not gqa:
+        if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+            raise ValueError(f"{who}: q, k and v must have the same batch dims (...), got {shapes}")
+        return
+    if q.ndim < 3:
+        raise ValueError(f"{who}: enable_gqa needs a head dim: q, k, v of shape (..., H, T, d), got {shapes}")
+    if not (q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and k.shape[-3] == v.shape[-3]
+            and k.shape[-3] >= 1 and q.shape[-3] % k.shape[-3] == 0):
+        raise ValueError(
+            f"{who}: with enable_gqa, k and v must have the same dims as q except the head dim "
+            f"(-3), which must divide q's ({q.shape[-3]} query heads), got {shapes}"
+        )
 
 
 def mask(m, target: tuple, device, who: str, *, bool_only: bool = False) -> None:

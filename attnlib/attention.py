@@ -30,7 +30,32 @@ import torch.nn.functional as F
 
 from . import _validate as V
 
-__all__ = ["attention", "causal_mask", "padding_mask", "from_mha_mask", "softmax"]
+__all__ = ["attention", "causal_mask", "padding_mask", "from_mha_mask", "softmax", "repeat_kv"]
+
+
+def _sdpa_has_gqa() -> bool:
+    """Whether this torch's SDPA takes ``enable_gqa`` (torch >= 2.5); attnlib admits torch >= 2.1."""
+    t = torch.zeros(1, 2, 1, 1)
+    kw = {"enable_gqa": True}  # passed as a dict: on older torch only this call may fail
+    try:
+        F.scaled_dot_product_attention(t, t[:, :1], t[:, :1], **kw)
+    except TypeError:
+        return False
+    return True
+
+
+_SDPA_GQA = _sdpa_has_gqa()
+_NO_KW: dict = {}
+_GQA_KW = {"enable_gqa": True}
+
+
+def repeat_kv(t: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(..., H_kv, T, d) -> (..., H_kv * n_rep, T, d): every key/value head repeated for the n_rep
+    query heads of its group (head h of the result is head h // n_rep of ``t``)."""
+    if n_rep == 1:
+        return t
+    *lead, H, T, d = t.shape
+    return t.unsqueeze(-3).expand(*lead, H, n_rep, T, d).reshape(*lead, H * n_rep, T, d)
 
 
 # --------------------------------------------------------------------------- masks
@@ -171,6 +196,7 @@ def attention(
     scale: float | None = None,
     dropout_p: float = 0.0,
     return_weights: bool = False,
+    enable_gqa: bool = False,
 ):
     """Scaled dot-product attention.
 
@@ -184,11 +210,14 @@ def attention(
         scale: multiplier of the scores; default 1/sqrt(d).
         dropout_p: dropout probability on the weights (pass 0.0 at evaluation time).
         return_weights: also return the pattern (..., T_q, T_k); this selects the explicit path.
+        enable_gqa: grouped-query attention: q has H heads (dim -3), k and v have H_kv heads with
+            H_kv dividing H; query head h reads key/value head h // (H / H_kv). Same as SDPA's
+            ``enable_gqa`` (used when this torch has it; else the heads are repeated).
 
     Returns:
         out (..., T_q, d_v), or ``(out, weights)`` when ``return_weights`` is True.
     """
-    V.qkv(q, k, v, "attention")
+    V.qkv(q, k, v, "attention", gqa=enable_gqa)
     if type(dropout_p) is not float or dropout_p != 0.0:
         dropout_p = V.probability("attention", "dropout_p", dropout_p)
     if scale is None:
@@ -197,12 +226,19 @@ def attention(
         scale = V.finite_float("attention", "scale", scale)
 
     m, keep, sdpa_causal = _mask_front_end(mask, is_causal, q, k, fused_causal_ok=not return_weights)
+    gqa_kw = _NO_KW
+    if enable_gqa and q.shape[-3] != k.shape[-3]:
+        if return_weights or not _SDPA_GQA:  # explicit path, or a torch without enable_gqa
+            n_rep = q.shape[-3] // k.shape[-3]
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+        else:
+            gqa_kw = _GQA_KW
 
     if not return_weights:  # fast path
         if m is not None and m.dtype != torch.bool:
             m = m.to(q.dtype)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=m, dropout_p=dropout_p, is_causal=sdpa_causal, scale=scale
+            q, k, v, attn_mask=m, dropout_p=dropout_p, is_causal=sdpa_causal, scale=scale, **gqa_kw
         )
         return out if keep is None else torch.where(keep, out, out.new_zeros(()))
 

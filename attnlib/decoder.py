@@ -11,7 +11,7 @@ Every block is pre-LayerNorm and adds to the residual stream:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -39,12 +39,18 @@ class DecoderConfig:
     bias: bool = False
     tie_embeddings: bool = True  # the unembedding reuses the token embedding (GPT-2/GPT-3)
     cross_attention: bool = False  # add a cross-attention sub-layer to every block
+    n_kv_heads: int | None = None  # key/value heads; None = n_heads; fewer = GQA, 1 = MQA
 
     def __post_init__(self):
         for name in ("vocab_size", "context_len", "d_model", "n_layers", "n_heads"):
             V.positive_int("DecoderConfig", name, getattr(self, name))
-        for name in ("d_head", "d_mlp"):
+        for name in ("d_head", "d_mlp", "n_kv_heads"):
             V.optional_positive_int("DecoderConfig", name, getattr(self, name))
+        if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads != 0:
+            raise ValueError(
+                f"DecoderConfig: n_kv_heads must divide n_heads={self.n_heads} (each key/value head "
+                f"serves a group of query heads), got {self.n_kv_heads}"
+            )
         V.probability("DecoderConfig", "dropout", self.dropout)
         for name in ("bias", "tie_embeddings", "cross_attention"):
             if not isinstance(getattr(self, name), bool):
@@ -55,9 +61,19 @@ class DecoderConfig:
                 "choose n_heads dividing d_model or set d_head"
             )
 
+    def __repr__(self) -> str:
+        # n_kv_heads is shown only when it is set, so a config without GQA prints as it always has
+        items = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                 if f.name != "n_kv_heads" or self.n_kv_heads is not None]
+        return f"DecoderConfig({', '.join(items)})"
+
     @property
     def head_dim(self) -> int:
         return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
 
     @property
     def mlp_dim(self) -> int:
@@ -82,13 +98,15 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, d_head: int | None = None, d_mlp: int | None = None,
                  dropout: float = 0.0, bias: bool = False, cross_attention: bool = False,
-                 causal: bool = True):
+                 causal: bool = True, *, n_kv_heads: int | None = None):
         super().__init__()
         self.causal = causal
         self.ln_1 = nn.LayerNorm(d_model, bias=bias)
-        self.attn = MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout)
+        self.attn = MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout,
+                                       n_kv_heads=n_kv_heads)
         self.ln_c = nn.LayerNorm(d_model, bias=bias) if cross_attention else None
-        self.cross_attn = (MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout)
+        self.cross_attn = (MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout,
+                                              n_kv_heads=n_kv_heads)
                            if cross_attention else None)
         self.ln_2 = nn.LayerNorm(d_model, bias=bias)
         self.mlp = MLP(d_model, d_mlp, bias=bias, dropout=dropout)
@@ -166,7 +184,8 @@ class Encoder(nn.Module):
         c = self.config = config
         self.embed = _Embed(c, "Encoder")
         self.blocks = nn.ModuleList(
-            DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias, causal=False)
+            DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias, causal=False,
+                         n_kv_heads=c.n_kv_heads)
             for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
@@ -196,7 +215,7 @@ class Decoder(nn.Module):
         self.embed = _Embed(c, "Decoder")
         self.blocks = nn.ModuleList(
             DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias,
-                         cross_attention=c.cross_attention, causal=True)
+                         cross_attention=c.cross_attention, causal=True, n_kv_heads=c.n_kv_heads)
             for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)

@@ -102,7 +102,7 @@ def tiled_attention(
     q32 = q.to(ct) * scale  # (..., T_q, d)
     lead = tuple(q.shape[:-1])  # (..., T_q)
     m = q32.new_full(lead + (1,), float("-inf"))  # running max of the scores
-    l = q32.new_zeros(lead + (1,))  # running sum of exp(score - m)  # noqa: E741
+    l = q32.new_zeros(lead + (1,))  # running sum of exp(score - m)
     acc = q32.new_zeros(lead + (v.shape[-1],))  # running sum of exp(score - m) * value
     q_pos = torch.arange(T_q, device=q.device).unsqueeze(1) + (T_k - T_q)  # (T_q, 1), lower-right
 
@@ -126,7 +126,7 @@ def tiled_attention(
         m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)  # rows that have seen no key yet
         alpha = torch.exp(m - m_safe)  # rescales the old statistics to the new max (0 if m = -inf)
         p = torch.exp(s - m_safe)  # (..., T_q, B), unnormalised weights of this tile
-        l = l * alpha + p.sum(dim=-1, keepdim=True)  # noqa: E741
+        l = l * alpha + p.sum(dim=-1, keepdim=True)
         acc = acc * alpha + torch.matmul(p, vb)
         m = m_new
 
@@ -231,7 +231,8 @@ def kv_cache_bytes(
     """Bytes of a full KV cache: a key and a value vector per position, head, layer and sequence.
 
     2 x batch x layers x heads x context_len x d_head x size. Exact arithmetic; it grows linearly
-    with the context, while the explicit pattern grows with its square.
+    with the context, while the explicit pattern grows with its square. With grouped-query or
+    multi-query attention only the key/value heads are cached: pass ``n_heads=n_kv_heads``.
     """
     for name, val in (("context_len", context_len), ("n_layers", n_layers), ("n_heads", n_heads),
                       ("d_head", d_head), ("batch", batch)):

@@ -80,19 +80,29 @@ class MultiHeadAttention(nn.Module):
         bias: add biases to the four projections.
         dropout: dropout on the attention weights and on the output, in training mode only.
         d_context: width of the context for cross-attention; default d_model.
+        n_kv_heads: number of key/value heads; default n_heads (every head has its own keys and
+            values). Fewer, dividing n_heads, gives grouped-query attention (GQA: each group of
+            n_heads / n_kv_heads query heads shares one key/value head); 1 gives multi-query
+            attention (MQA). The key and value projections and the KV cache shrink by that factor.
     """
 
     #: set by ``attnlib.hooks.record_patterns``: called with every pattern this module uses
     _pattern_sink = None
 
     def __init__(self, d_model: int, n_heads: int, d_head: int | None = None, bias: bool = False,
-                 dropout: float = 0.0, *, d_context: int | None = None):
+                 dropout: float = 0.0, *, d_context: int | None = None, n_kv_heads: int | None = None):
         super().__init__()
         who = "MultiHeadAttention"
         d_model = V.positive_int(who, "d_model", d_model)
         n_heads = V.positive_int(who, "n_heads", n_heads)
         d_head = V.optional_positive_int(who, "d_head", d_head)
         d_context = V.optional_positive_int(who, "d_context", d_context)
+        n_kv_heads = V.optional_positive_int(who, "n_kv_heads", n_kv_heads)
+        if n_kv_heads is not None and n_heads % n_kv_heads != 0:
+            raise ValueError(
+                f"{who}: n_kv_heads must divide n_heads={n_heads} (each key/value head serves a group "
+                f"of query heads), got {n_kv_heads}"
+            )
         dropout = V.probability(who, "dropout", dropout)
         if not isinstance(bias, bool):
             raise TypeError(f"{who}: bias must be a bool, got {V.describe(bias)}")
@@ -105,11 +115,13 @@ class MultiHeadAttention(nn.Module):
             d_head = d_model // n_heads
         d_context = d_model if d_context is None else d_context
         self.d_model, self.n_heads, self.d_head, self.d_context = d_model, n_heads, d_head, d_context
+        self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         self.dropout = dropout
         inner = n_heads * d_head
+        kv_inner = self.n_kv_heads * d_head
         self.q_proj = nn.Linear(d_model, inner, bias=bias)  # all heads' W_Q
-        self.k_proj = nn.Linear(d_context, inner, bias=bias)  # all heads' W_K
-        self.v_proj = nn.Linear(d_context, inner, bias=bias)  # all heads' value-down W_V
+        self.k_proj = nn.Linear(d_context, kv_inner, bias=bias)  # all key/value heads' W_K
+        self.v_proj = nn.Linear(d_context, kv_inner, bias=bias)  # all key/value heads' value-down W_V
         self.out_proj = nn.Linear(inner, d_model, bias=bias)  # the stacked value-ups W_O
         self.resid_dropout = nn.Dropout(dropout)
 
@@ -121,22 +133,22 @@ class MultiHeadAttention(nn.Module):
 
     @property
     def W_K(self) -> torch.Tensor:
-        """(n_heads, d_context, d_head)"""
-        return self.k_proj.weight.view(self.n_heads, self.d_head, self.d_context).transpose(1, 2)
+        """(n_kv_heads, d_context, d_head); n_kv_heads = n_heads unless the module uses GQA/MQA"""
+        return self.k_proj.weight.view(self.n_kv_heads, self.d_head, self.d_context).transpose(1, 2)
 
     @property
     def W_V(self) -> torch.Tensor:
-        """value-down, (n_heads, d_context, d_head)"""
-        return self.v_proj.weight.view(self.n_heads, self.d_head, self.d_context).transpose(1, 2)
+        """value-down, (n_kv_heads, d_context, d_head)"""
+        return self.v_proj.weight.view(self.n_kv_heads, self.d_head, self.d_context).transpose(1, 2)
 
     @property
     def W_O(self) -> torch.Tensor:
         """value-up, (n_heads, d_head, d_model); stacked over heads it is ``out_proj``."""
         return self.out_proj.weight.view(self.d_model, self.n_heads, self.d_head).permute(1, 2, 0)
 
-    def _split(self, t: torch.Tensor) -> torch.Tensor:  # (B, T, H*dh) -> (B, H, T, dh)
+    def _split(self, t: torch.Tensor, n_heads: int) -> torch.Tensor:  # (B, T, H*dh) -> (B, H, T, dh)
         B, T, _ = t.shape
-        return t.view(B, T, self.n_heads, self.d_head).transpose(1, 2)
+        return t.view(B, T, n_heads, self.d_head).transpose(1, 2)
 
     def _check(self, name: str, t, width: int) -> None:
         if not isinstance(t, torch.Tensor):
@@ -174,15 +186,16 @@ class MultiHeadAttention(nn.Module):
             if not isinstance(kv_cache, KVCache):
                 raise TypeError(f"MultiHeadAttention: kv_cache must be a KVCache or None, got "
                                 f"{V.describe(kv_cache)}")
-        q = self._split(self.q_proj(x))  # (B, H, T_q, dh)
-        k = self._split(self.k_proj(src))  # (B, H, T_k, dh)
-        v = self._split(self.v_proj(src))  # (B, H, T_k, dh)
+        q = self._split(self.q_proj(x), self.n_heads)  # (B, H, T_q, dh)
+        k = self._split(self.k_proj(src), self.n_kv_heads)  # (B, H_kv, T_k, dh)
+        v = self._split(self.v_proj(src), self.n_kv_heads)  # (B, H_kv, T_k, dh)
         if kv_cache is not None:
-            k, v = kv_cache.extended(k, v)  # (B, H, T_cached + T_q, dh)
+            k, v = kv_cache.extended(k, v)  # (B, H_kv, T_cached + T_q, dh)
         p = self.dropout if self.training else 0.0
         sink = self._pattern_sink
         need = return_weights or sink is not None  # the pattern is asked for: explicit path
-        res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=need)
+        res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=need,
+                        enable_gqa=self.n_kv_heads != self.n_heads)
         if kv_cache is not None:  # stored only once attention has accepted every input
             kv_cache.k, kv_cache.v = k, v
         out, weights = res if need else (res, None)
@@ -194,4 +207,5 @@ class MultiHeadAttention(nn.Module):
         return (y, weights) if return_weights else y
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}"
+        kv = "" if self.n_kv_heads == self.n_heads else f", n_kv_heads={self.n_kv_heads}"
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}{kv}"

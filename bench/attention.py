@@ -48,10 +48,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from _machine import cpu_name  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import cpu_name
 
-import attnlib  # noqa: E402
-from attnlib import attention  # noqa: E402
+import attnlib
+from attnlib import attention
 
 try:  # written by another chapter; optional here
     from attnlib.efficient import tiled_attention

@@ -53,10 +53,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from _machine import cpu_name  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import cpu_name
 
-import attnlib  # noqa: E402
-from attnlib.train import get_batch  # noqa: E402
+import attnlib
+from attnlib.train import get_batch
 
 CONFIGS = {
     "tiny": (attnlib.TINY, 64),

@@ -288,6 +288,19 @@ def test_finite_float_bounds():
         V.finite_float("f", "x", True)
 
 
+def test_index_and_non_empty():
+    assert V.index("f", "i", 2, 3) == 2
+    with pytest.raises(ValueError, match=r"^f: i must lie in \[0, 3\) \(the words\), got -1$"):
+        V.index("f", "i", -1, 3, "the words")
+    with pytest.raises(TypeError, match=r"^f: i must be an int, got 1.0$"):
+        V.index("f", "i", 1.0, 3)
+    assert V.non_empty("f", "xs", [1]) == [1]
+    with pytest.raises(ValueError, match=r"^f: xs must not be empty$"):
+        V.non_empty("f", "xs", [])
+    with pytest.raises(TypeError, match=r"^f: xs must be a list or another sequence, got 3$"):
+        V.non_empty("f", "xs", 3)
+
+
 def test_describe():
     assert V.describe(torch.zeros(2, 3)) == "a torch.float32 tensor of shape (2, 3)"
     assert V.describe([1, 2]) == "a list"
