@@ -301,6 +301,11 @@ def test_attnlib_changes_drop_the_execution_cache(fake_book):
     assert build_book.refresh_execution_cache(fake_book, quiet=True) is True
     assert not cache.exists()
     assert build_book.refresh_execution_cache(fake_book, quiet=True) is False
+    time.sleep(0.05)
+    (fake_book / "attnlib" / "core.py").write_text("newer code")
+    rebuilt = build_book.build(fake_book, quiet=True)
+    assert not rebuilt.reused and "--all" in _calls(fake_book)[-1], (
+        "Sphinx re-reads only changed pages: after dropping the cache every page must be read again")
 
 
 def test_force_rebuilds_every_page(fake_book):
