@@ -9,8 +9,10 @@ Steps:
 1. **The execution cache.** jupyter-book re-executes a chapter only when its code cells changed
    (the jupyter-cache in ``_build/.jupyter_cache`` keys on them), so a change to attnlib (its Python,
    the widgets' JavaScript or CSS) would leave pages showing the old library. When any file under
-   ``attnlib/`` is newer than the stamp ``_build/.attnlib-stamp``, the cache is dropped and the stamp
-   written again: every chapter then runs with the current library.
+   ``attnlib/`` is newer than the stamp ``_build/.attnlib-stamp``, the cache is dropped, the stamp
+   written again, and the build passes ``--all`` (a fresh Sphinx environment: an incremental Sphinx
+   build re-reads only pages whose source changed, so without it nothing would run again). Every
+   chapter then runs with the current library.
 2. **The build.** ``jupyter-book build . -W -n --keep-going`` (warnings are errors), its output shown
    and saved to ``_build/book-build.log``; its exit status, start time and duration to
    ``_build/book-build.json``. A build after a failed one passes ``--all``, so every page is read
@@ -83,7 +85,9 @@ def newest_input(root: Path = ROOT) -> tuple[float, Path | None]:
 
 
 def refresh_execution_cache(root: Path = ROOT, *, quiet: bool = False) -> bool:
-    """Drop the jupyter-cache when attnlib changed since the stamp; (re)write the stamp. True if dropped."""
+    """Drop the jupyter-cache when attnlib changed since the stamp (or there is no stamp) and write
+    the stamp again. True when it did: the next build must then re-read every page, because Sphinx
+    re-reads (and so re-executes) only pages whose source changed, whatever the cache holds."""
     p = _paths(root)
     sources = [f for f in _files(root, ["attnlib"]) if f.suffix in {".py", ".js", ".css"}]
     stamp_time = p["stamp"].stat().st_mtime if p["stamp"].exists() else None
@@ -96,7 +100,7 @@ def refresh_execution_cache(root: Path = ROOT, *, quiet: bool = False) -> bool:
             shutil.rmtree(p["cache"])
         p["build"].mkdir(parents=True, exist_ok=True)
         p["stamp"].write_text("attnlib sources as of this file's modification time\n", encoding="utf-8")
-    return changed and stamp_time is not None
+    return changed
 
 
 def read_record(root: Path = ROOT) -> dict | None:
@@ -122,7 +126,7 @@ def _jupyter_book() -> list[str]:
 def build(root: Path = ROOT, *, force: bool = False, quiet: bool = False) -> Build:
     """Build the book unless the recorded build is current (``force``: rebuild every page)."""
     p = _paths(root)
-    refresh_execution_cache(root, quiet=quiet)
+    dropped = refresh_execution_cache(root, quiet=quiet)
     record = read_record(root)
     if not force and is_current(record, root):
         if not quiet:
@@ -133,8 +137,8 @@ def build(root: Path = ROOT, *, force: bool = False, quiet: bool = False) -> Bui
         return Build(p["html"], record["returncode"], record["log"], record["seconds"], reused=True)
 
     command = [*_jupyter_book(), "build", ".", *BUILD_FLAGS]
-    if force or (record is not None and record["returncode"] != 0):
-        command.append("--all")
+    if force or dropped or (record is not None and record["returncode"] != 0):
+        command.append("--all")  # a fresh Sphinx environment: every page is read (and executed) again
     p["build"].mkdir(parents=True, exist_ok=True)
     started = time.time()
     t0 = time.perf_counter()

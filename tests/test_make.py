@@ -98,10 +98,14 @@ def test_duration_format():
 
 @needs_make
 def test_make_test_runs_the_whole_suite_in_order():
-    out = _make(ROOT, "-n", "test").stdout
-    line = next(ln for ln in out.splitlines() if "run_suite.py" in ln)
-    order = ["lint", "sync-check", "pytest", "nbval", "nbval-portable", "seeds", "bench-quick", "colab-test"]
-    assert [t for t in line.split() if t in order] == order, line
+    # read make's database (`-p`) instead of `make -n test`: its recipe is a `+` line, which make
+    # runs even under -n
+    db = _make(ROOT, "-pn", "help").stdout.splitlines()
+    targets = next(ln for ln in db if ln.startswith("TEST_TARGETS := ")).split(":=")[1].split()
+    assert targets == ["lint", "sync-check", "pytest", "nbval", "nbval-portable", "seeds", "bench-quick",
+                       "colab-test"], "lint first, before anything executes a chapter"
+    recipe = db[db.index(next(ln for ln in db if ln.startswith("test: "))) + 1:][:8]
+    assert any("scripts/run_suite.py" in ln and "$(TEST_TARGETS)" in ln for ln in recipe), recipe
 
 
 # --------------------------------------------------------------------------- one chapter at a time
@@ -301,6 +305,11 @@ def test_attnlib_changes_drop_the_execution_cache(fake_book):
     assert build_book.refresh_execution_cache(fake_book, quiet=True) is True
     assert not cache.exists()
     assert build_book.refresh_execution_cache(fake_book, quiet=True) is False
+    time.sleep(0.05)
+    (fake_book / "attnlib" / "core.py").write_text("newer code")
+    rebuilt = build_book.build(fake_book, quiet=True)
+    assert not rebuilt.reused and "--all" in _calls(fake_book)[-1], (
+        "Sphinx re-reads only changed pages: after dropping the cache every page must be read again")
 
 
 def test_force_rebuilds_every_page(fake_book):
