@@ -251,6 +251,24 @@ def _fmt_bytes(b) -> str:
     return f"{b / 2**20:,.1f} MiB" if b < 2**30 else f"{b / 2**30:,.2f} GiB"
 
 
+def _row_cells(r: dict, methods: list[str], device: torch.device) -> list[str]:
+    t = r["times"]
+    cells = ["causal" if r["causal"] else "no mask", str(r["T"]), _fmt_time(t["sdpa"])]
+    for m in methods:
+        if m == "fast":  # the target: show the spread (quartiles of the per-round ratios)
+            med, q1, q3 = r["ratios"]["fast"]
+            cells.append(f"{med:.3f} ({q1:.2f}-{q3:.2f})")
+            cells.append(f"{r['best']['fast'] / r['best']['sdpa']:.3f}")
+            c = r["check"]
+            cells.append(f"{c['median']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}] ({c['n']})")
+        elif m != "sdpa":
+            cells.append(f"{r['ratios'][m][0]:.2f}" if m in t else "-")
+    cells += [_fmt_bytes(r["mem"]), _fmt_bytes(r["pattern_bytes"])]
+    if device.type == "cuda":
+        cells += [f"{r['tflops']['sdpa']:.1f}", f"{r['tflops']['fast']:.1f}"]
+    return cells
+
+
 def render(rows: list[dict], methods: list[str], device: torch.device, markdown: bool) -> str:
     cols = ["mode", "T", "sdpa time"]
     for m in methods:
@@ -261,23 +279,7 @@ def render(rows: list[dict], methods: list[str], device: torch.device, markdown:
     cols += ["explicit peak mem", "pattern (B,H,T,T) fp32"]
     if device.type == "cuda":
         cols += ["sdpa TFLOP/s", "fast TFLOP/s"]
-    lines = []
-    for r in rows:
-        t = r["times"]
-        cells = ["causal" if r["causal"] else "no mask", str(r["T"]), _fmt_time(t["sdpa"])]
-        for m in methods:
-            if m == "fast":  # the target: show the spread (quartiles of the per-round ratios)
-                med, q1, q3 = r["ratios"]["fast"]
-                cells.append(f"{med:.3f} ({q1:.2f}-{q3:.2f})")
-                cells.append(f"{r['best']['fast'] / r['best']['sdpa']:.3f}")
-                c = r["check"]
-                cells.append(f"{c['median']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}] ({c['n']})")
-            elif m != "sdpa":
-                cells.append(f"{r['ratios'][m][0]:.2f}" if m in t else "-")
-        cells += [_fmt_bytes(r["mem"]), _fmt_bytes(r["pattern_bytes"])]
-        if device.type == "cuda":
-            cells += [f"{r['tflops']['sdpa']:.1f}", f"{r['tflops']['fast']:.1f}"]
-        lines.append(cells)
+    lines = [_row_cells(r, methods, device) for r in rows]
     if markdown:
         out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" for _ in cols) + "|"]
         out += ["| " + " | ".join(c) + " |" for c in lines]
@@ -301,7 +303,7 @@ def machine(device: torch.device) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: attnlib.get_device())")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
@@ -324,13 +326,11 @@ def main(argv=None) -> int:
                         "with more, OpenMP barriers wait for descheduled threads and times jump 10-50x")
     p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (a few seconds)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    device = torch.device(args.device) if args.device else attnlib.get_device()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    dtype = DTYPES[args.dtype]
-    gpu = device.type != "cpu"
+
+def apply_defaults(args: argparse.Namespace, gpu: bool) -> list[int]:
+    """Fill the size defaults (CPU or GPU, --quick) into args; return the sequence lengths T."""
     if args.quick:
         args.batch, args.heads, args.d_head = 1, 2, 16
         args.min_t, args.max_t, args.repeats, args.sample_s, args.check_s = 32, 128, 3, 0.002, 0.1
@@ -345,6 +345,16 @@ def main(argv=None) -> int:
     while T <= args.max_t:
         Ts.append(T)
         T *= 2
+    return Ts
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device) if args.device else attnlib.get_device()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    dtype = DTYPES[args.dtype]
+    Ts = apply_defaults(args, gpu=device.type != "cpu")
 
     methods = [m for m in METHODS if m != "tiled" or tiled_attention is not None]
     print(f"# attention benchmark: {machine(device)}")
