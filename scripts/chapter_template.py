@@ -32,7 +32,7 @@ who finished the previous chapter need it?
 **Estimated time:** TODO minutes.""", []),
     ("code", """\
 device = attnlib.get_device()
-print(device)  # cpu, cuda or mps: depends on your machine, so the book does not compare this output""",
+print(device)  # cpu, cuda or mps: machine-dependent, so nbval does not compare it""",
      ["nbval-ignore-output"]),
     ("code", """\
 import math
@@ -45,7 +45,7 @@ from attnlib import checks, example, viz, widgets
 
 torch.manual_seed(0)  # seed every random number the chapter draws
 tokens, x = example.embed(example.PHRASE)  # (T, d_model), the book's running example
-W_Q, W_K, W_V, W_O = example.adjective_head()  # a hand-set head: nouns look for adjectives
+W_Q, W_K, W_V, W_O = example.adjective_head()  # hand-set: nouns look for adjectives
 print(tokens)""", []),
     ("markdown", """\
 ## TODO: the idea, by hand
@@ -55,7 +55,7 @@ TODO: derive the step in a few lines of your own, on the running example, then c
      []),
     ("code", """\
 q, k, v = x @ W_Q, x @ W_K, x @ W_V  # (T, d_head) each
-scores = q @ k.T / math.sqrt(q.shape[-1])  # (T_q, T_k): row i holds query i's scores for every key
+scores = q @ k.T / math.sqrt(q.shape[-1])  # (T_q, T_k): row i = query i's scores
 pattern = torch.softmax(scores, dim=-1)  # (T_q, T_k): each row sums to 1
 out = pattern @ v  # (T, d_head)
 
@@ -110,7 +110,7 @@ largest score before `exp`.
 TODO: explain the solution and the usual mistake.""", []),
     ("code", """\
 def softmax_rows(scores):
-    z = scores - scores.amax(dim=-1, keepdim=True)  # the largest entry of each row becomes 0
+    z = scores - scores.amax(dim=-1, keepdim=True)  # each row's max becomes 0
     e = z.exp()
     return e / e.sum(dim=-1, keepdim=True)
 

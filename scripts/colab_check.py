@@ -126,7 +126,11 @@ def install_like_setup_cell(notebook: Path) -> None:
         tree_copy(repo)
         local = f"attnlib @ {repo.as_uri()}"
         print(f"standing in for the repository: {local}")
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "attnlib"], check=False)
+        try:  # a copy left by an earlier run (pip warns about uninstalling what is not there)
+            metadata.version("attnlib")
+            subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "attnlib"], check=False)
+        except metadata.PackageNotFoundError:
+            pass
         # the set-up cell's command, with the repository swapped for the copy
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", local], check=True)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = re.compile(r"^== skipped: (.*)$", re.M)
 # pytest's short summary lines ("FAILED tests/x.py::test_y - msg", "ERROR ..."), also nbval's cells
-PYTEST_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)
+PYTEST_FAILED = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.M)
 MAX_IDS = 12
 
 

@@ -75,7 +75,7 @@ def test_suite_runs_every_target_after_a_failure_and_tabulates(tmp_path):
             if line.split() and line.split()[0] in {"ok", "bad", "skip", "later"}}
     assert rows == {"ok": "passed", "bad": "FAILED", "skip": "skipped", "later": "passed"}
     assert "the tool is not here" in summary
-    assert "failed: tests/test_x.py::test_one" in summary and "failed: notebooks/03_x.ipynb::Cell" in summary
+    assert "failed: tests/test_x.py::test_one" in summary and "failed: notebooks/03_x.ipynb::Cell 4\n" in summary
     assert "1 of 4 targets FAILED: bad" in out
     assert out.rstrip().splitlines()[-1] == "targets: 2 passed, 1 failed, 1 skipped"
     assert (logs / "bad.log").read_text().startswith("FAILED tests/test_x.py::test_one")

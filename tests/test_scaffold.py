@@ -64,6 +64,15 @@ def test_new_chapter_has_no_outputs_and_its_title(scaffolded):
     assert len({c["id"] for c in nb["cells"]}) == len(nb["cells"]), "cell ids must be unique"
 
 
+def test_new_chapter_code_fits_the_page(scaffolded):
+    """No code line of the skeleton is wider than the page's code column (85 characters)."""
+    _, path, _ = scaffolded
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code"][1:]  # the set-up cell is not the template's
+    wide = [line for c in cells for line in "".join(c["source"]).splitlines() if len(line) > 85]
+    assert not wide, wide
+
+
 def test_new_chapter_setup_cell_comes_from_the_sync_script(scaffolded):
     repo, path, _ = scaffolded
     nb = json.loads(path.read_text(encoding="utf-8"))
