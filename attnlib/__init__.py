@@ -9,6 +9,7 @@ heads), ``params``, ``train``, ``viz``,
 from .attention import attention, causal_mask, from_mha_mask, padding_mask, softmax
 from .decoder import GPT3, TINY, Decoder, DecoderBlock, DecoderConfig, Encoder
 from .device import get_device
+from .glue import glue
 from .hooks import ablate_heads, record_patterns
 from .mlp import MLP
 from .multihead import KVCache, MultiHeadAttention
@@ -18,6 +19,7 @@ from .tokenizer import Tokenizer
 __version__ = "0.1.0"
 
 __all__ = [
+    "glue",
     "attention", "causal_mask", "padding_mask", "from_mha_mask", "softmax",
     "MultiHeadAttention", "KVCache", "MLP", "DecoderBlock", "Encoder", "Decoder", "DecoderConfig",
     "TINY", "GPT3", "count_parameters", "ParameterCount", "get_device", "Tokenizer",
