@@ -25,6 +25,10 @@ export OMP_NUM_THREADS
 
 # What `make test` runs, in this order (lint first: a ruff fix after an execution costs another
 # execution). Add a target here, and define it below depending on $(STAMP), to put it in the suite.
+# How many of those targets run at once (make test JOBS=1 for one after another, output streamed).
+# Every chapter runs torch on one thread, so two targets keep a 2-core machine busy.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 2 ] && n=2; echo $$n)
+
 TEST_TARGETS := lint sync-check pytest nbval nbval-portable seeds bench-quick colab-test
 
 NB_GIVEN := $(filter command line environment,$(origin NB))
@@ -92,7 +96,7 @@ book: $(STAMP)
 # ---------------------------------------------------------------- tests
 
 test: $(STAMP)
-	+@$(BIN)/python scripts/run_suite.py --make "$(MAKE)" $(TEST_TARGETS)
+	+@$(BIN)/python scripts/run_suite.py --make "$(MAKE)" --jobs $(JOBS) $(TEST_TARGETS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

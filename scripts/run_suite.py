@@ -12,6 +12,11 @@ comes and saved to ``LOG_DIR/TARGET.log``. A target that prints a line starting 
 ``== skipped:`` and exits 0 counts as skipped (the rest of that line is the reason). At the end:
 one row per target (passed / FAILED / skipped, and its time), the test ids that pytest or nbval
 reported as failed, and where the log is; the exit status is 1 when any target failed.
+
+With ``--jobs N`` (``make test JOBS=N``; the Makefile's default is the number of CPUs, at most 2)
+N targets run at once, taken in the given order. Every chapter runs torch on one thread, so two
+targets use two cores; their output is then not interleaved on the screen: each target's log is
+printed whole when it finishes (in full when it failed, its last lines otherwise).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +56,17 @@ def duration(seconds: float) -> str:
     return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
 
 
-def run_target(make: str, target: str, log_dir: Path) -> Result:
+_PRINT = threading.Lock()
+TAIL_LINES = 15
+
+
+def run_target(make: str, target: str, log_dir: Path, stream: bool = True) -> Result:
     log = log_dir / f"{target}.log"
-    print(f"\n==== make {target}", flush=True)
+    if stream:
+        print(f"\n==== make {target}", flush=True)
+    else:
+        with _PRINT:
+            print(f"==== make {target}: started", flush=True)
     t0 = time.perf_counter()
     chunks: list[bytes] = []
     proc = subprocess.Popen([make, "--no-print-directory", target], stdout=subprocess.PIPE,
@@ -61,8 +76,9 @@ def run_target(make: str, target: str, log_dir: Path) -> Result:
     try:
         while chunk := os.read(proc.stdout.fileno(), 65536):
             chunks.append(chunk)
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+            if stream:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
         code = proc.wait()
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -71,6 +87,13 @@ def run_target(make: str, target: str, log_dir: Path) -> Result:
     seconds = time.perf_counter() - t0
     text = b"".join(chunks).decode("utf-8", errors="replace")
     log.write_text(text, encoding="utf-8")
+    if not stream:
+        lines = text.splitlines()
+        shown = lines if code != 0 else lines[-TAIL_LINES:]
+        with _PRINT:
+            print(f"\n==== make {target}: exit {code} after {duration(seconds)}"
+                  + ("" if code != 0 or len(lines) <= TAIL_LINES else f" (last {TAIL_LINES} lines)"))
+            print("\n".join(shown), flush=True)
     skipped = SKIP.search(text)
     if code != 0:
         ids = list(dict.fromkeys(PYTEST_FAILED.findall(text)))
@@ -106,18 +129,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, default=ROOT / "_build" / "test-logs",
                         help="where each target's output is saved (default: _build/test-logs)")
     parser.add_argument("--title", default="make test", help="name used in the summary")
+    parser.add_argument("--jobs", type=int, default=1, help="targets run at once (default 1)")
     args = parser.parse_args(argv)
     args.log_dir.mkdir(parents=True, exist_ok=True)
 
     results: list[Result] = []
     t0 = time.perf_counter()
     interrupted = False
-    for target in args.targets:
-        try:
-            results.append(run_target(args.make, target, args.log_dir))
-        except KeyboardInterrupt:
-            interrupted = True
-            break
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs == 1:
+        for target in args.targets:
+            try:
+                results.append(run_target(args.make, target, args.log_dir))
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_target, args.make, t, args.log_dir, False) for t in args.targets]
+            try:
+                results = [f.result() for f in futures]  # the table keeps the given order
+            except KeyboardInterrupt:
+                interrupted = True
+                results = [f.result() for f in futures if f.done() and not f.exception()]
     total = time.perf_counter() - t0
 
     failed = [r.target for r in results if r.status == "FAILED"]

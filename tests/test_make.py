@@ -91,6 +91,39 @@ def test_suite_passes_when_every_target_passes(tmp_path):
     assert "all 1 targets passed (1 skipped: skip)" in proc.stdout
 
 
+PARALLEL_MAKEFILE = """\
+slow:
+\t@sleep 2; echo slow done
+fast:
+\t@echo fast done
+bad:
+\t@echo "FAILED tests/test_x.py::test_two - boom"; exit 1
+"""
+
+
+def test_jobs_run_targets_at_once_and_keep_the_table_in_order(tmp_path):
+    (tmp_path / "Makefile").write_text(PARALLEL_MAKEFILE)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_suite.py"), "--make", MAKE or "make",
+                           "--log-dir", str(tmp_path / "logs"), "--jobs", "2", "slow", "fast", "bad"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    # fast and bad ran while slow slept: their results come first on the screen ...
+    assert out.index("fast done") < out.index("slow done"), out
+    assert out.index("make bad: exit 2") < out.index("make slow: exit 0"), out
+    # ... but the table lists the targets in the given order, with the failure's test id
+    summary = out[out.index("summary"):]
+    names = [ln.split()[0] for ln in summary.splitlines()[2:] if ln.split() and ln.split()[0] in {"slow", "fast", "bad"}]
+    assert names == ["slow", "fast", "bad"], summary
+    assert "failed: tests/test_x.py::test_two" in summary
+
+
+def test_jobs_must_be_positive(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_suite.py"), "--jobs", "0", "x"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--jobs must be at least 1, got 0" in proc.stderr
+
+
 def test_duration_format():
     assert run_suite.duration(7.4) == "7 s"
     assert run_suite.duration(125) == "2 min 05 s"
