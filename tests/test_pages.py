@@ -36,7 +36,6 @@ import sync_setup_cells  # noqa: E402
 # chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
-    "01_tokens_embeddings": "30 code and 11 output lines wider than 85 characters (issue 14)",
     "02_queries_keys": "22 code and 3 output lines wider than 85 characters (issue 14)",
     "03_softmax_scaling": "20 code and 21 output lines wider than 85 characters (issue 14)",
     "04_masking_context": "41 code and 9 output lines wider than 85 characters (issue 14)",
@@ -49,7 +48,6 @@ WIDE_LINES = {
     "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
-    "01_tokens_embeddings",
     "02_queries_keys",
     "03_softmax_scaling",
     "04_masking_context",
@@ -68,8 +66,6 @@ UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
 # this commit; the failing test's message lists what is left).
 UNLINKED_TERMS = {
-    "01_tokens_embeddings": ("links none of: embedding space, dot product, softmax, attention pattern, "
-        "attention head, MLP, GPT-3"),
     "02_queries_keys": ("links none of: embedding space, value map, softmax, causal mask, GPT-3, position "
         "encoding, half precision"),
     "03_softmax_scaling": ("links none of: dot product, GPT-3, cross-entropy loss, online softmax, "
@@ -94,7 +90,6 @@ UNLINKED_TERMS = {
 
 
 HAND_DRAWN = {
-    "01_tokens_embeddings": "draws a heatmap with imshow and a 9-inch figure (issue 14)",
     "02_queries_keys": "draws W_Q/W_K with imshow; 11-inch figures (issue 14)",
     "03_softmax_scaling": "an 11-inch two-panel figure (issue 14)",
     "04_masking_context": "11- and 13-inch panel figures (issue 14)",
