@@ -37,8 +37,6 @@ import sync_setup_cells  # noqa: E402
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
     "02_queries_keys": "22 code and 3 output lines wider than 85 characters (issue 14)",
-    "03_softmax_scaling": "20 code and 21 output lines wider than 85 characters (issue 14)",
-    "04_masking_context": "41 code and 9 output lines wider than 85 characters (issue 14)",
     "05_values": "26 code and 4 output lines wider than 85 characters (issue 14)",
     "06_one_head": "21 code and 3 output lines wider than 85 characters (issue 14)",
     "07_multihead": "18 code and 6 output lines wider than 85 characters (issue 14)",
@@ -49,8 +47,6 @@ WIDE_LINES = {
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
     "02_queries_keys",
-    "03_softmax_scaling",
-    "04_masking_context",
     "05_values",
     "06_one_head",
     "07_multihead",
@@ -68,10 +64,6 @@ UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
 UNLINKED_TERMS = {
     "02_queries_keys": ("links none of: embedding space, value map, softmax, causal mask, GPT-3, position "
         "encoding, half precision"),
-    "03_softmax_scaling": ("links none of: dot product, GPT-3, cross-entropy loss, online softmax, "
-        "memory-efficient attention, FlashAttention, autocast"),
-    "04_masking_context": ("links none of: dot product, softmax, attention pattern, scaled dot-product "
-        "attention, GPT-3, float16, mixed precision"),
     "05_values": ("links none of: value map, output matrix, dot product, softmax, causal mask, "
         "attention head, MLP, GPT-3"),
     "06_one_head": ("links none of: embedding space, value map, value-down, value-up, softmax, causal "
@@ -91,8 +83,6 @@ UNLINKED_TERMS = {
 
 HAND_DRAWN = {
     "02_queries_keys": "draws W_Q/W_K with imshow; 11-inch figures (issue 14)",
-    "03_softmax_scaling": "an 11-inch two-panel figure (issue 14)",
-    "04_masking_context": "11- and 13-inch panel figures (issue 14)",
     "06_one_head": "a 13-inch two-panel figure (issue 14)",
     "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
     "09_decoder": "the data-flow diagram is drawn by hand (viz.plot_decoder_flow); 8.5-inch figures",
