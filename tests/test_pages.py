@@ -36,8 +36,6 @@ import sync_setup_cells  # noqa: E402
 # chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
-    "02_queries_keys": "22 code and 3 output lines wider than 85 characters (issue 14)",
-    "05_values": "26 code and 4 output lines wider than 85 characters (issue 14)",
     "06_one_head": "21 code and 3 output lines wider than 85 characters (issue 14)",
     "07_multihead": "18 code and 6 output lines wider than 85 characters (issue 14)",
     "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
@@ -46,8 +44,6 @@ WIDE_LINES = {
     "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
-    "02_queries_keys",
-    "05_values",
     "06_one_head",
     "07_multihead",
     "08_cross_attention",
@@ -62,10 +58,6 @@ UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
 # this commit; the failing test's message lists what is left).
 UNLINKED_TERMS = {
-    "02_queries_keys": ("links none of: embedding space, value map, softmax, causal mask, GPT-3, position "
-        "encoding, half precision"),
-    "05_values": ("links none of: value map, output matrix, dot product, softmax, causal mask, "
-        "attention head, MLP, GPT-3"),
     "06_one_head": ("links none of: embedding space, value map, value-down, value-up, softmax, causal "
         "mask, attention head, residual stream, GPT-3, training loss"),
     "07_multihead": ("links none of: value-down, value-up, attention weights, multi-head attention, "
@@ -82,7 +74,6 @@ UNLINKED_TERMS = {
 
 
 HAND_DRAWN = {
-    "02_queries_keys": "draws W_Q/W_K with imshow; 11-inch figures (issue 14)",
     "06_one_head": "a 13-inch two-panel figure (issue 14)",
     "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
     "09_decoder": "the data-flow diagram is drawn by hand (viz.plot_decoder_flow); 8.5-inch figures",
