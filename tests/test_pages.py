@@ -36,7 +36,6 @@ import sync_setup_cells  # noqa: E402
 # chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
-    "06_one_head": "21 code and 3 output lines wider than 85 characters (issue 14)",
     "07_multihead": "18 code and 6 output lines wider than 85 characters (issue 14)",
     "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
     "09_decoder": "29 code and 4 output lines wider than 85 characters (issue 14)",
@@ -44,7 +43,6 @@ WIDE_LINES = {
     "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
-    "06_one_head",
     "07_multihead",
     "08_cross_attention",
     "09_decoder",
@@ -58,8 +56,6 @@ UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
 # this commit; the failing test's message lists what is left).
 UNLINKED_TERMS = {
-    "06_one_head": ("links none of: embedding space, value map, value-down, value-up, softmax, causal "
-        "mask, attention head, residual stream, GPT-3, training loss"),
     "07_multihead": ("links none of: value-down, value-up, attention weights, multi-head attention, "
         "residual stream, MLP, transformer block, GPT-3"),
     "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
@@ -74,7 +70,6 @@ UNLINKED_TERMS = {
 
 
 HAND_DRAWN = {
-    "06_one_head": "a 13-inch two-panel figure (issue 14)",
     "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
     "09_decoder": "the data-flow diagram is drawn by hand (viz.plot_decoder_flow); 8.5-inch figures",
     "10_training": "the layer-by-head grid is drawn with imshow (viz.plot_heatmaps); 8- and 9-inch figures",
