@@ -36,14 +36,12 @@ import sync_setup_cells  # noqa: E402
 # chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
-    "07_multihead": "18 code and 6 output lines wider than 85 characters (issue 14)",
     "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
     "09_decoder": "29 code and 4 output lines wider than 85 characters (issue 14)",
     "10_training": "30 code and 5 output lines wider than 85 characters (issue 14)",
     "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
-    "07_multihead",
     "08_cross_attention",
     "09_decoder",
     "10_training",
@@ -56,8 +54,6 @@ UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
 # this commit; the failing test's message lists what is left).
 UNLINKED_TERMS = {
-    "07_multihead": ("links none of: value-down, value-up, attention weights, multi-head attention, "
-        "residual stream, MLP, transformer block, GPT-3"),
     "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
         "residual stream, MLP, AdamW"),
     "09_decoder": ("links none of: token embedding, position embedding, softmax, causal mask, "
