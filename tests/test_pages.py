@@ -37,13 +37,11 @@ import sync_setup_cells  # noqa: E402
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
     "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
-    "09_decoder": "29 code and 4 output lines wider than 85 characters (issue 14)",
     "10_training": "30 code and 5 output lines wider than 85 characters (issue 14)",
     "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
     "08_cross_attention",
-    "09_decoder",
     "10_training",
     "11_cost_at_scale",
 ]}
@@ -56,9 +54,6 @@ UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
 UNLINKED_TERMS = {
     "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
         "residual stream, MLP, AdamW"),
-    "09_decoder": ("links none of: token embedding, position embedding, softmax, causal mask, "
-        "attention head, multi-head attention, attention block, residual connection, "
-        "GPT-3, GELU, pre-LN, post-LN, learning rate, learning-rate warm-up"),
     "10_training": "links none of: dot product, softmax, bfloat16, learning rate, AdamW, autocast",
     "11_cost_at_scale": ("links none of: softmax, causal mask, multi-head attention, SDPA, GPT-3, "
         "recurrent neural network, bfloat16, HBM, SRAM, parallelism"),
@@ -67,7 +62,6 @@ UNLINKED_TERMS = {
 
 HAND_DRAWN = {
     "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
-    "09_decoder": "the data-flow diagram is drawn by hand (viz.plot_decoder_flow); 8.5-inch figures",
     "10_training": "the layer-by-head grid is drawn with imshow (viz.plot_heatmaps); 8- and 9-inch figures",
     "11_cost_at_scale": "10- and 14-inch figures (issue 14)",
 }
