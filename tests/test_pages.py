@@ -38,12 +38,10 @@ import sync_setup_cells  # noqa: E402
 WIDE_LINES = {
     "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
     "10_training": "30 code and 5 output lines wider than 85 characters (issue 14)",
-    "11_cost_at_scale": "57 code and 5 output lines wider than 85 characters (issue 14)",
 }
 BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
     "08_cross_attention",
     "10_training",
-    "11_cost_at_scale",
 ]}
 # The set-up and device cells are folded by `make sync` (scripts/sync_setup_cells.py); until the
 # notebooks are synced, a chapter is listed here (chapters 8 and 10 are re-executed with issue 11).
@@ -55,15 +53,12 @@ UNLINKED_TERMS = {
     "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
         "residual stream, MLP, AdamW"),
     "10_training": "links none of: dot product, softmax, bfloat16, learning rate, AdamW, autocast",
-    "11_cost_at_scale": ("links none of: softmax, causal mask, multi-head attention, SDPA, GPT-3, "
-        "recurrent neural network, bfloat16, HBM, SRAM, parallelism"),
 }
 
 
 HAND_DRAWN = {
     "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
     "10_training": "the layer-by-head grid is drawn with imshow (viz.plot_heatmaps); 8- and 9-inch figures",
-    "11_cost_at_scale": "10- and 14-inch figures (issue 14)",
 }
 
 
