@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from _machine import cpu_name  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import cpu_name  # (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chapter_template  # noqa: E402
+import chapter_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TOC_CHAPTER = re.compile(r"^(?P<indent>\s*)- file: notebooks/(?P<nn>\d\d)_[a-z0-9_]+\s*$")

@@ -10,14 +10,14 @@ from attnlib import efficient as E
 # --------------------------------------------------------------------------- online softmax
 
 
-def online_ok(m, l, acc, s, v):  # noqa: E741
+def online_ok(m, l, acc, s, v):
     m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
     alpha = torch.exp(m - m_new)
     p = torch.exp(s - m_new)
     return m_new, l * alpha + p.sum(dim=-1, keepdim=True), acc * alpha + p @ v
 
 
-def online_ok_loop(m, l, acc, s, v):  # noqa: E741 - another correct style: one query at a time
+def online_ok_loop(m, l, acc, s, v):  # another correct style: one query at a time
     m, l, acc = m.clone(), l.clone(), acc.clone()
     for i in range(s.shape[0]):
         new = max(m[i, 0].item(), s[i].max().item())
@@ -30,7 +30,7 @@ def online_ok_loop(m, l, acc, s, v):  # noqa: E741 - another correct style: one 
 
 
 def _online_variant(rescale_l=True, rescale_acc=True, flip=False, subtract=True):
-    def update(m, l, acc, s, v):  # noqa: E741
+    def update(m, l, acc, s, v):
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
         alpha = torch.exp(m_new - m) if flip else torch.exp(m - m_new)
         alpha = torch.nan_to_num(alpha, nan=0.0, posinf=0.0)
@@ -51,7 +51,7 @@ def test_online_softmax_accepts(capsys):
 
 
 def test_online_softmax_diagnoses(capsys):
-    def stub(m, l, acc, s, v):  # noqa: E741
+    def stub(m, l, acc, s, v):
         raise NotImplementedError
 
     cases = [

@@ -316,7 +316,7 @@ def test_in_place_edits_are_named_by_the_other_checkers(capsys):
     r = verdict(capsys, checks.check_combined_mask, combined)
     assert not r and "changed its input `lengths` in place" in r.message
 
-    def update(m, l, acc, scores, values, spoil):  # noqa: E741
+    def update(m, l, acc, scores, values, spoil):
         m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
         a = torch.exp(m - m_new).nan_to_num(0.0)
         p = torch.exp(scores - m_new)

@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import build_book  # noqa: E402
-import run_suite  # noqa: E402
+import build_book
+import run_suite
 
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="GNU make is not installed")

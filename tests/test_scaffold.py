@@ -13,9 +13,9 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import chapter_template  # noqa: E402
-import new_chapter  # noqa: E402
-import sync_setup_cells  # noqa: E402
+import chapter_template
+import new_chapter
+import sync_setup_cells
 
 CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 N, NAME = 98, "scaffold_probe"  # a number no real chapter will take soon

@@ -11,13 +11,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.colors import CenteredNorm, to_rgba  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import CenteredNorm, to_rgba
 
-from attnlib import viz  # noqa: E402
+from attnlib import viz
 
 TOKENS = ["a", "fluffy", "blue", "creature"]
 

@@ -143,7 +143,7 @@ def run_check(title: str, body: Callable[[], int], unit: str = "cases") -> Check
         n = body()
     except CheckFailure as err:
         result = CheckResult(False, title, str(err))
-    except Exception as err:  # noqa: BLE001 - a checker must never raise on the reader's code
+    except Exception as err:  # a checker must never raise on the reader's code
         result = CheckResult(False, title,
                              f"the check stopped on an unexpected {type(err).__name__}: {err}")
     else:
@@ -273,7 +273,7 @@ def call(fn: Callable, *args: Any, hint: str = "", allow_inplace: bool | Sequenc
         raise
     except NotImplementedError:
         raise NotImplementedYet(NOT_IMPLEMENTED) from None
-    except Exception as err:  # noqa: BLE001 - the reader's exception becomes a diagnosis
+    except Exception as err:  # the reader's exception becomes a diagnosis
         text = f"your code raised {type(err).__name__}: {err}"
         if not hint and _is_shape_error(err):
             hint = "a shape does not line up; print the shapes of your intermediate tensors"
@@ -393,7 +393,7 @@ def _wrong_output(m: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
             return m.fn(*[_copy(a) for a in args], **{k: _copy(v) for k, v in (kwargs or {}).items()})
         wrong = m[1]
         return wrong() if callable(wrong) else wrong
-    except Exception:  # noqa: BLE001 - a variant that cannot be computed matches nothing
+    except Exception:  # a variant that cannot be computed matches nothing
         return None
 
 
@@ -410,7 +410,7 @@ def diagnose(actual: torch.Tensor, mistakes: Iterable[Any], atol: float = 1e-5,
         if convert is not None and isinstance(wrong, torch.Tensor):
             try:
                 converted = convert(wrong)
-            except Exception:  # noqa: BLE001 - e.g. a wrong shape the conversion cannot take
+            except Exception:  # e.g. a wrong shape the conversion cannot take
                 converted = None
             if isinstance(converted, torch.Tensor) and converted.shape == wrong.shape:
                 wrong = converted

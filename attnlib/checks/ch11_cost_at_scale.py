@@ -30,7 +30,7 @@ __all__ = [
 # --------------------------------------------------------------------------- online softmax
 
 
-def _step(m, l, acc, s, v, *, rescale_l=True, rescale_acc=True, flip=False, raw=False):  # noqa: E741
+def _step(m, l, acc, s, v, *, rescale_l=True, rescale_acc=True, flip=False, raw=False):
     """The reference update and its known wrong variants (``raw``: exp of the unshifted scores)."""
     m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
     alpha = torch.exp(m - m_new) if not flip else torch.exp(m_new - m)
@@ -46,11 +46,11 @@ def _step(m, l, acc, s, v, *, rescale_l=True, rescale_acc=True, flip=False, raw=
 def _run(step_fn, s_tiles, v_tiles, d_v):
     T_q = s_tiles[0].shape[0]
     m = torch.full((T_q, 1), float("-inf"))
-    l = torch.zeros(T_q, 1)  # noqa: E741
+    l = torch.zeros(T_q, 1)
     acc = torch.zeros(T_q, d_v)
     states = []
     for s, v in zip(s_tiles, v_tiles, strict=True):
-        m, l, acc = step_fn(m, l, acc, s, v)  # noqa: E741
+        m, l, acc = step_fn(m, l, acc, s, v)
         states.append((m, l, acc))
     return states
 
@@ -102,7 +102,7 @@ def check_online_softmax(update):
                 T_q, d_v = s.shape[0], v.shape[1]
                 shapes = ((T_q, 1), (T_q, 1), (T_q, d_v))
 
-                def reader_step(m, l, acc, st, vt, shapes=shapes):  # noqa: E741
+                def reader_step(m, l, acc, st, vt, shapes=shapes):
                     # updating the state (m, l, acc) in place is fine; the scores and values not
                     return _as_state(call(update, m, l, acc, st, vt, allow_inplace=(0, 1, 2)),
                                      shapes)
