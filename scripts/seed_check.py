@@ -213,9 +213,8 @@ def main(argv=None) -> int:
     for nb_path in notebooks:
         for offset in args.offsets:
             error, seconds, calls = run(nb_path, offset, args.timeout)
-            status = "ok" if error is None else "FAILED"
-            print(f"{nb_path.name:<28} {offset:>6} {seconds:>8.1f}  {status} (shifted: {calls or 'nothing'})",
-                  flush=True)
+            status = f"ok (shifted: {calls})" if error is None else "FAILED"
+            print(f"{nb_path.name:<28} {offset:>6} {seconds:>8.1f}  {status}", flush=True)
             if error is not None:
                 failures.append(f"{nb_path.name}, seed offset {offset}: {error}")
     for f in failures:
