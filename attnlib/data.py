@@ -37,7 +37,8 @@ from .tokenizer import Tokenizer
 
 __all__ = [
     "SIZES", "COLOURS", "TEXTURES", "NOUNS", "VERBS", "PLACES", "Story", "make_story", "make_stories",
-    "make_tokenizer", "ASKS", "KINDS", "Split", "AdjectiveDataset", "make_dataset", "adjective_mass", "zen_of_python",
+    "make_tokenizer", "ASKS", "KINDS", "Split", "AdjectiveDataset", "make_dataset", "adjective_mass",
+    "question_accuracy", "zen_of_python",
 ]
 
 SIZES = ("small", "big", "tiny", "huge")
@@ -231,6 +232,29 @@ def adjective_mass(weights, pairs: torch.Tensor) -> torch.Tensor:
     b, q, k = pairs[:, :3].to(w.device).unbind(1)
     picked = w.permute(1, 3, 4, 0, 2)[b, q, k]  # (P, n_layers, H)
     return picked.float().mean(dim=0).cpu()
+
+
+def question_accuracy(logits: torch.Tensor, x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Accuracy of the next-token prediction at the needs-it positions, one number per kind.
+
+    Args:
+        logits: (B, T, vocab) a model's output on the windows ``x``.
+        x: (B, T) the windows of :meth:`AdjectiveDataset.windows`.
+        pairs: (P, 4) rows ``(window, query_pos, key_pos, kind)`` from the same call.
+
+    Returns a (len(KINDS),) float tensor: entry k is the fraction of the questions of kind
+    ``KINDS[k]`` (``is`` for colours, ``feels`` for textures) whose most likely next token is the
+    attribute that really follows; NaN for a kind with no question.
+    """
+    if logits.ndim != 3 or x.ndim != 2 or tuple(logits.shape[:2]) != tuple(x.shape):
+        raise ValueError(f"question_accuracy: logits must be (B, T, vocab) and x (B, T), got "
+                         f"{tuple(logits.shape)} and {tuple(x.shape)}")
+    if pairs.ndim != 2 or pairs.shape[1] != 4 or len(pairs) == 0:
+        raise ValueError(f"question_accuracy: pairs must be a non-empty (P, 4) tensor, got {tuple(pairs.shape)}")
+    w, q, _, kind = pairs.to(x.device).unbind(1)
+    correct = (logits[w, q].argmax(dim=-1) == x[w, q + 1]).float().cpu()
+    kind = kind.cpu()
+    return torch.stack([correct[kind == k].mean() for k in range(len(KINDS))])
 
 
 def zen_of_python() -> str:

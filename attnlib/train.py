@@ -55,13 +55,21 @@ def _evaluate(model, batch_fn, n_batches: int) -> float:
 def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float = 3e-3,
           weight_decay: float = 0.01, val_batch_fn: Callable | None = None, eval_every: int = 50,
           eval_batches: int = 4, grad_clip: float | None = 1.0, warmup: int = 0,
-          autocast_dtype: torch.dtype | None = None, progress: bool = True) -> TrainHistory:
+          autocast_dtype: torch.dtype | None = None, progress: bool = True,
+          stop: Callable[[int], bool] | None = None) -> TrainHistory:
     """AdamW on ``model(*batch_fn())[1]`` for ``steps`` steps; returns the loss history.
 
     ``batch_fn()`` returns the arguments of one forward call, e.g. ``(x, y)``. The learning rate
     warms up linearly for ``warmup`` steps, then decays along a cosine to lr/10. ``autocast_dtype``
     (e.g. torch.bfloat16 on a GPU) runs the forward pass under autocast.
+
+    ``stop(step)``, if given, is called after every ``eval_every``-th step (with the model in eval
+    mode and gradients off) and ends the training early when it returns True, for example once
+    a score on held-out data is good enough; ``steps`` is then the most it may take, and
+    ``history.steps[-1]`` the last step run. The validation loss is also measured at that step.
     """
+    if stop is not None and not callable(stop):
+        raise TypeError(f"train: stop must be a callable or None, got {type(stop).__name__}")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, warmup))
     device_type = next(model.parameters()).device.type
@@ -79,12 +87,25 @@ def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float =
         sched.step()
         hist.steps.append(step)
         hist.train_loss.append(loss.item())
-        if val_batch_fn is not None and (step % eval_every == 0 or step == steps - 1):
+        stopping = stop is not None and (step + 1) % eval_every == 0 and _ask(model, stop, step)
+        if val_batch_fn is not None and (step % eval_every == 0 or step == steps - 1 or stopping):
             hist.eval_steps.append(step)
             hist.val_loss.append(_evaluate(model, val_batch_fn, eval_batches))
             bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
+        if stopping:
+            break
+    bar.close()
     model.eval()
     return hist
+
+
+@torch.no_grad()
+def _ask(model, stop, step: int) -> bool:
+    was = model.training
+    model.eval()
+    answer = bool(stop(step))
+    model.train(was)
+    return answer
 
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:

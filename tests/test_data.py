@@ -174,6 +174,29 @@ def test_adjective_mass_on_a_real_model(ds):
     assert ((m >= 0) & (m <= 1)).all()
 
 
+def test_question_accuracy_counts_the_attribute_after_each_question(ds):
+    x, pairs = ds.windows("val", context_len=32, n=6)
+    V = len(ds.tokenizer)
+    perfect = torch.nn.functional.one_hot(x.roll(-1, dims=1), V).float()  # predicts x[t + 1]
+    torch.testing.assert_close(data.question_accuracy(perfect, x, pairs), torch.ones(2))
+    # wrong at the colour questions only: colour accuracy 0, texture accuracy still 1
+    spoiled = perfect.clone()
+    w, q, _, kind = pairs.unbind(1)
+    colour = kind == data.KINDS.index("colour")
+    spoiled[w[colour], q[colour]] = torch.nn.functional.one_hot(x[w[colour], q[colour]], V).float()
+    torch.testing.assert_close(data.question_accuracy(spoiled, x, pairs), torch.tensor([0.0, 1.0]))
+    # half of the texture questions wrong
+    tex = torch.nonzero(~colour).flatten()
+    half = tex[: len(tex) // 2]
+    spoiled[w[half], q[half]] = torch.nn.functional.one_hot(x[w[half], q[half]], V).float()
+    acc = data.question_accuracy(spoiled, x, pairs)
+    torch.testing.assert_close(acc[1], torch.tensor(1 - len(half) / len(tex)))
+    with pytest.raises(ValueError, match=r"question_accuracy: logits must be \(B, T, vocab\)"):
+        data.question_accuracy(perfect[0], x, pairs)
+    with pytest.raises(ValueError, match=r"question_accuracy: pairs must be a non-empty \(P, 4\)"):
+        data.question_accuracy(perfect, x, pairs[:, :3])
+
+
 def test_zen_of_python():
     text = data.zen_of_python()
     assert text.startswith("The Zen of Python")
