@@ -16,7 +16,7 @@ from .multihead import KVCache, MultiHeadAttention
 from .params import ParameterCount, count_parameters
 from .tokenizer import Tokenizer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "glue",
