@@ -36,17 +36,10 @@ import sync_setup_cells  # noqa: E402
 # chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
 # Counts as measured on main at 167e567 (book_audit.py --page).
 WIDE_LINES = {
-    "08_cross_attention": "48 code and 9 output lines wider than 85 characters (issue 14)",
-    "10_training": "30 code and 5 output lines wider than 85 characters (issue 14)",
+    "10_training": "code and output lines wider than 85 characters (issue 14)",
 }
-BARE_ECHOES = {stem: "checker cells echo a bare True/False under the verdict (issue 14)" for stem in [
-    "08_cross_attention",
-    "10_training",
-]}
-# The set-up and device cells are folded by `make sync` (scripts/sync_setup_cells.py); until the
-# notebooks are synced, a chapter is listed here (chapters 8 and 10 are re-executed with issue 11).
-UNSYNCED = {stem: "set-up/device cell not folded yet: run `make sync`"
-            for stem in ("08_cross_attention", "10_training")}
+BARE_ECHOES: dict[str, str] = {}  # the checkers' verdicts display nothing (attnlib.checks.CheckResult)
+UNSYNCED: dict[str, str] = {}  # every chapter's set-up and device cells are folded by `make sync`
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
 # this commit; the failing test's message lists what is left).
 UNLINKED_TERMS = {
