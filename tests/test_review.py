@@ -128,8 +128,9 @@ def test_formula_cards_use_the_chapters_names():
     assert "W_up" not in text and "X W_V W_O" in text
 
 
-# Every topic that ../shared/CONTENT.md asks the review to cover, with words that must appear
-# in one card (question or answer); each alternative is a tuple of words that must all appear.
+# Every topic the book's content plan (kept by the maintainers, outside this repository) asks the
+# review to cover, with words that must appear in one card (question or answer); each
+# alternative is a tuple of words that must all appear.
 TOPICS = {
     "the goal of the model": [("next token",)],
     "what W_Q, W_K and W_V do": [("W_Q", "W_K", "W_V")],
