@@ -96,10 +96,12 @@ def setup_cell_requirement(nb_path: Path) -> str:
     nb = nbformat.read(nb_path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            m = re.search(r'"(attnlib @ git\+[^"]+)"', cell.source)
+            # the cell may spell it whole ("attnlib @ git+URL@REF") or build it from a url string
+            m = re.search(r'"attnlib @ (git\+[^"]+)"', cell.source) or (
+                re.search(r'"(git\+[^"]+)"', cell.source) if "attnlib @ " in cell.source else None)
             if not m:
                 fail(f"{nb_path.name}: the first code cell has no 'attnlib @ git+...' requirement")
-            return m.group(1)
+            return f"attnlib @ {m.group(1)}"
     fail(f"{nb_path.name}: no code cell")
     return ""  # unreachable
 

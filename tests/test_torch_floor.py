@@ -82,6 +82,8 @@ Tensor.sqrt Tensor.sum Tensor.to Tensor.tolist Tensor.transpose Tensor.tril Tens
 Tensor.unsqueeze Tensor.values Tensor.var Tensor.view Tensor.argsort Tensor.softmax Tensor.masked_fill_
 Tensor.zero_ Tensor.fill_ Tensor.repeat Tensor.flatten Tensor.squeeze Tensor.long Tensor.int
 Tensor.type Tensor.size Tensor.dim Tensor.matmul Tensor.pow Tensor.round Tensor.contiguous
+torch.allclose(equal_nan=) torch.isinf torch.eye torch.eye(dtype=) Tensor.isnan Tensor.select
+Tensor.triu Tensor.flip Tensor.where Tensor.floor Tensor.ceil Tensor.log10
 """.split():
     SINCE.setdefault(_name, OLD)
 
