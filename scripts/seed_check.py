@@ -18,9 +18,12 @@ through one of these (otherwise the run would prove nothing). Any error, a faile
 all, fails the run; the message names the notebook, the offset and the cell.
 
 Which notebooks: those given on the command line, else every ``notebooks/*.ipynb`` whose notebook
-metadata has ``"attnlib": {"trains": true}``.
+metadata has ``"attnlib": {"trains": true}``. Which offsets: ``--offsets``, else the notebook's
+``"attnlib": {"seed_offsets": [...]}``, else 1 and 2. A chapter that already trains several seeds
+and asserts its claims for each (chapter 10 trains seeds 0, 1 and 2) needs one run: offset 3
+trains seeds 3, 4 and 5, three seeds the chapter never saw.
 
-    python scripts/seed_check.py                          # offsets 1 and 2, every training chapter
+    python scripts/seed_check.py                          # every training chapter, its offsets
     python scripts/seed_check.py --offsets 1 2 3 notebooks/10_training.ipynb
 """
 
@@ -111,6 +114,20 @@ def training_notebooks(folder: Path = ROOT / "notebooks") -> list[Path]:
             if nbformat.read(p, as_version=4).metadata.get("attnlib", {}).get("trains") is True]
 
 
+def notebook_offsets(path: Path) -> list[int]:
+    """The seed offsets a notebook asks for in its metadata, else ``DEFAULT_OFFSETS``."""
+    import nbformat
+
+    offsets = nbformat.read(path, as_version=4).metadata.get("attnlib", {}).get("seed_offsets")
+    if offsets is None:
+        return list(DEFAULT_OFFSETS)
+    if (not isinstance(offsets, list) or not offsets
+            or not all(isinstance(o, int) and not isinstance(o, bool) and o != 0 for o in offsets)):
+        raise ValueError(f"seed_check: {path.name}: metadata attnlib.seed_offsets must be a non-empty "
+                         f"list of non-zero integers, got {offsets!r}")
+    return offsets
+
+
 def _text(outputs) -> str:
     parts = []
     for o in outputs:
@@ -179,21 +196,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("notebooks", nargs="*", type=Path,
                    help='default: every notebooks/*.ipynb with metadata "attnlib": {"trains": true}')
-    p.add_argument("--offsets", nargs="+", default=[str(o) for o in DEFAULT_OFFSETS],
-                   metavar="N", help="seed offsets to run with (default: "
+    p.add_argument("--offsets", nargs="+", default=None, metavar="N",
+                   help="seed offsets to run with (default: the notebook's metadata "
+                   "attnlib.seed_offsets, else "
                    f"{' '.join(map(str, DEFAULT_OFFSETS))}); notebooks may follow them")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = p.parse_args(argv)
     # `--offsets 1 2 notebooks/x.ipynb`: the leading integers are offsets, the rest notebooks
     offsets, extra = [], []
-    for item in args.offsets:
+    for item in args.offsets or []:
         if not extra and re.fullmatch(r"-?\d+", item):
             offsets.append(int(item))
         else:
             extra.append(Path(item))
-    if not offsets:
+    if args.offsets is not None and not offsets:
         p.error(f"--offsets needs at least one integer, got {' '.join(args.offsets)}")
-    args.offsets = offsets
+    args.offsets = offsets or None
     args.notebooks = [*extra, *args.notebooks]
 
     notebooks = [n.resolve() for n in args.notebooks] or training_notebooks()
@@ -208,10 +226,15 @@ def main(argv=None) -> int:
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         [str(Path(sys.prefix) / "share" / "jupyter"), os.environ.get("JUPYTER_PATH", "")]).strip(os.pathsep)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    try:
+        plan = {nb: args.offsets or notebook_offsets(nb) for nb in notebooks}
+    except ValueError as e:
+        print(f"seed-check: FAILED: {e}", file=sys.stderr)
+        return 1
     failures = []
     print(f"{'notebook':<28} {'offset':>6} {'seconds':>8}  result")
-    for nb_path in notebooks:
-        for offset in args.offsets:
+    for nb_path, nb_offsets in plan.items():
+        for offset in nb_offsets:
             error, seconds, calls = run(nb_path, offset, args.timeout)
             status = f"ok (shifted: {calls})" if error is None else "FAILED"
             print(f"{nb_path.name:<28} {offset:>6} {seconds:>8.1f}  {status}", flush=True)
@@ -221,8 +244,8 @@ def main(argv=None) -> int:
         print(f"seed-check: FAILED: {f}", file=sys.stderr)
     if failures:
         return 1
-    print(f"seed-check: {len(notebooks)} notebook(s) passed with seed offsets "
-          f"{' '.join(map(str, args.offsets))}")
+    runs = "; ".join(f"{nb.name} {' '.join(map(str, o))}" for nb, o in plan.items())
+    print(f"seed-check: {len(notebooks)} notebook(s) passed with seed offsets: {runs}")
     return 0
 
 

@@ -110,3 +110,46 @@ def test_a_notebook_without_seeds_proves_nothing(tmp_path, capsys):
     path = _notebook(tmp_path, ["x = 1 + 1"])
     assert seed_check.main(["--offsets", "1", str(path)]) == 1
     assert "set no seed that the preamble could shift" in capsys.readouterr().err
+
+
+def _flagged(tmp_path: Path, attnlib_meta: dict) -> Path:
+    path = _notebook(tmp_path, ["import torch\ntorch.manual_seed(0)\nprint(torch.rand(1).item())"])
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["attnlib"] = attnlib_meta
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebook_chooses_its_offsets_in_its_metadata(tmp_path, capsys):
+    path = _flagged(tmp_path, {"trains": True, "seed_offsets": [4]})
+    assert seed_check.notebook_offsets(path) == [4]
+    assert seed_check.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("tiny.ipynb")]
+    assert [r[1] for r in rows] == ["4"], out  # only offset 4 ran
+    assert "tiny.ipynb 4" in out
+
+
+def test_offsets_on_the_command_line_win_over_the_metadata(tmp_path, capsys):
+    path = _flagged(tmp_path, {"trains": True, "seed_offsets": [4]})
+    assert seed_check.main(["--offsets", "1", str(path)]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("tiny.ipynb")]
+    assert [r[1] for r in rows] == ["1"]
+
+
+@pytest.mark.parametrize("bad", [[], [0], ["1"], 3, [True]])
+def test_bad_offsets_in_the_metadata_are_refused(tmp_path, bad):
+    path = _flagged(tmp_path, {"trains": True, "seed_offsets": bad})
+    with pytest.raises(ValueError, match="tiny.ipynb: metadata attnlib.seed_offsets must be a "
+                                         "non-empty list of non-zero integers, got"):
+        seed_check.notebook_offsets(path)
+
+
+def test_every_training_chapter_meets_at_least_two_seeds_it_never_trained_on():
+    # A chapter that trains seeds 0..n-1 itself ("trains_seeds": n) and asserts its claims for
+    # each, run with offset k, trains seeds k..k+n-1: those outside 0..n-1 are new.
+    for path in seed_check.training_notebooks():
+        meta = nbformat.read(path, as_version=4).metadata["attnlib"]
+        own = set(range(meta.get("trains_seeds", 1)))
+        shifted = {k + s for k in seed_check.notebook_offsets(path) for s in own}
+        assert len(shifted - own) >= 2, (path.name, sorted(shifted - own))
