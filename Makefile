@@ -88,10 +88,11 @@ venv: $(STAMP)
 # ---------------------------------------------------------------- the book
 
 # scripts/build_book.py drops the execution cache when attnlib changed (stamp _build/.attnlib-stamp),
-# builds with `jupyter-book build . -W -n --keep-going`, records the result in _build/book-build.json
+# gives the chapters that are exactly as committed their committed outputs (make test's nbval runs
+# and compares them; EXECUTE=1 runs every chapter instead), builds with `jupyter-book build . -W -n --keep-going`, records the result in _build/book-build.json
 # and .log, and builds nothing when no input changed since. pytest's `built_book` reads that record.
 book: $(STAMP)
-	$(BIN)/python scripts/build_book.py $(if $(FORCE),--force)
+	$(BIN)/python scripts/build_book.py $(if $(FORCE),--force) $(if $(EXECUTE),--execute)
 
 # ---------------------------------------------------------------- tests
 

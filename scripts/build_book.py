@@ -3,6 +3,7 @@
 
     python scripts/build_book.py            # build unless the last build is still current
     python scripts/build_book.py --force    # rebuild every page (jupyter-book build --all)
+    python scripts/build_book.py --execute  # and run every chapter, committed or not
 
 Steps:
 
@@ -13,12 +14,19 @@ Steps:
    written again, and the build passes ``--all`` (a fresh Sphinx environment: an incremental Sphinx
    build re-reads only pages whose source changed, so without it nothing would run again). Every
    chapter then runs with the current library.
-2. **The build.** ``jupyter-book build . -W -n --keep-going`` (warnings are errors), its output shown
+2. **Committed chapters are not run again.** A chapter whose notebook is exactly as committed in git,
+   with attnlib exactly as committed too, goes into the execution cache with its committed outputs
+   before the build: ``make test`` runs every committed chapter anyway (nbval executes it and
+   compares each output with the committed one, and a commit lands only when that passes), so the
+   book shows outputs that the same test run reproduces, and a fresh clone builds in about a
+   minute. A chapter you changed (or every chapter, once attnlib changed) is executed by the
+   build as before. ``--execute`` (``make book EXECUTE=1``) seeds nothing and runs every chapter.
+3. **The build.** ``jupyter-book build . -W -n --keep-going`` (warnings are errors), its output shown
    and saved to ``_build/book-build.log``; its exit status, start time and duration to
    ``_build/book-build.json``. A build after a failed one passes ``--all``, so every page is read
    again and every warning is reported again (an incremental Sphinx build stays quiet about pages it
    does not re-read).
-3. **No rebuild when nothing changed.** When no input (``notebooks/``, ``book/``, ``attnlib/``,
+4. **No rebuild when nothing changed.** When no input (``notebooks/``, ``book/``, ``attnlib/``,
    ``_config.yml``, ``_toc.yml``, ``requirements.txt``, ``pyproject.toml``, the venv) changed since
    the recorded build started, nothing runs: the recorded result (and its exit status) stands. So
    ``make book`` followed by ``make test`` builds once, and tests/conftest.py's ``built_book``
@@ -118,15 +126,65 @@ def is_current(record: dict | None, root: Path = ROOT) -> bool:
     return record is not None and newest_input(root)[0] < record["started"]
 
 
+def _git(root: Path, *args: str) -> list[str] | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.splitlines()
+
+
+def committed_chapters(root: Path = ROOT) -> list[Path]:
+    """The notebooks under notebooks/ that are exactly as committed (tracked, no change staged or
+    not), provided nothing under attnlib/ differs from the commit either; [] outside git."""
+    tracked = _git(root, "ls-files", "--", "notebooks/*.ipynb")
+    changed = _git(root, "status", "--porcelain", "--untracked-files=all", "--", "attnlib", "notebooks")
+    if tracked is None or changed is None:
+        return []
+    dirty = {line[3:].split(" -> ")[-1].strip('"') for line in changed}
+    if any(d.startswith("attnlib/") for d in dirty):
+        return []
+    return [root / t for t in tracked if t not in dirty and (root / t).is_file()]
+
+
+def seed_execution_cache(root: Path = ROOT, *, quiet: bool = False) -> list[Path]:
+    """Put every committed chapter (see :func:`committed_chapters`) into the jupyter-cache with its
+    committed outputs, so that the build does not execute it again. Returns the chapters seeded."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    chapters = committed_chapters(root)
+    if not chapters:
+        return []
+    cache = get_cache(str(_paths(root)["cache"]))
+    seeded = []
+    for path in chapters:
+        try:
+            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            continue  # already cached (seeded before, or executed with this code)
+        except KeyError:
+            pass
+        cache.cache_notebook_file(str(path), uri=str(path), check_validity=False, overwrite=True,
+                                  data={"source": "committed outputs"})
+        seeded.append(path)
+    if seeded and not quiet:
+        print(f"{len(seeded)} committed chapter(s) use their committed outputs (make test's nbval "
+              "reproduces them); changed chapters run in the build", flush=True)
+    return seeded
+
+
 def _jupyter_book() -> list[str]:
     exe = Path(sys.executable).with_name("jupyter-book")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "jupyter_book"]
 
 
-def build(root: Path = ROOT, *, force: bool = False, quiet: bool = False) -> Build:
-    """Build the book unless the recorded build is current (``force``: rebuild every page)."""
+def build(root: Path = ROOT, *, force: bool = False, quiet: bool = False, execute: bool = False) -> Build:
+    """Build the book unless the recorded build is current (``force``: rebuild every page;
+    ``execute``: also run every chapter instead of using the committed outputs)."""
     p = _paths(root)
-    dropped = refresh_execution_cache(root, quiet=quiet)
+    if execute and p["cache"].exists():
+        shutil.rmtree(p["cache"])
+    dropped = refresh_execution_cache(root, quiet=quiet) or execute
     record = read_record(root)
     if not force and is_current(record, root):
         if not quiet:
@@ -136,6 +194,8 @@ def build(root: Path = ROOT, *, force: bool = False, quiet: bool = False) -> Bui
                   f"{p['log'].relative_to(root)}). `make book FORCE=1` rebuilds every page.")
         return Build(p["html"], record["returncode"], record["log"], record["seconds"], reused=True)
 
+    if not execute:
+        seed_execution_cache(root, quiet=quiet)
     command = [*_jupyter_book(), "build", ".", *BUILD_FLAGS]
     if force or dropped or (record is not None and record["returncode"] != 0):
         command.append("--all")  # a fresh Sphinx environment: every page is read (and executed) again
@@ -162,9 +222,11 @@ def build(root: Path = ROOT, *, force: bool = False, quiet: bool = False) -> Bui
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild every page even if nothing changed")
+    parser.add_argument("--execute", action="store_true",
+                        help="run every chapter, also those whose committed outputs could be used")
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     args = parser.parse_args(argv)
-    result = build(args.root.resolve(), force=args.force)
+    result = build(args.root.resolve(), force=args.force or args.execute, execute=args.execute)
     if result.returncode != 0:
         print(f"\nThe book build FAILED (exit {result.returncode}); the whole log is in "
               f"{_paths(args.root.resolve())['log']}", file=sys.stderr)

@@ -349,3 +349,59 @@ def test_force_rebuilds_every_page(fake_book):
     build_book.build(fake_book, quiet=True)
     assert not build_book.build(fake_book, quiet=True, force=True).reused
     assert "--all" in _calls(fake_book)[-1]
+
+
+def _git_book(tmp_path: Path) -> Path:
+    """A git repository with two executed chapters and an attnlib file, all committed."""
+    import nbformat
+
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "attnlib").mkdir()
+    (root / "attnlib" / "core.py").write_text("x = 1\n")
+    for name, value in [("01_a", 1), ("02_b", 2)]:
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell(f"{value} + 1", execution_count=1)
+        cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": str(value + 1)},
+                                               execution_count=1)]
+        nb.cells = [cell]
+        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "chapters"], check=True)
+    return root
+
+
+def test_committed_chapters_are_those_exactly_as_committed(tmp_path):
+    root = _git_book(tmp_path)
+    names = lambda: [p.name for p in build_book.committed_chapters(root)]  # noqa: E731
+    assert names() == ["01_a.ipynb", "02_b.ipynb"]
+    (root / "notebooks" / "02_b.ipynb").write_text((root / "notebooks" / "02_b.ipynb").read_text() + " ")
+    assert names() == ["01_a.ipynb"], "an edited chapter must be executed by the build"
+    (root / "attnlib" / "new.py").write_text("y = 2\n")
+    assert names() == [], "with attnlib changed, no committed output may stand"
+    assert build_book.committed_chapters(tmp_path / "not-a-repo") == []
+
+
+def test_seeded_chapters_are_served_from_the_cache_with_their_committed_outputs(tmp_path):
+    import nbformat
+    from jupyter_cache import get_cache
+
+    root = _git_book(tmp_path)
+    (root / "notebooks" / "02_b.ipynb").write_text((root / "notebooks" / "02_b.ipynb").read_text() + " ")
+    seeded = build_book.seed_execution_cache(root, quiet=True)
+    assert [p.name for p in seeded] == ["01_a.ipynb"]
+    cache = get_cache(str(root / "_build" / ".jupyter_cache"))
+    a = nbformat.read(root / "notebooks" / "01_a.ipynb", as_version=4)
+    stripped = nbformat.from_dict(a)
+    stripped.cells[0].outputs = []  # what myst-nb matches on is the code, not the outputs
+    _, merged = cache.merge_match_into_notebook(stripped)
+    assert merged.cells[0].outputs[0]["data"]["text/plain"] == "2"
+    with pytest.raises(KeyError):  # the edited chapter is not in the cache: the build runs it
+        cache.match_cache_notebook(nbformat.read(root / "notebooks" / "02_b.ipynb", as_version=4))
+    assert build_book.seed_execution_cache(root, quiet=True) == [], "seeding twice adds nothing"
+    # a changed cell of the committed chapter no longer matches: it would be executed
+    a.cells[0].source = "1 + 2"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(a)
