@@ -28,6 +28,7 @@ its attention does each head put on the right adjective".
 from __future__ import annotations
 
 import codecs
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ from .tokenizer import Tokenizer
 
 __all__ = [
     "SIZES", "COLOURS", "TEXTURES", "NOUNS", "VERBS", "PLACES", "Story", "make_story", "make_stories",
-    "make_tokenizer", "ASKS", "KINDS", "Split", "AdjectiveDataset", "make_dataset", "adjective_mass",
+    "make_tokenizer", "ASKS", "ASK_ORDERS", "entropy_rate", "KINDS", "Split", "AdjectiveDataset", "make_dataset", "adjective_mass",
     "question_accuracy", "zen_of_python",
 ]
 
@@ -52,6 +53,9 @@ ASKS = {"is": "colour", "feels": "texture"}
 #: Attribute kinds, in the order used by the ``kind`` column of :meth:`AdjectiveDataset.windows`.
 KINDS = ("colour", "texture")
 _FUNCTION_WORDS = ("the", "it", "is", "feels", ".")
+#: What a story asks, drawn uniformly from these six: one question, or both in either order
+#: (so asking both is twice as likely as asking only one).
+ASK_ORDERS = (("is",), ("feels",), ("is", "feels"), ("feels", "is"), ("is", "feels"), ("feels", "is"))
 
 
 @dataclass
@@ -90,7 +94,7 @@ def make_story(rng: random.Random, p_size: float = 0.25, p_place: float = 0.0) -
     tokens.append(".")
     where = {kind: 1 + i for i, (kind, _) in enumerate(adjs)}  # adjective positions
     story = Story(tokens, noun=1 + len(adjs))
-    asks = rng.choice([["is"], ["feels"], ["is", "feels"], ["feels", "is"], ["is", "feels"], ["feels", "is"]])
+    asks = rng.choice(ASK_ORDERS)
     for ask in asks:
         subject = ["the", noun] if rng.random() < 0.5 else ["it"]
         kind = ASKS[ask]
@@ -108,6 +112,38 @@ def make_stories(n: int, seed: int = 0, **kwargs) -> list[Story]:
     ``kwargs`` go to :func:`make_story`."""
     rng = random.Random(seed)
     return [make_story(rng, **kwargs) for _ in range(n)]
+
+
+def entropy_rate(p_size: float = 0.25, p_place: float = 0.0) -> tuple[float, float]:
+    """The language's entropy: how many nats of genuine randomness a story holds, per token.
+
+    Returns ``(nats per token, tokens per story)``, both expectations over :func:`make_story` with
+    these arguments. A story is a list of independent random choices (noun, colour, texture,
+    whether there is a size and which, the order of the adjectives, verb, place, which questions,
+    "the noun" or "it" for each); every choice shows in the tokens and different choices give
+    different token lists, so the entropy of a story is the sum of its choices' entropies. Divided
+    by the mean length, it is the lowest loss per token (in nats) that any predictor can reach on
+    a long stream of stories: the floor under a trained model's loss. A window of a few dozen
+    tokens reaches it only at positions that see their whole story.
+    """
+    for name, p in (("p_size", p_size), ("p_place", p_place)):
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 1:
+            raise ValueError(f"entropy_rate: {name} must be a probability in [0, 1], got {p!r}")
+    log, xlogx = math.log, lambda q: q * math.log(q) if q > 0 else 0.0
+    coin = lambda q: -xlogx(q) - xlogx(1 - q)  # noqa: E731  entropy of a yes/no choice
+    asks = {orders: ASK_ORDERS.count(orders) / len(ASK_ORDERS) for orders in set(ASK_ORDERS)}
+    n_asks = sum(p * len(orders) for orders, p in asks.items())
+    nats = (log(len(NOUNS)) + log(len(COLOURS)) + log(len(TEXTURES)) + log(len(VERBS))
+            + coin(p_size) + p_size * log(len(SIZES))
+            + (1 - p_size) * log(2) + p_size * log(6)  # the order of 2 or 3 adjectives
+            + coin(p_place) + p_place * log(len(PLACES))
+            - sum(xlogx(p) for p in asks.values())
+            + n_asks * log(2))  # "the noun" or "it" before each question
+    place_len = sum(len(pl.split()) for pl in PLACES) / len(PLACES)
+    # "the", two adjectives (+ a size), noun, verb (+ place), "."; per question: the subject
+    # ("the noun" or "it": 1.5 tokens on average), the question word, the answer, "."
+    tokens = 1 + 2 + p_size + 2 + p_place * place_len + 1 + n_asks * (1.5 + 3)
+    return nats / tokens, tokens
 
 
 def make_tokenizer() -> Tokenizer:

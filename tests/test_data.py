@@ -3,6 +3,7 @@ the adjectives."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 
@@ -206,3 +207,66 @@ def test_zen_of_python():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_train"):
         data.make_dataset(n_train=0)
+
+
+class _Recording(random.Random):
+    """A random.Random that adds up -log(probability) of every choice make_story makes."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.nats = 0.0
+
+    def choice(self, seq):
+        picked = super().choice(seq)  # equal entries (ASK_ORDERS repeats two) are one outcome
+        self.nats -= math.log(list(seq).count(picked) / len(seq))
+        return picked
+
+    def shuffle(self, x):
+        self.nats += math.log(math.factorial(len(x)))
+        super().shuffle(x)
+
+
+@pytest.mark.parametrize("p_size, p_place", [(0.25, 0.0), (0.5, 0.3)])
+def test_entropy_rate_matches_the_choices_make_story_really_makes(p_size, p_place):
+    # Monte Carlo: the mean of -log p(story), where p(story) is the product of the probabilities
+    # of the choices make_story drew (recorded as it runs), over the mean story length.
+    rng, nats, tokens, n = _Recording(0), 0.0, 0, 20_000
+    for _ in range(n):
+        rng.nats = 0.0
+        story = _coins(rng, p_size, p_place)
+        nats += rng.nats
+        tokens += len(story.tokens)
+    per_token, per_story = data.entropy_rate(p_size, p_place)
+    assert tokens / n == pytest.approx(per_story, rel=0.01)
+    assert nats / tokens == pytest.approx(per_token, rel=0.01)
+
+
+def _coins(rng: _Recording, p_size: float, p_place: float):
+    """make_story with rng, charging each yes/no coin (random() < p) its probability too. (The
+    coins are counted on the instance: overriding random() in the class would make choice() and
+    shuffle() draw through it.)"""
+    draws = []
+    original = rng.random
+
+    def random_():
+        u = original()
+        draws.append(u)
+        return u
+
+    rng.random = random_
+    story = data.make_story(rng, p_size=p_size, p_place=p_place)
+    rng.random = original
+    # make_story's coins in order: size, place, then one "the noun" or "it" per question (p = 0.5)
+    probs = [p_size, p_place] + [0.5] * len(story.queries)
+    assert len(draws) == len(probs)
+    for u, p in zip(draws, probs, strict=True):
+        rng.nats -= math.log(p if u < p else 1 - p)
+    return story
+
+
+def test_entropy_rate_of_the_default_language():
+    per_token, per_story = data.entropy_rate()
+    assert per_story == 13.75
+    assert 0.85 < per_token < 0.89  # the floor under chapter 10's loss curve
+    with pytest.raises(ValueError, match=r"entropy_rate: p_size must be a probability in \[0, 1\], got 2"):
+        data.entropy_rate(p_size=2)

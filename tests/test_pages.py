@@ -35,9 +35,7 @@ import sync_setup_cells  # noqa: E402
 # ----------------------------------------------------------------------------- known shortfalls
 # chapter stem -> reason. Delete an entry when the chapter is fixed (the test then XPASSes).
 # Counts as measured on main at 167e567 (book_audit.py --page).
-WIDE_LINES = {
-    "10_training": "code and output lines wider than 85 characters (issue 14)",
-}
+WIDE_LINES: dict[str, str] = {}
 BARE_ECHOES: dict[str, str] = {}  # the checkers' verdicts display nothing (attnlib.checks.CheckResult)
 UNSYNCED: dict[str, str] = {}  # every chapter's set-up and device cells are folded by `make sync`
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
@@ -45,13 +43,11 @@ UNSYNCED: dict[str, str] = {}  # every chapter's set-up and device cells are fol
 UNLINKED_TERMS = {
     "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
         "residual stream, MLP, AdamW"),
-    "10_training": "links none of: dot product, softmax, bfloat16, learning rate, AdamW, autocast",
 }
 
 
 HAND_DRAWN = {
     "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
-    "10_training": "the layer-by-head grid is drawn with imshow (viz.plot_heatmaps); 8- and 9-inch figures",
 }
 
 
