@@ -233,8 +233,7 @@ function renderModelExplorer({ model, el }) {
     }
     let best = 0;
     for (let j = 1; j < T; j++) if (values[q][j] > values[q][best]) best = j;
-    patternBox.replaceChildren(
-      heatmap(values, {
+    const heat = heatmap(values, {
         rowLabels: labels,
         colLabels: labels,
         masked,
@@ -242,7 +241,11 @@ function renderModelExplorer({ model, el }) {
         decimals: T > 12 ? 1 : 2,
         caption: `layer ${layer}, head ${head}${isOff(layer, head) ? " (switched off)" : ""}: rows = query, columns = key`,
         onRowClick: (i) => put({ query: i }),
-      }),
+      });
+    // a future key is hatched and left blank: the query cannot see it (its weight is exactly 0)
+    for (const td of heat.querySelectorAll("td.attnlib-masked")) td.textContent = "";
+    patternBox.replaceChildren(
+      heat,
       weightLegend({ masked: true }),
       h("div", { class: "attnlib-stats attnlib-pattern-note",
         text: `query ${q} “${labels[q]}” looks most at key ${best} “${labels[best]}” (${fmt(values[q][best], 2)})` }),
