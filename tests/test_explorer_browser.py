@@ -1,7 +1,8 @@
 """ModelExplorer in headless Chromium, in a static page built from the widget's saved state.
 
 The page is what a published chapter holds: the widget state as ipywidgets saves it
-(``ipywidgets.embed.embed_data``, the same state myst-nb embeds), rendered by the book's vendored
+(``ipywidgets.embed.embed_data``, the same state myst-nb embeds; written by bench/explorer.py's
+``static_page``), rendered by the book's vendored
 static renderer (book/_static_widgets: require.js, anywidget's front end, embed-amd.js), served from
 127.0.0.1 with every other request blocked. No kernel runs: everything the page shows comes from
 the JavaScript forward pass, and the test checks it against attnlib. The last test opens chapter
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import functools
 import http.server
-import json
 import math
-import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -27,36 +27,16 @@ import attnlib
 from attnlib import data
 from attnlib import widgets as W
 
+sys.path.insert(0, str(ROOT / "bench"))
+import explorer as explorer_bench
+
 pytestmark = pytest.mark.browser
 
 TOK = data.make_tokenizer()
 PROMPT = "the fluffy blue creature roamed . it is"
 CONFIG = attnlib.TINY.replace(vocab_size=len(TOK), context_len=32)
 
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>explorer</title><link rel="icon" href="data:,">
-<script src="widgets/require.js"></script>
-<script src="widgets/anywidget-local.js"></script>
-<script src="widgets/embed-amd.js"></script>
-</head><body><main style="max-width: 46rem; margin: 0 auto; padding: 0 0.5rem">
-<div class="output"><script type="application/vnd.jupyter.widget-view+json">%(view)s</script></div>
-</main>
-<script type="application/vnd.jupyter.widget-state+json">%(state)s</script>
-</body></html>"""
-
-
-def static_page(widget, folder: Path) -> Path:
-    """Write ``folder``/index.html: the widget's saved state and view, and the vendored renderer."""
-    from ipywidgets.embed import embed_data, escape_script
-
-    saved = embed_data(views=[widget], drop_defaults=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "book" / "_static_widgets" / "widgets", folder / "widgets", dirs_exist_ok=True)
-    page = folder / "index.html"
-    page.write_text(_PAGE % {"view": escape_script(json.dumps(saved["view_specs"][0])),
-                             "state": escape_script(json.dumps(saved["manager_state"]))}, encoding="utf-8")
-    return page
+static_page = explorer_bench.static_page  # one page writer, shared with bench/explorer.py
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +174,10 @@ def test_static_page_fits_a_phone(browser, served):
     long = ("the soft yellow mouse ran by the river . the mouse is yellow . a spiky brown bear sang . "
             "it feels spiky . it is brown . the small cat is")
     e = W.ModelExplorer(_model(1), TOK, long)
-    static_page(e, folder / "phone")
+    path = static_page(e, folder / "phone")
+    # the page carries the weights at 16/3 bytes a parameter, plus the module: well under 5 MB
+    n = sum(p.numel() for p in e.to_decoder().parameters())
+    assert e.state_bytes() < path.stat().st_size < 16 / 3 * n + 200_000 < 5_000_000
     page, errors, _ = open_page(browser, base, "phone/index.html", PHONE)
     try:
         assert page.locator(WIDGET_VIEW).count() == 1
