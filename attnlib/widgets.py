@@ -850,11 +850,13 @@ class ModelExplorer(_Explorer):
             out = model.generate(torch.tensor([self.ids()]), n, temperature=0)
         return out[0].tolist()
 
-    def state_bytes(self) -> int:
-        """Bytes of the widget's synced state as JSON (what the page carries, before its HTML)."""
+    def state_bytes(self, module: bool = True) -> int:
+        """Bytes of the widget's saved state as compact JSON: what a page with the explorer carries
+        for it (the weights, vocabulary and traits, and with ``module`` its JavaScript and CSS)."""
         import json
 
-        state = {k: v for k, v in self.get_state().items() if not k.startswith("_") and k != "layout"}
+        state = {k: v for k, v in self.get_state().items()
+                 if k != "layout" and (module or k not in ("_esm", "_css"))}
         return len(json.dumps(state, separators=(",", ":")).encode("utf-8"))
 
 

@@ -230,8 +230,9 @@ def main(argv=None) -> None:
     print(f"| forward pass, 32 tokens: median (min-max) of {len(f)} | {statistics.median(f):.2f} ms "
           f"({min(f):.2f}-{max(f):.2f}) |")
     print(f"| typing a 32-token prompt (forward + redraw): median of {len(d)} | {statistics.median(d):.2f} ms |")
-    print(f"| widget state, float32 | {e.state_bytes():,} B ({e.state_bytes() / n:.2f} B per parameter) |")
-    print(f"| widget state, float16 | {half.state_bytes():,} B ({half.state_bytes() / n:.2f} B per parameter) |")
+    for name, x in (("float32", e), ("float16", half)):
+        print(f"| widget state, {name}: without / with its JS and CSS module | {x.state_bytes(module=False):,} B "
+              f"({x.state_bytes(module=False) / n:.2f} B per parameter) / {x.state_bytes():,} B |")
     print(f"| page with the explorer (its HTML, state included) | {r['page_bytes'] / 2**20:.2f} MiB |")
     print(f"| vendored widget renderer (once for the whole book) | {r['renderer_bytes'] / 2**20:.2f} MiB |")
     print(f"| page load until the prediction shows | {r['load_s']:.1f} s |")
