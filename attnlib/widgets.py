@@ -13,6 +13,7 @@ widget's ``compute()`` recomputes the same quantities with attnlib so the two ca
     PatternViewer(patterns, q_tokens, k_tokens=None, *, selected=None)
     ValueUpdateExplorer(tokens, points, values, query=0, weights=None)
     CostExplorer(context_lens=..., n_heads=96, n_layers=96, bytes_per_entry=2, *, context_len=None)
+    ModelExplorer(model, tokenizer, prompt, *, presets=(), temperature=1.0, ...)
 
 Conventions: patterns are (T_q, T_k), rows = query tokens, columns = key tokens; masks are causal
 and lower-right aligned; temperature t divides the scaled scores, weights = softmax(q k^T / sqrt(d) / t).
@@ -32,6 +33,7 @@ import traitlets
 from traitlets import Bool, Float, Int, List, Unicode
 
 from .attention import attention, softmax
+from .mlp import MLP
 
 __all__ = [
     "AttentionExplorer",
@@ -39,6 +41,7 @@ __all__ = [
     "PatternViewer",
     "ValueUpdateExplorer",
     "CostExplorer",
+    "ModelExplorer",
     "esm_source",
 ]
 
@@ -50,13 +53,16 @@ def _read_static(name: str) -> str:
     return (resources.files("attnlib") / "static" / name).read_text(encoding="utf-8")
 
 
-def esm_source(widget_file: str) -> str:
-    """The ES module of one widget: static/math.js + static/ui.js + static/<widget_file>, joined.
+def esm_source(widget_file: str, libs: tuple[str, ...] = ()) -> str:
+    """The ES module of one widget: static/math.js + the ``libs`` + static/ui.js +
+    static/<widget_file>, joined.
 
     anywidget ships one module per widget class, so the shared math and DOM helpers are inlined
-    into each (they are small). The result has one ``export default {render}``.
+    into each (they are small). ``libs`` are further pure files (no DOM) that the widget needs,
+    such as ``decoder.js``. The result has one ``export default {render}``.
     """
-    parts = [_read_static("math.js"), _read_static("ui.js"), _read_static(widget_file)]
+    parts = [_read_static("math.js"), *(_read_static(f) for f in libs), _read_static("ui.js"),
+             _read_static(widget_file)]
     return "\n\n".join(parts)
 
 
@@ -551,3 +557,330 @@ class CostExplorer(_Explorer):
         b = self.bytes_per_entry
         return {"per_head": per_head, "per_layer": per_layer, "total": total, "bytes_per_head": per_head * b,
                 "bytes_per_layer": per_layer * b, "bytes_total": total * b}
+
+
+# --------------------------------------------------------------------------- ModelExplorer
+
+_EXPLORER_DTYPES = {"float32": (torch.float32, "<f4"), "float16": (torch.float16, "<f2")}
+
+
+def _encode_tensor(t: torch.Tensor, dtype: str) -> dict:
+    """A tensor as {dtype, shape, data}: data is base64 of its little-endian values, row-major."""
+    import base64
+
+    torch_dtype, np_dtype = _EXPLORER_DTYPES[dtype]
+    arr = t.detach().to(device="cpu", dtype=torch_dtype).contiguous().numpy().astype(np_dtype, copy=False)
+    return {"dtype": dtype, "shape": list(t.shape), "data": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def _decode_tensor(name: str, t: Mapping) -> torch.Tensor:
+    """The inverse of _encode_tensor, as a float32 tensor of the stored shape."""
+    import base64
+
+    import numpy as np
+
+    if t.get("dtype") not in _EXPLORER_DTYPES:
+        raise ValueError(f"ModelExplorer: weights[{name!r}] has dtype {t.get('dtype')!r}; expected "
+                         f"one of {sorted(_EXPLORER_DTYPES)}")
+    raw = base64.b64decode(t["data"])
+    arr = np.frombuffer(raw, dtype=_EXPLORER_DTYPES[t["dtype"]][1])
+    shape = tuple(int(s) for s in t["shape"])
+    if arr.size != math.prod(shape):
+        raise ValueError(f"ModelExplorer: weights[{name!r}] holds {arr.size} values for shape {shape}")
+    return torch.from_numpy(arr.astype("<f4")).reshape(shape)
+
+
+def _explorer_config(who: str, model) -> dict:
+    """What the JavaScript forward pass needs to know about ``model``, checked against its modules."""
+    from torch import nn
+
+    from .decoder import Decoder
+
+    if not isinstance(model, Decoder):
+        raise TypeError(f"{who}: model must be an attnlib.Decoder, got {_describe(model)}")
+    c = model.config
+    if c.cross_attention:
+        raise ValueError(
+            f"{who}: model must be a decoder-only attnlib.Decoder (config.cross_attention=False), got "
+            "one with cross-attention, which reads an encoder's output; the explorer runs "
+            "decoder-only models"
+        )
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    eps = {m.eps for m in norms}
+    gelus = {m.approximate for m in model.modules() if isinstance(m, nn.GELU)}
+    if len(eps) != 1 or len(gelus) != 1:
+        raise ValueError(f"{who}: model must use one LayerNorm eps and one GELU throughout, got eps "
+                         f"{sorted(eps)} and GELU {sorted(gelus)}")
+    return {
+        "vocab_size": c.vocab_size, "context_len": c.context_len, "d_model": c.d_model,
+        "n_layers": c.n_layers, "n_heads": c.n_heads, "n_kv_heads": c.kv_heads, "d_head": c.head_dim,
+        "d_mlp": c.mlp_dim, "bias": c.bias, "tie_embeddings": c.tie_embeddings,
+        "ln_eps": float(eps.pop()), "gelu": "tanh" if gelus.pop() == "tanh" else "erf",
+        "positions": "learned", "decoder_config": {f: getattr(c, f) for f in c.__dataclass_fields__},
+    }
+
+
+def _describe(val) -> str:
+    from . import _validate as V
+
+    return V.describe(val)
+
+
+def _split_prompt(text: str, stoi: dict, unk) -> tuple[list[str], list[int], list[str]]:
+    """The words of ``text`` (attnlib.Tokenizer.split), the ids the model reads, the unknown words."""
+    from .tokenizer import Tokenizer
+
+    words = Tokenizer.split(text)
+    ids, unknown = [], []
+    for w in words:
+        if w in stoi:
+            ids.append(stoi[w])
+        else:
+            unknown.append(w)
+            if unk is not None and unk in stoi:
+                ids.append(stoi[unk])
+    return words, ids, unknown
+
+
+class ModelExplorer(_Explorer):
+    """A trained ``attnlib.Decoder`` running in the page: type a prompt, read the next-token
+    distribution, generate, look at every head's pattern and switch heads off.
+
+    The forward pass runs in JavaScript (``static/decoder.js``) from weights carried in the widget
+    state, so it works in the static book with no kernel and no network. It equals the model's
+    forward pass in float64 (tests/test_explorer.py compares it with attnlib).
+
+    Args:
+        model: a decoder-only ``attnlib.Decoder`` with at most ``max_params`` parameters.
+        tokenizer: its ``attnlib.Tokenizer`` (``len(tokenizer) == config.vocab_size``).
+        prompt: the prompt shown first; every word must be in the vocabulary.
+        presets: more prompts offered in a menu (the first prompt is always offered).
+        temperature: positive; the next-token distribution is softmax(logits / temperature).
+        top_k: how many of the most likely next tokens are listed.
+        layer, head: the attention pattern shown first.
+        query: the prompt position whose row is highlighted (default: the last).
+        ablated: heads switched off at the start, as (layer, head) pairs.
+        n_new: tokens the "generate" button appends; sample: sample (with ``seed``) instead of
+            taking the most likely token.
+        dtype: "float32" (exact) or "float16" (half the page size; the weights are rounded).
+        max_params: the most parameters the widget accepts (each costs about 5.3 bytes of page at
+            float32, 2.7 at float16).
+
+    Synced traits: inputs ``prompt``, ``presets``, ``temperature``, ``top_k``, ``layer``, ``head``,
+    ``query`` (-1 = the last position), ``ablated`` ([[layer, head], ...]), ``n_new``, ``sample``,
+    ``seed``; the model ``config``, ``vocab``, ``unk``, ``weights`` ({state-dict name: {dtype, shape,
+    data}}; a tied unembedding is not stored twice); results ``words`` (the prompt split),
+    ``unknown`` (its words that are not in the vocabulary), ``top`` ([[word, probability], ...]),
+    ``generated`` (the text the button produced). ``compute()`` recomputes with attnlib.
+    """
+
+    _esm = esm_source("model_explorer.js", libs=("decoder.js",))
+    _css = _CSS + "\n" + _read_static("model_explorer.css")
+
+    title = Unicode("Model explorer").tag(sync=True)
+    config = traitlets.Dict().tag(sync=True)
+    vocab = List(Unicode()).tag(sync=True)
+    unk = Unicode(None, allow_none=True).tag(sync=True)
+    weights = traitlets.Dict().tag(sync=True)
+    prompt = Unicode("").tag(sync=True)
+    presets = List(Unicode()).tag(sync=True)
+    temperature = Float(1.0).tag(sync=True)
+    top_k = Int(8).tag(sync=True)
+    layer = Int(0).tag(sync=True)
+    head = Int(0).tag(sync=True)
+    query = Int(-1).tag(sync=True)
+    ablated = List(List(Int())).tag(sync=True)
+    n_new = Int(6).tag(sync=True)
+    sample = Bool(False).tag(sync=True)
+    seed = Int(0).tag(sync=True)
+    words = List(Unicode()).tag(sync=True)
+    unknown = List(Unicode()).tag(sync=True)
+    top = List(List()).tag(sync=True)
+    generated = Unicode("").tag(sync=True)
+
+    def __init__(self, model, tokenizer, prompt: str, *, presets=(), temperature: float = 1.0,
+                 top_k: int = 8, layer: int = 0, head: int = 0, query: int | None = None, ablated=(),
+                 n_new: int = 6, sample: bool = False, seed: int = 0, dtype: str = "float32",
+                 max_params: int = 1_000_000, title: str = "Model explorer", **kwargs):
+        from . import _validate as V
+        from .tokenizer import Tokenizer
+
+        who = "ModelExplorer"
+        cfg = _explorer_config(who, model)
+        max_params = V.positive_int(who, "max_params", max_params)
+        n_params = sum(p.numel() for p in model.parameters())  # a tied weight counts once
+        if n_params > max_params:
+            raise ValueError(
+                f"{who}: model must have at most max_params={max_params:,} parameters (the weights "
+                f"travel inside the page, about 5.3 bytes each at float32), got {n_params:,}; train a "
+                "smaller model, or raise max_params knowing the page grows"
+            )
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"{who}: tokenizer must be an attnlib.Tokenizer, got {_describe(tokenizer)}")
+        if len(tokenizer) != cfg["vocab_size"]:
+            raise ValueError(f"{who}: tokenizer must have the model's vocab_size={cfg['vocab_size']} "
+                             f"words, got one with {len(tokenizer)}")
+        if dtype not in _EXPLORER_DTYPES:
+            raise ValueError(f"{who}: dtype must be 'float32' or 'float16', got {dtype!r}")
+        prompts = []
+        for name, text in [("prompt", prompt)] + [(f"presets[{i}]", p) for i, p in enumerate(
+                _preset_list(who, presets))]:
+            if not isinstance(text, str):
+                raise TypeError(f"{who}: {name} must be a str, got {_describe(text)}")
+            words, _, unknown = _split_prompt(text, tokenizer.stoi, None)
+            if not words:
+                raise ValueError(f"{who}: {name} must contain at least one word, got {text!r}")
+            if unknown:
+                raise ValueError(f"{who}: {name} must use only the model's {len(tokenizer)} words, got "
+                                 f"{', '.join(map(repr, unknown))} in {text!r}")
+            prompts.append(text)
+        temperature = V.finite_float(who, "temperature", temperature, low=0.0, low_open=True)
+        top_k = V.positive_int(who, "top_k", top_k)
+        layer = V.index(who, "layer", layer, cfg["n_layers"], "a layer of the model")
+        head = V.index(who, "head", head, cfg["n_heads"], "a head of the layer")
+        T = min(len(_split_prompt(prompt, tokenizer.stoi, None)[1]), cfg["context_len"])
+        query = -1 if query is None else V.index(who, "query", query, T, "a position of the prompt")
+        n_new = V.nonneg_int(who, "n_new", n_new)
+        seed = V.nonneg_int(who, "seed", seed)
+        off = _ablated_list(who, ablated, cfg["n_layers"], cfg["n_heads"])
+        state = model.state_dict()
+        if cfg["tie_embeddings"]:
+            state.pop("unembed.weight")  # the same tensor as embed.tok.weight
+        for name, t in state.items():
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{who}: model's {name} must be finite, got nan or inf")
+        weights = {name: _encode_tensor(t, dtype) for name, t in state.items()}
+        super().__init__(title=str(title), config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
+                         weights=weights, prompt=prompt, presets=list(dict.fromkeys(prompts)),
+                         temperature=temperature, top_k=top_k, layer=layer, head=head, query=query,
+                         ablated=off, n_new=n_new, sample=bool(sample), seed=seed, **kwargs)
+        self._refresh()
+
+    # ---- the model, rebuilt from the state (what the page runs)
+    def to_decoder(self):
+        """An ``attnlib.Decoder`` (float32, eval mode) rebuilt from the widget's weights."""
+        from .decoder import Decoder, DecoderConfig
+
+        model = Decoder(DecoderConfig(**self.config["decoder_config"]))
+        state = {name: _decode_tensor(name, t) for name, t in self.weights.items()}
+        if self.config["tie_embeddings"]:
+            state["unembed.weight"] = state["embed.tok.weight"]
+        model.load_state_dict(state)
+        for m in model.modules():  # what the page computes: this eps, this GELU
+            if isinstance(m, torch.nn.LayerNorm):
+                m.eps = self.config["ln_eps"]
+            if isinstance(m, MLP):
+                m.act = torch.nn.GELU(approximate="tanh" if self.config["gelu"] == "tanh" else "none")
+        return model.eval()
+
+    def _model(self):
+        if getattr(self, "_decoder", None) is None:  # rebuilt when the weights change
+            self._decoder = self.to_decoder()
+        return self._decoder
+
+    @traitlets.observe("weights", "config")
+    def _on_model(self, change):
+        self._decoder = None
+        self._safe_refresh()
+
+    @traitlets.observe("prompt", "temperature", "top_k", "ablated")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    @traitlets.validate("temperature")
+    def _check_temperature(self, proposal):
+        return _positive("temperature", proposal["value"])
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        self.words, self.unknown = r["words"], r["unknown"]
+        self.top = [[w, p] for w, p in r["top"]]
+
+    def heads_off(self) -> dict[str, list[int]]:
+        """The switched-off heads as ``attnlib.ablate_heads`` takes them: {"blocks.l.attn": [h, ...]}."""
+        out: dict[str, list[int]] = {}
+        for layer, head in self.ablated:
+            out.setdefault(f"blocks.{layer}.attn", []).append(head)
+        return out
+
+    def ids(self) -> list[int]:
+        """The token ids the model reads: the prompt's known words (unknown ones map to ``unk`` if
+        the tokenizer has one, else are skipped), the last ``context_len`` of them."""
+        _, ids, _ = _split_prompt(self.prompt, {w: i for i, w in enumerate(self.vocab)}, self.unk)
+        return ids[-self.config["context_len"]:]
+
+    def compute(self) -> dict:
+        """Recompute what the page shows, with attnlib (``record_patterns`` and ``ablate_heads``).
+
+        Returns a dict: ``words`` and ``unknown`` (the prompt's words, those not in the vocabulary),
+        ``ids``, ``logits`` (T, vocab_size) and ``patterns`` (n_layers, n_heads, T, T) as float32
+        tensors (None when the prompt has no known word), ``probs`` (vocab_size,) at the last
+        position at the current temperature, and ``top``: [(word, probability)] of the ``top_k``
+        most likely next tokens.
+        """
+        from .hooks import ablate_heads, record_patterns
+
+        words, _, unknown = _split_prompt(self.prompt, {w: i for i, w in enumerate(self.vocab)}, self.unk)
+        ids = self.ids()
+        out = {"words": words, "unknown": unknown, "ids": ids, "logits": None, "patterns": None,
+               "probs": None, "top": []}
+        if not ids:
+            return out
+        model = self._model()
+        with torch.no_grad(), record_patterns(model) as pats, ablate_heads(model, self.heads_off()):
+            logits, _ = model(torch.tensor([ids]))
+        L = self.config["n_layers"]
+        out["logits"] = logits[0]
+        out["patterns"] = torch.stack([pats[f"blocks.{i}.attn"][0] for i in range(L)])
+        probs = torch.softmax(logits[0, -1].double() / self.temperature, dim=-1)
+        out["probs"] = probs
+        k = min(self.top_k, len(self.vocab))
+        p, idx = torch.sort(probs, descending=True, stable=True)
+        out["top"] = [(self.vocab[i], float(x)) for x, i in zip(p[:k].tolist(), idx[:k].tolist(), strict=True)]
+        return out
+
+    def generate_greedy(self, n: int | None = None) -> list[int]:
+        """Greedy continuation (``Decoder.generate(temperature=0)``) of the prompt by ``n`` tokens
+        (default ``n_new``), with the switched-off heads off; returns all ids."""
+        from .hooks import ablate_heads
+
+        n = self.n_new if n is None else n
+        model = self._model()
+        with torch.no_grad(), ablate_heads(model, self.heads_off()):
+            out = model.generate(torch.tensor([self.ids()]), n, temperature=0)
+        return out[0].tolist()
+
+    def state_bytes(self, module: bool = True) -> int:
+        """Bytes of the widget's saved state as compact JSON: what a page with the explorer carries
+        for it (the weights, vocabulary and traits, and with ``module`` its JavaScript and CSS)."""
+        import json
+
+        state = {k: v for k, v in self.get_state().items()
+                 if k != "layout" and (module or k not in ("_esm", "_css"))}
+        return len(json.dumps(state, separators=(",", ":")).encode("utf-8"))
+
+
+def _preset_list(who: str, presets) -> list:
+    if isinstance(presets, str) or not hasattr(presets, "__iter__"):
+        raise TypeError(f"{who}: presets must be a list of prompts (str), got {_describe(presets)}")
+    return list(presets)
+
+
+def _ablated_list(who: str, ablated, n_layers: int, n_heads: int) -> list[list[int]]:
+    """(layer, head) pairs, each checked; duplicates removed, order kept."""
+    if isinstance(ablated, (str, Mapping)) or not hasattr(ablated, "__iter__"):
+        raise TypeError(f"{who}: ablated must be a list of (layer, head) pairs, got {_describe(ablated)}")
+    out: list[list[int]] = []
+    for pair in ablated:
+        ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in pair)
+        if not ok:
+            raise TypeError(f"{who}: every entry of ablated must be a (layer, head) pair of ints, got "
+                            f"{_describe(pair)}")
+        layer, head = pair
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(f"{who}: ablated head {tuple(pair)} does not exist; layers are 0 .. "
+                             f"{n_layers - 1} and heads 0 .. {n_heads - 1}")
+        if [layer, head] not in out:
+            out.append([layer, head])
+    return out

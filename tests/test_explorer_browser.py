@@ -1,0 +1,224 @@
+"""ModelExplorer in headless Chromium, in a static page built from the widget's saved state.
+
+The page is what a published chapter holds: the widget state as ipywidgets saves it
+(``ipywidgets.embed.embed_data``, the same state myst-nb embeds; written by bench/explorer.py's
+``static_page``), rendered by the book's vendored
+static renderer (book/_static_widgets: require.js, anywidget's front end, embed-amd.js), served from
+127.0.0.1 with every other request blocked. No kernel runs: everything the page shows comes from
+the JavaScript forward pass, and the test checks it against attnlib. The last test opens chapter
+10 of the built book, once the chapter has an explorer.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import math
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+from test_browser import _WIDGETS_FIT, CONSOLE_ALLOWED, PHONE, WIDGET_VIEW
+
+import attnlib
+from attnlib import data
+from attnlib import widgets as W
+
+sys.path.insert(0, str(ROOT / "bench"))
+import explorer as explorer_bench
+
+pytestmark = pytest.mark.browser
+
+TOK = data.make_tokenizer()
+PROMPT = "the fluffy blue creature roamed . it is"
+CONFIG = attnlib.TINY.replace(vocab_size=len(TOK), context_len=32)
+
+static_page = explorer_bench.static_page  # one page writer, shared with bench/explorer.py
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A local web server for a folder of pages; yields (folder, base url)."""
+    folder = tmp_path_factory.mktemp("explorer-pages")
+    handler = functools.partial(_Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # the base class's signature
+        pass
+
+
+def _model(seed: int = 0) -> attnlib.Decoder:
+    """An untrained chapter-10-shaped model with weights large enough to have opinions."""
+    torch.manual_seed(seed)
+    m = attnlib.Decoder(CONFIG).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]) * 1.5)
+    return m
+
+
+def open_page(browser, base: str, name: str, viewport=None):
+    """Open ``name`` under ``base``; returns (page, errors, blocked). Only ``base`` is reachable."""
+    context = browser.new_context(viewport=viewport or {"width": 1100, "height": 900})
+    page = context.new_page()
+    errors, blocked = [], []
+
+    def route(r):
+        if r.request.url.startswith((base, "data:", "blob:")):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + name, wait_until="load")
+    page.wait_for_selector(".attnlib-model-explorer .attnlib-top-token", timeout=20_000)
+    return page, errors, blocked
+
+
+def _top(widget) -> str:
+    return widget.compute()["top"][0][0]
+
+
+def _head_that_matters(widget) -> tuple[int, int]:
+    """A head whose switching off changes the most likely next token (by attnlib)."""
+    base = _top(widget)
+    for layer in range(CONFIG.n_layers):
+        for head in range(CONFIG.n_heads):
+            widget.ablated = [[layer, head]]
+            if _top(widget) != base:
+                widget.ablated = []
+                return layer, head
+    raise AssertionError("no single head changes the prediction of this model")
+
+
+def test_static_page_types_predicts_and_switches_heads_off(browser, served):
+    folder, base = served
+    model = _model()
+    e = W.ModelExplorer(model, TOK, PROMPT, presets=["the shiny red fox slept . the fox is"])
+    layer, head = _head_that_matters(e)
+    static_page(e, folder / "a")
+    page, errors, blocked = open_page(browser, base, "a/index.html")
+    try:
+        root = page.locator(".attnlib-model-explorer")
+        top = page.locator(".attnlib-top-token")
+        assert top.get_attribute("data-token") == _top(e)  # the saved prompt, computed in the page
+        # type a prompt: the page predicts what attnlib predicts
+        prompt = "the big rough green frog hid . it feels"
+        page.fill("input.attnlib-prompt", prompt)
+        e.prompt = prompt
+        assert top.get_attribute("data-token") == _top(e)
+        shown = [float(x) for x in page.locator(".attnlib-top .attnlib-bar-value").all_inner_texts()]
+        assert shown == pytest.approx([p for _, p in e.compute()["top"]], abs=6e-4)
+        # switch one head off: the prediction changes, to attnlib's with that head ablated
+        before = top.get_attribute("data-token")
+        box = page.locator(f"input.attnlib-head-toggle[data-layer='{layer}'][data-head='{head}']")
+        page.fill("input.attnlib-prompt", PROMPT)
+        e.prompt = PROMPT
+        before = top.get_attribute("data-token")
+        box.uncheck()
+        e.ablated = [[layer, head]]
+        assert top.get_attribute("data-token") == _top(e) != before
+        assert "1 head off" in root.inner_text()
+        box.check()
+        assert top.get_attribute("data-token") == before
+        # the pattern: token labels on both axes, the query row highlighted, pickers act
+        page.select_option("select.attnlib-layer", str(layer))
+        page.select_option("select.attnlib-head", str(head))
+        heat = page.locator(".attnlib-model-explorer table.attnlib-heatmap")
+        words = TOK.split(PROMPT)
+        assert heat.locator("th.attnlib-col").all_inner_texts() == words
+        assert heat.locator("th.attnlib-row").all_inner_texts() == words
+        assert heat.locator("tr.attnlib-selected th").inner_text() == words[-1]  # the last query
+        want = e.compute()["patterns"][layer, head, -1]
+        row = heat.locator("tr.attnlib-selected td").all_inner_texts()
+        assert [float(x) for x in row] == pytest.approx(want.tolist(), abs=0.051)
+        page.select_option("select.attnlib-query", "2")
+        assert heat.locator("tr.attnlib-selected th").inner_text() == words[2]
+        # generate greedily: the tokens Decoder.generate(temperature=0) appends
+        page.select_option("select.attnlib-n-new", "6")
+        page.click("button.attnlib-generate")
+        e.ablated = []
+        want_ids = e.generate_greedy(6)[len(words):]
+        assert page.locator(".attnlib-new-tokens").inner_text() == " ".join(TOK.vocab[i] for i in want_ids)
+        # unknown words are flagged, not silently dropped
+        page.fill("input.attnlib-prompt", "the fluffy zebra is")
+        assert page.locator(".attnlib-token.attnlib-unknown").all_inner_texts() == ["zebra"]
+        assert "“zebra”" in page.locator(".attnlib-prompt-note").inner_text()
+        e.prompt = "the fluffy zebra is"
+        assert top.get_attribute("data-token") == _top(e)
+        # a preset
+        page.select_option("select.attnlib-preset", "the shiny red fox slept . the fox is")
+        assert page.input_value("input.attnlib-prompt") == "the shiny red fox slept . the fox is"
+        assert blocked == [] and [x for x in errors if not any(p.search(x) for p in CONSOLE_ALLOWED)] == []
+    finally:
+        page.context.close()
+
+
+def test_static_page_fits_a_phone(browser, served):
+    """At 390 px the explorer with a 32-token prompt fits: its wide pattern scrolls in its own box."""
+    folder, base = served
+    long = ("the soft yellow mouse ran by the river . the mouse is yellow . a spiky brown bear sang . "
+            "it feels spiky . it is brown . the small cat is")
+    e = W.ModelExplorer(_model(1), TOK, long)
+    path = static_page(e, folder / "phone")
+    # the page carries the weights at 16/3 bytes a parameter, plus the module: well under 5 MB
+    n = sum(p.numel() for p in e.to_decoder().parameters())
+    assert e.state_bytes() < path.stat().st_size < e.state_bytes() + 5_000
+    assert e.state_bytes() < 16 / 3 * n + 100_000 < 5_000_000
+    page, errors, _ = open_page(browser, base, "phone/index.html", PHONE)
+    try:
+        assert page.locator(WIDGET_VIEW).count() == 1
+        assert page.evaluate(_WIDGETS_FIT) == []
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+        out = ROOT / "_build" / "screenshots"
+        out.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out / "model-explorer-phone.png"), full_page=True)
+        assert [x for x in errors if not any(p.search(x) for p in CONSOLE_ALLOWED)] == []
+    finally:
+        page.context.close()
+
+
+def test_chapter_10_explorer_in_the_built_book(browser, book_url):
+    """In the built chapter 10: the shown top token equals the one attnlib computed when the chapter
+    executed (saved with the widget state); switching the pattern's head (the adjective head the
+    chapter picks) off changes the prediction."""
+    html = Path(ROOT / "_build" / "html" / "notebooks" / "10_training.html").read_text(encoding="utf-8")
+    if "attnlib-model-explorer" not in html and "model_explorer" not in html:
+        pytest.skip("chapter 10 has no model explorer yet")
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    try:
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((book_url, "data:", "blob:"))
+                   else r.abort())
+        page.goto(book_url + "notebooks/10_training.html", wait_until="load")
+        page.wait_for_selector(".attnlib-model-explorer .attnlib-top-token", timeout=30_000)
+        states = page.evaluate("""() => [...document.querySelectorAll(
+            'script[type="application/vnd.jupyter.widget-state+json"]')].map(s => JSON.parse(s.textContent))""")
+        saved = [m["state"] for st in states for m in st["state"].values()
+                 if m["state"].get("_esm", "").find("renderModelExplorer") >= 0]
+        assert saved, "no ModelExplorer state in the page"
+        s = saved[0]
+        top = page.locator(".attnlib-model-explorer .attnlib-top-token").first
+        assert page.input_value(".attnlib-model-explorer input.attnlib-prompt") == s["prompt"]
+        assert top.get_attribute("data-token") == s["top"][0][0]  # computed by attnlib at execution
+        before = page.locator(".attnlib-model-explorer .attnlib-top .attnlib-bar-value").first.inner_text()
+        page.locator(f".attnlib-model-explorer input.attnlib-head-toggle[data-layer='{s['layer']}']"
+                     f"[data-head='{s['head']}']").uncheck()
+        after = page.locator(".attnlib-model-explorer .attnlib-top .attnlib-bar-value").first.inner_text()
+        assert (top.get_attribute("data-token"), after) != (s["top"][0][0], before)
+    finally:
+        context.close()
