@@ -585,9 +585,12 @@ def _decode_tensor(name: str, t: Mapping) -> torch.Tensor:
     raw = base64.b64decode(t["data"])
     arr = np.frombuffer(raw, dtype=_EXPLORER_DTYPES[t["dtype"]][1])
     shape = tuple(int(s) for s in t["shape"])
-    if arr.size != math.prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    if arr.size != n:
         raise ValueError(f"ModelExplorer: weights[{name!r}] holds {arr.size} values for shape {shape}")
-    return torch.from_numpy(arr.astype("<f4")).reshape(shape)
+    return torch.tensor(arr.astype("<f4")).reshape(shape)
 
 
 def _explorer_config(who: str, model) -> dict:
@@ -770,7 +773,7 @@ class ModelExplorer(_Explorer):
             if isinstance(m, torch.nn.LayerNorm):
                 m.eps = self.config["ln_eps"]
             if isinstance(m, MLP):
-                m.act = torch.nn.GELU(approximate="tanh" if self.config["gelu"] == "tanh" else "none")
+                m.act.approximate = "tanh" if self.config["gelu"] == "tanh" else "none"
         return model.eval()
 
     def _model(self):
@@ -834,9 +837,9 @@ class ModelExplorer(_Explorer):
         out["patterns"] = torch.stack([pats[f"blocks.{i}.attn"][0] for i in range(L)])
         probs = torch.softmax(logits[0, -1].double() / self.temperature, dim=-1)
         out["probs"] = probs
-        k = min(self.top_k, len(self.vocab))
-        p, idx = torch.sort(probs, descending=True, stable=True)
-        out["top"] = [(self.vocab[i], float(x)) for x, i in zip(p[:k].tolist(), idx[:k].tolist(), strict=True)]
+        p = probs.tolist()
+        order = sorted(range(len(p)), key=lambda i: (-p[i], i))[: self.top_k]  # ties: the lower id
+        out["top"] = [(self.vocab[i], p[i]) for i in order]
         return out
 
     def generate_greedy(self, n: int | None = None) -> list[int]:

@@ -16,7 +16,6 @@ import http.server
 import math
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -154,9 +153,15 @@ def test_static_page_types_predicts_and_switches_heads_off(browser, served):
         e.ablated = []
         want_ids = e.generate_greedy(6)[len(words):]
         assert page.locator(".attnlib-new-tokens").inner_text() == " ".join(TOK.vocab[i] for i in want_ids)
+        page.select_option("select.attnlib-mode", "sample")  # seeded sampling: 6 words, the same twice
+        page.click("button.attnlib-generate")
+        sampled = page.locator(".attnlib-new-tokens").inner_text()
+        page.click("button.attnlib-generate")
+        assert page.locator(".attnlib-new-tokens").inner_text() == sampled and len(sampled.split()) == 6
         # unknown words are flagged, not silently dropped
         page.fill("input.attnlib-prompt", "the fluffy zebra is")
         assert page.locator(".attnlib-token.attnlib-unknown").all_inner_texts() == ["zebra"]
+        assert page.locator(".attnlib-new-tokens").count() == 0  # the old generation is cleared
         assert "“zebra”" in page.locator(".attnlib-prompt-note").inner_text()
         e.prompt = "the fluffy zebra is"
         assert top.get_attribute("data-token") == _top(e)
@@ -192,12 +197,45 @@ def test_static_page_fits_a_phone(browser, served):
         page.context.close()
 
 
+def check_saved_explorer(page) -> None:
+    """The first explorer on ``page`` shows the saved prompt and the top token that attnlib computed
+    when the widget was saved (its ``top`` trait, in the page's widget state); switching off the
+    head whose pattern it shows changes the prediction (the token or its probability)."""
+    states = page.evaluate("""() => [...document.querySelectorAll(
+        'script[type="application/vnd.jupyter.widget-state+json"]')].map(s => JSON.parse(s.textContent))""")
+    saved = [m["state"] for st in states for m in st["state"].values()
+             if "renderModelExplorer" in m["state"].get("_esm", "")]
+    assert saved, "no ModelExplorer state in the page"
+    s = saved[0]
+    root = page.locator(".attnlib-model-explorer").first
+    top = root.locator(".attnlib-top-token")
+    assert root.locator("input.attnlib-prompt").input_value() == s["prompt"]
+    assert top.get_attribute("data-token") == s["top"][0][0]  # computed by attnlib, in Python
+    p = float(root.locator(".attnlib-top .attnlib-bar-value").first.inner_text())
+    assert p == pytest.approx(s["top"][0][1], abs=6e-4)
+    root.locator(f"input.attnlib-head-toggle[data-layer='{s['layer']}'][data-head='{s['head']}']").uncheck()
+    after = float(root.locator(".attnlib-top .attnlib-bar-value").first.inner_text())
+    assert (top.get_attribute("data-token"), after) != (s["top"][0][0], p)
+
+
+def test_saved_prediction_check_on_a_static_page(browser, served):
+    """check_saved_explorer (used on chapter 10 below) on a page of our own."""
+    folder, base = served
+    e = W.ModelExplorer(_model(2), TOK, PROMPT, layer=1, head=3)
+    static_page(e, folder / "saved")
+    page, errors, _ = open_page(browser, base, "saved/index.html")
+    try:
+        check_saved_explorer(page)
+    finally:
+        page.context.close()
+
+
 def test_chapter_10_explorer_in_the_built_book(browser, book_url):
     """In the built chapter 10: the shown top token equals the one attnlib computed when the chapter
-    executed (saved with the widget state); switching the pattern's head (the adjective head the
+    executed (saved with the widget state); switching the pattern's head (the colour head the
     chapter picks) off changes the prediction."""
-    html = Path(ROOT / "_build" / "html" / "notebooks" / "10_training.html").read_text(encoding="utf-8")
-    if "attnlib-model-explorer" not in html and "model_explorer" not in html:
+    html = (ROOT / "_build" / "html" / "notebooks" / "10_training.html").read_text(encoding="utf-8")
+    if "renderModelExplorer" not in html:
         pytest.skip("chapter 10 has no model explorer yet")
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
@@ -206,19 +244,6 @@ def test_chapter_10_explorer_in_the_built_book(browser, book_url):
                    else r.abort())
         page.goto(book_url + "notebooks/10_training.html", wait_until="load")
         page.wait_for_selector(".attnlib-model-explorer .attnlib-top-token", timeout=30_000)
-        states = page.evaluate("""() => [...document.querySelectorAll(
-            'script[type="application/vnd.jupyter.widget-state+json"]')].map(s => JSON.parse(s.textContent))""")
-        saved = [m["state"] for st in states for m in st["state"].values()
-                 if m["state"].get("_esm", "").find("renderModelExplorer") >= 0]
-        assert saved, "no ModelExplorer state in the page"
-        s = saved[0]
-        top = page.locator(".attnlib-model-explorer .attnlib-top-token").first
-        assert page.input_value(".attnlib-model-explorer input.attnlib-prompt") == s["prompt"]
-        assert top.get_attribute("data-token") == s["top"][0][0]  # computed by attnlib at execution
-        before = page.locator(".attnlib-model-explorer .attnlib-top .attnlib-bar-value").first.inner_text()
-        page.locator(f".attnlib-model-explorer input.attnlib-head-toggle[data-layer='{s['layer']}']"
-                     f"[data-head='{s['head']}']").uncheck()
-        after = page.locator(".attnlib-model-explorer .attnlib-top .attnlib-bar-value").first.inner_text()
-        assert (top.get_attribute("data-token"), after) != (s["top"][0][0], before)
+        check_saved_explorer(page)
     finally:
         context.close()

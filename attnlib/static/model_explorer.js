@@ -122,6 +122,10 @@ function renderModelExplorer({ model, el }) {
     put({ ablated: on ? rest : [...rest, [l, hd]].sort((x, y) => x[0] - y[0] || x[1] - y[1]) });
   };
 
+  // a generated text belongs to the prompt, heads and settings it came from: cleared when they change
+  const inputsKey = () => JSON.stringify([get("prompt"), get("ablated"), get("sample"), get("seed"), get("n_new"),
+    get("temperature")]);
+  let genKey = null;
   genButton.addEventListener("click", () => {
     if (!net) return;
     const tk = readPrompt();
@@ -132,6 +136,7 @@ function renderModelExplorer({ model, el }) {
       seed: get("seed"), ablated: get("ablated") });
     const vocab = get("vocab");
     const added = out.slice(start.length).map((i) => vocab[i]);
+    genKey = inputsKey();
     genOut.replaceChildren(h("span", { class: "attnlib-hint", text: "→ " }), h("span", { text: start.map((i) => vocab[i]).join(" ") + " " }),
       h("strong", { class: "attnlib-new-tokens", text: added.join(" ") }));
     put({ generated: added.join(" ") });
@@ -160,6 +165,10 @@ function renderModelExplorer({ model, el }) {
     if (!net) return;
     const c = net.config;
     const vocab = get("vocab");
+    if (genKey !== null && genKey !== inputsKey()) {
+      genKey = null;
+      genOut.replaceChildren();
+    }
     if (document.activeElement !== input && input.value !== get("prompt")) input.value = get("prompt");
     const presets = get("presets");
     setOptions(presetSel, [["", "presets…"], ...presets.map((p) => [p, p])]);
@@ -270,6 +279,7 @@ function renderModelExplorer({ model, el }) {
   const offInputs = listen(model, ["prompt", "presets", "temperature", "top_k", "layer", "head", "query", "ablated",
     "vocab", "unk"], draw);
   const offGen = listen(model, ["sample", "n_new", "seed"], () => {
+    draw();
     mode.select.value = get("sample") ? "sample" : "greedy";
     nNew.select.value = String(get("n_new"));
     seedIn.value = String(get("seed"));
