@@ -37,6 +37,7 @@ __all__ = [
     "plot_scores",
     "plot_mask",
     "plot_masks",
+    "shared_colorbar",
     "plot_decoder_flow",
     "text_color",
     "nice_limit",
@@ -159,6 +160,28 @@ def _colorbar(fig, mappable, ax, *, label=None, masked=False):
     if text:
         cbar.set_label(text, fontsize=8)
     return cbar
+
+
+def shared_colorbar(axes, *, label=None):
+    """One colour bar for panels drawn separately on one scale (for example with
+    ``plot_attention(..., colorbar=False)`` on the axes of :func:`subplots`). It reads the scale of
+    the first panel's image, so every panel must use the same limits and colour map; returns it."""
+    axes = list(np.ravel(axes))
+    if not axes or not axes[0].images:
+        raise ValueError("shared_colorbar: axes must be a non-empty list whose first panel holds a heatmap "
+                         "(draw the panels first, e.g. with plot_attention(..., colorbar=False))")
+    first = axes[0].images[0]
+    for ax in axes[1:]:
+        for im in ax.images:
+            if im.norm.vmin != first.norm.vmin or im.norm.vmax != first.norm.vmax or im.cmap.name != first.cmap.name:
+                raise ValueError(f"shared_colorbar: the panels use different scales "
+                                 f"({first.cmap.name} {first.norm.vmin}..{first.norm.vmax} vs "
+                                 f"{im.cmap.name} {im.norm.vmin}..{im.norm.vmax}); one bar would mislabel them")
+    masked = any(ax.get_legend() is not None for ax in axes)
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    return _colorbar(axes[0].figure, first, axes, label=label, masked=masked)
 
 
 def _masked_legend(ax):

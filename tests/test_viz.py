@@ -215,3 +215,25 @@ def test_the_page_checks_use_the_same_page_width():
     from test_pages import PAGE_WIDTH_IN
 
     assert viz.PAGE_WIDTH_IN == PAGE_WIDTH_IN
+
+
+def test_shared_colorbar_serves_panels_drawn_one_by_one():
+    causal = torch.tensor([[1.0, float("-inf")], [0.3, 0.7]])
+    fig, axes = viz.subplots(1, 2, height=2.5)
+    viz.plot_attention(causal, TOKENS[:2], ax=axes[0], colorbar=False)
+    viz.plot_attention(torch.full((2, 3), 1 / 3), TOKENS[:2], TOKENS[:3], ax=axes[1], colorbar=False)
+    assert axes[0].get_legend() is not None  # the masked cell's legend, before the bar takes it over
+    cbar = viz.shared_colorbar(axes)
+    assert len(fig.axes) == 3  # two panels and ONE colour bar
+    assert (cbar.mappable.norm.vmin, cbar.mappable.norm.vmax) == (0.0, 1.0)
+    assert "masked" in cbar.ax.get_ylabel() and all(ax.get_legend() is None for ax in axes)
+
+
+def test_shared_colorbar_refuses_panels_on_different_scales():
+    fig, axes = viz.subplots(1, 2, height=2.5)
+    viz.plot_attention(torch.eye(2), TOKENS[:2], ax=axes[0], colorbar=False)
+    viz.plot_scores(torch.randn(2, 2), TOKENS[:2], ax=axes[1], colorbar=False)
+    with pytest.raises(ValueError, match="shared_colorbar: the panels use different scales"):
+        viz.shared_colorbar(axes)
+    with pytest.raises(ValueError, match="shared_colorbar: axes must be a non-empty list"):
+        viz.shared_colorbar([])
