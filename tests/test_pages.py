@@ -40,15 +40,8 @@ BARE_ECHOES: dict[str, str] = {}  # the checkers' verdicts display nothing (attn
 UNSYNCED: dict[str, str] = {}  # every chapter's set-up and device cells are folded by `make sync`
 # The glossary terms each chapter uses without linking them once (as measured with the glossary of
 # this commit; the failing test's message lists what is left).
-UNLINKED_TERMS = {
-    "08_cross_attention": ("links none of: value-up, dot product, softmax, attention weights, causal mask, "
-        "residual stream, MLP, AdamW"),
-}
-
-
-HAND_DRAWN = {
-    "08_cross_attention": "a 13-inch three-panel figure (issue 14)",
-}
+UNLINKED_TERMS: dict[str, str] = {}
+HAND_DRAWN: dict[str, str] = {}  # every figure goes through attnlib.viz and fits the column
 
 
 def _xfail(known: dict[str, str], stem: str):
@@ -257,6 +250,36 @@ def hand_drawn(path: Path) -> list[str]:
 def test_figures_are_drawn_by_viz_and_fit_the_page(path):
     found = hand_drawn(path)
     assert not found, f"{path.name}:\n" + "\n".join(found)
+
+
+READING_WPM = 150  # words of prose a minute, for a reader who follows the maths and code as they go
+
+
+def reading_minutes(markdown: str) -> tuple[float, list[int]]:
+    """(minutes to read the chapter's markdown at READING_WPM, the exercises' own stated times)."""
+    words = len(re.findall(r"[A-Za-z][A-Za-z'-]*", markdown))
+    exercises = [int(m) for m in re.findall(r"\*\*Time:\*\*\s*(\d+)\s*min", markdown)]
+    return words / READING_WPM, exercises
+
+
+@pytest.mark.parametrize("path", _chapters({}))
+def test_estimated_time_is_reading_plus_the_exercises(path):
+    md = _markdown(path)
+    stated = re.search(r"\*\*Estimated time:\*\*\s*(\d+) minutes", md)
+    assert stated, f"{path.name}: the introduction must say '**Estimated time:** N minutes.'"
+    reading, exercises = reading_minutes(md)
+    assert len(exercises) >= 3, f"{path.name}: every exercise states '**Time:** N min' ({len(exercises)} found)"
+    total = reading + sum(exercises)
+    suggestion = 5 * round(total / 5)
+    assert int(stated.group(1)) % 5 == 0 and abs(int(stated.group(1)) - total) <= 5, (
+        f"{path.name}: states {stated.group(1)} minutes, but reading takes {reading:.0f} (at {READING_WPM} "
+        f"words a minute) and the exercises {sum(exercises)}: write {suggestion}")
+
+
+def test_reading_minutes_counts_words_and_exercise_times():
+    md = "word " * 300 + "**Difficulty:** ★☆☆ · **Time:** 10 min and **Time:** 5 min"
+    reading, exercises = reading_minutes(md)
+    assert exercises == [10, 5] and reading == pytest.approx((300 + 6) / READING_WPM)  # + Difficulty, Time, min, and, Time, min
 
 
 def test_every_term_link_names_a_glossary_entry():
