@@ -196,6 +196,28 @@ def test_every_toc_entry_has_a_page(book_html):
     assert not missing, f"no html page for {missing}"
 
 
+def test_renumber_gives_each_chapter_its_own_exercise_numbers():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import chapter_numbers
+
+    fignumbers = {"notebooks/03_softmax_scaling": {"exercise": {"ex-a": (10,), "ex-b": (11,)}, "figure": {"f": (4,)}},
+                  "book/review": {"exercise": {"ex-r": (39,)}}}
+    assert chapter_numbers.renumber(fignumbers) == ["notebooks/03_softmax_scaling"]
+    assert fignumbers["notebooks/03_softmax_scaling"] == {"exercise": {"ex-a": (3, 1), "ex-b": (3, 2)},
+                                                           "figure": {"f": (4,)}}
+    assert fignumbers["book/review"] == {"exercise": {"ex-r": (39,)}}  # not a chapter: left alone
+    assert chapter_numbers.renumber(fignumbers) == []  # already local: nothing to write again
+
+
+@pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
+def test_exercises_are_numbered_within_their_chapter(book_html, notebook):
+    html = _chapter_page(book_html, notebook).read_text(encoding="utf-8")
+    shown = re.findall(r'<span class="caption-number">Exercise ([\d.]+) ', html)
+    chapter = int(notebook.name[:2])
+    assert shown == [f"{chapter}.{k}" for k in range(1, len(shown) + 1)] and len(shown) >= 3, (
+        f"{notebook.name}: exercises numbered {shown}, expected {chapter}.1, {chapter}.2, ...")
+
+
 @pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapter_links_to_colab_and_download(book_html, notebook):
     page = _chapter_page(book_html, notebook)
