@@ -29,6 +29,7 @@ __all__ = [
     "SIGNED_CMAP",
     "PROB_CMAP",
     "MASKED_COLOR",
+    "NAN_COLOR",
     "subplots",
     "plot_heatmap",
     "plot_heatmaps",
@@ -49,6 +50,7 @@ PROB_CMAP = "Blues"  # sequential: white 0, dark blue 1
 MASKED_COLOR = "#d4d4d4"  # light grey, hatched: never a colour of either map
 MASKED_HATCH = "///"
 MASKED_LABEL = "masked"
+NAN_COLOR = "#1a1a1a"  # near black, with "NaN" written in white: a bug to see, never a masked cell
 _DIVERGING = {"RdBu", "RdBu_r", "bwr", "coolwarm", "seismic", "PiYG", "PRGn", "BrBG", "PuOr", "RdGy",
               "RdYlBu", "RdYlGn", "Spectral"}
 
@@ -149,14 +151,14 @@ def _scale(values: np.ndarray, vmin, vmax, cmap):
     return cmap, norm, signed
 
 
-def _colorbar(fig, mappable, ax, *, label=None, masked=False):
+def _colorbar(fig, mappable, ax, *, label=None, masked=False, nan=False):
     cbar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.03, shrink=0.9)
     cbar.locator = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
     cbar.formatter = FuncFormatter(_tick_label)
     cbar.update_ticks()
     cbar.ax.tick_params(labelsize=8)
-    note = "hatched grey: masked" if masked else None
-    text = "\n".join(t for t in (label, note) if t)
+    notes = [n for n, on in (("hatched grey: masked", masked), ("black: NaN", nan)) if on]
+    text = "\n".join(t for t in (label, *notes) if t)
     if text:
         cbar.set_label(text, fontsize=8)
     return cbar
@@ -177,15 +179,17 @@ def shared_colorbar(axes, *, label=None):
                 raise ValueError(f"shared_colorbar: the panels use different scales "
                                  f"({first.cmap.name} {first.norm.vmin}..{first.norm.vmax} vs "
                                  f"{im.cmap.name} {im.norm.vmin}..{im.norm.vmax}); one bar would mislabel them")
-    masked = any(ax.get_legend() is not None for ax in axes)
+    notes = {t.get_text() for ax in axes if ax.get_legend() is not None for t in ax.get_legend().get_texts()}
     for ax in axes:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    return _colorbar(axes[0].figure, first, axes, label=label, masked=masked)
+    return _colorbar(axes[0].figure, first, axes, label=label, masked=MASKED_LABEL in notes, nan="NaN" in notes)
 
 
-def _masked_legend(ax):
-    ax.legend(handles=[Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label=MASKED_LABEL)],
+def _masked_legend(ax, masked=True, nan=False):
+    handles = [Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label=MASKED_LABEL)] * masked
+    handles += [Patch(facecolor=NAN_COLOR, label="NaN")] * nan
+    ax.legend(handles=handles, ncols=len(handles),
               loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, borderaxespad=0.1,
               handlelength=1.4)
 
@@ -216,6 +220,33 @@ def _annotation_size(ax, values: np.ndarray, decimals: int, colorbar: bool) -> t
     return 0.0, decimals
 
 
+def _cell_points(ax, n: int, axis: str) -> float:
+    """About how many points wide (axis "x") or tall ("y") one of n cells will be once the figure is
+    laid out: the axes' share of the figure, less a fifth for the labels and colour bar that the
+    constrained layout adds later."""
+    pos, fig = ax.get_position(), ax.figure
+    inches = pos.width * fig.get_figwidth() if axis == "x" else pos.height * fig.get_figheight()
+    return 0.8 * inches * 72 / max(n, 1)
+
+
+def _label_ticks(ax, col_labels, row_labels, size: float, rotate: bool) -> None:
+    """Tick labels that never overlap: column labels at 45 degrees while a cell is wide enough for
+    that, upright (90 degrees) when it is not, and only every k-th label when even upright labels
+    (a line of text is about 1.2 x the font size) would touch."""
+    col_cell, row_cell = _cell_points(ax, len(col_labels), "x"), _cell_points(ax, len(row_labels), "y")
+    slanted = rotate and col_cell >= 1.7 * size
+    col_step = max(1, math.ceil(1.2 * size / col_cell)) if not slanted and rotate else 1
+    row_step = max(1, math.ceil(1.2 * size / row_cell))
+    xt = list(range(0, len(col_labels), col_step))
+    yt = list(range(0, len(row_labels), row_step))
+    if slanted or not rotate:
+        ax.set_xticks(xt, [str(col_labels[i]) for i in xt], fontsize=size, rotation=45 if rotate else 0,
+                      ha="right" if rotate else "center", rotation_mode="anchor")
+    else:
+        ax.set_xticks(xt, [str(col_labels[i]) for i in xt], fontsize=size, rotation=90, ha="center")
+    ax.set_yticks(yt, [str(row_labels[i]) for i in yt], fontsize=size)
+
+
 def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=None, ylabel=None,
                  annotate=None, decimals=2, cmap=None, vmin=None, vmax=None, mask=None, colorbar=True,
                  colorbar_label=None, rotate_labels=True):
@@ -234,11 +265,15 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
         raise ValueError(f"plot_heatmap: {len(row_labels)} row and {len(col_labels)} column labels "
                          f"for a grid of shape {w.shape}")
     hidden = ~np.isfinite(w)
+    kept = np.ones(w.shape, dtype=bool)
     if mask is not None:
         m = _np(mask).astype(bool)
         if m.shape != w.shape:
             raise ValueError(f"plot_heatmap: mask has shape {m.shape}, expected {w.shape} like the values")
         hidden = hidden | ~m
+        kept = m
+    nan = np.isnan(w) & kept  # a NaN the caller did not mask is a bug: drawn black, never as masked
+    masked = hidden & ~nan
     cmap, norm, _ = _scale(np.where(hidden, np.nan, w), vmin, vmax, cmap)
     if ax is None:
         size = _fit(0.5 * w.shape[1] + 2.4, 0.42 * w.shape[0] + 1.5)
@@ -246,14 +281,13 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     shown = np.ma.masked_array(np.where(hidden, 0.0, w), mask=hidden)
     cmap = cmap.with_extremes(bad=MASKED_COLOR)
     im = ax.imshow(shown, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
-    for i, j in zip(*np.nonzero(hidden), strict=True):
+    for i, j in zip(*np.nonzero(masked), strict=True):
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=MASKED_HATCH, edgecolor="0.55",
                                linewidth=0))
+    for i, j in zip(*np.nonzero(nan), strict=True):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=NAN_COLOR, linewidth=0))
     label_size = 9 if max(w.shape) <= 8 else 8 if max(w.shape) <= 12 else 7
-    ax.set_xticks(range(len(col_labels)), [str(t) for t in col_labels], fontsize=label_size,
-                  rotation=45 if rotate_labels else 0, ha="right" if rotate_labels else "center",
-                  rotation_mode="anchor")
-    ax.set_yticks(range(len(row_labels)), [str(t) for t in row_labels], fontsize=label_size)
+    _label_ticks(ax, col_labels, row_labels, label_size, rotate_labels)
     if xlabel:
         ax.set_xlabel(xlabel)
     if ylabel:
@@ -272,15 +306,17 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
                 if np.isneginf(val):
                     if fontsize >= 7.5:
                         ax.text(j, i, "\u2212inf", ha="center", va="center", fontsize=fontsize, color="black")
+                elif nan[i, j]:
+                    ax.text(j, i, "NaN", ha="center", va="center", fontsize=fontsize, color="white")
                 elif not hidden[i, j]:
                     txt = f"{val:.{decimals}f}"
                     txt = txt.replace("-", "\u2212") if float(txt) != 0 else f"{0:.{decimals}f}"
                     ax.text(j, i, txt, ha="center", va="center", fontsize=fontsize,
                             color=text_color(cmap(norm(val))))
     if colorbar:
-        _colorbar(ax.figure, im, ax, label=colorbar_label, masked=bool(hidden.any()))
+        _colorbar(ax.figure, im, ax, label=colorbar_label, masked=bool(masked.any()), nan=bool(nan.any()))
     elif hidden.any():
-        _masked_legend(ax)
+        _masked_legend(ax, masked=bool(masked.any()), nan=bool(nan.any()))
     return ax
 
 
@@ -342,7 +378,9 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     used = [ax for ax in axes.flat[:n]]
-    _colorbar(fig, used[0].images[0], used, label=colorbar_label, masked=bool(hidden.any()))
+    nans = np.isnan(gs) & (True if masks is None else np.stack(masks))
+    _colorbar(fig, used[0].images[0], used, label=colorbar_label, masked=bool((hidden & ~nans).any()),
+              nan=bool(nans.any()))
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     return fig
@@ -403,7 +441,9 @@ def plot_mask(mask, q_tokens, k_tokens=None, *, ax=None, title=None, legend=True
         ax.legend(handles=[Patch(facecolor=plt.get_cmap(PROB_CMAP)(1.0), label="may attend"),
                            Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label="blocked")],
                   loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, fontsize=7, frameon=False,
-                  borderaxespad=0.1 if title is None else 1.6, handlelength=1.4)
+                  borderaxespad=0.1, handlelength=1.4)
+        if title:  # the legend sits on the axes' top edge: lift the title above it
+            ax.set_title(title, fontsize=10, pad=17)
     return ax
 
 

@@ -237,3 +237,58 @@ def test_shared_colorbar_refuses_panels_on_different_scales():
         viz.shared_colorbar(axes)
     with pytest.raises(ValueError, match="shared_colorbar: axes must be a non-empty list"):
         viz.shared_colorbar([])
+
+
+def _overlaps(labels) -> list[tuple[str, str]]:
+    """Pairs of visible labels that touch. Upright text is compared by its boxes; slanted labels are
+    parallel bands, apart when the gap between their anchors, measured across the slant, is at least
+    a line of text (the boxes of slanted words overlap even when the words do not)."""
+    shown = [t for t in labels if t.get_visible() and t.get_text()]
+    if not shown:
+        return []
+    angle = shown[0].get_rotation() % 180
+    if angle in (0.0, 90.0):
+        boxes = [(t.get_text(), t.get_window_extent()) for t in shown]
+        if angle == 90.0:  # compare horizontally only: upright columns of text side by side
+            return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:]
+                    if ba.x1 > bb.x0 and bb.x1 > ba.x0]
+        return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+    fig = shown[0].figure
+    line = shown[0].get_fontsize() * fig.dpi / 72
+    xs = [t.get_window_extent().x1 for t in shown]  # right-anchored: the box's right edge
+    return [(shown[i].get_text(), shown[i + 1].get_text()) for i in range(len(xs) - 1)
+            if abs(xs[i + 1] - xs[i]) * np.sin(np.radians(angle)) < line]
+
+
+@pytest.mark.parametrize("n_tokens", [4, 9, 16, 24])
+def test_tick_labels_never_overlap_in_small_multiples(n_tokens):
+    words = ["the", "fluffy", "blue", "creature", "slept", "in", "a", "warm", "and", "sunny", "spot", "near"]
+    tokens = [words[i % len(words)] for i in range(n_tokens)]
+    causal = torch.ones(n_tokens, n_tokens).tril().bool()
+    fig = viz.plot_masks([causal, causal, causal], tokens)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert not _overlaps(ax.get_xticklabels()), f"{n_tokens} tokens: column labels overlap"
+        assert not _overlaps(ax.get_yticklabels()), f"{n_tokens} tokens: row labels overlap"
+        shown = [t.get_text() for t in ax.get_xticklabels()]
+        assert len(shown) >= n_tokens // 3 and shown[0] == "the"  # thinned, never emptied
+
+
+def test_roomy_grids_keep_every_label_at_45_degrees():
+    ax = viz.plot_attention(torch.full((4, 4), 0.25), TOKENS)
+    labels = ax.get_xticklabels()
+    assert [t.get_text() for t in labels] == TOKENS and {t.get_rotation() for t in labels} == {45.0}
+
+
+def test_nan_is_drawn_black_and_named_never_as_a_masked_cell():
+    w = torch.tensor([[1.0, 0.0], [float("nan"), float("nan")]])
+    ax = viz.plot_attention(w, TOKENS[:2], mask=torch.tensor([[True, False], [True, True]]))
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count("NaN") == 2
+    fills = [p for p in ax.patches if p.get_fill() and p.get_facecolor()[:3] == to_rgba(viz.NAN_COLOR)[:3]]
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(fills) == 2 and len(hatched) == 1  # two NaN cells, one masked cell
+    label = ax.figure.axes[-1].get_ylabel()
+    assert "masked" in label and "NaN" in label
+    ax2 = viz.plot_attention(torch.tensor([[float("nan"), 1.0]]), ["q"], TOKENS[:2], colorbar=False)
+    assert [t.get_text() for t in ax2.get_legend().get_texts()] == ["NaN"]  # nothing is masked here
