@@ -243,3 +243,48 @@ def test_adjective_mass(capsys):
     fails(capsys, checks.check_adjective_mass, lambda w, p: mass_loop(w, p) * len(p), "mean")
     fails(capsys, checks.check_adjective_mass, lambda w, p: mass_loop(w, p).T, "(n_layers, n_heads)")
     fails(capsys, checks.check_adjective_mass, stub, "not implemented")
+
+
+# --------------------------------------------------------------------------- ex-09-reach
+
+
+def _moved(model, ids, position):
+    other = ids.clone()
+    other[0, position] = (other[0, position] + 1) % model.config.vocab_size
+    with torch.no_grad():
+        a, _ = model(ids)
+        b, _ = model(other)
+    return (a - b).abs().amax(dim=-1)[0] > 1e-6  # (T,) bool
+
+
+@pytest.mark.parametrize("answer", [
+    lambda m, ids, p: _moved(m, ids, p).nonzero().flatten().tolist(),  # a list
+    lambda m, ids, p: _moved(m, ids, p),  # a bool mask
+    lambda m, ids, p: _moved(m, ids, p).nonzero().flatten(),  # a tensor of positions
+    lambda m, ids, p: range(p, ids.shape[1]),  # predicted without running the model: also right
+], ids=["list", "mask", "tensor", "range"])
+def test_reach_accepts_every_right_form(capsys, answer):
+    passes(capsys, checks.check_reach, answer)
+
+
+def _inplace(model, ids, position):
+    ids[0, position] = (ids[0, position] + 1) % model.config.vocab_size
+    return list(range(position, ids.shape[1]))
+
+
+@pytest.mark.parametrize("answer, words", [
+    (lambda m, ids, p: [p], ["only position", "every later position"]),
+    (lambda m, ids, p: list(range(p + 1, ids.shape[1])), ["left out position", "its own token"]),
+    (lambda m, ids, p: [], ["no position moved", "different id"]),
+    (lambda m, ids, p: list(range(p + 1)), ["before", "causal mask", "flows forward"]),
+    (lambda m, ids, p: list(range(ids.shape[1])), ["cannot move", "causal"]),
+    (lambda m, ids, p: list(range(p, ids.shape[1] - 1)), ["missing"]),
+    (lambda m, ids, p: [ids.shape[1]], ["positions run from 0"]),
+    (lambda m, ids, p: "2..9", ["list of ints"]),
+    (lambda m, ids, p: [True, False], ["one entry per position"]),
+    (_inplace, ["in place"]),
+    (stub, ["not implemented"]),
+], ids=["self-only", "after", "empty", "backward", "all", "short", "out-of-range", "string", "short-mask",
+        "in-place", "stub"])
+def test_reach_names_each_mistake(capsys, answer, words):
+    fails(capsys, checks.check_reach, answer, *words)

@@ -47,7 +47,7 @@ from .ch08_cross_attention import (
     check_cross_attention,
     check_cross_attention_mask,
 )
-from .ch09_decoder import check_block, check_block_parameters, check_layernorm
+from .ch09_decoder import check_block, check_block_parameters, check_layernorm, check_reach
 from .ch10_training import check_adjective_mass, check_next_token_targets, check_top_k
 from .ch11_cost_at_scale import (
     check_online_softmax,
@@ -78,7 +78,7 @@ __all__ = [
     # chapter 8
     "check_cross_attention", "check_cross_attention_mask", "check_alignment_accuracy",
     # chapter 9
-    "check_layernorm", "check_block", "check_block_parameters",
+    "check_layernorm", "check_block", "check_block_parameters", "check_reach",
     # chapter 10
     "check_next_token_targets", "check_top_k", "check_adjective_mass",
     # chapter 11

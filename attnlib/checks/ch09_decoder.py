@@ -1,4 +1,5 @@
-"""Checkers for chapter 9 (the decoder): LayerNorm, the pre-LN block, a block's parameters.
+"""Checkers for chapter 9 (the decoder): LayerNorm, the pre-LN block, a block's parameters, and
+which positions a change of one token reaches.
 
 The references are attnlib's own modules (:class:`attnlib.DecoderBlock`,
 :func:`attnlib.count_parameters`) and PyTorch's ``nn.LayerNorm``.
@@ -9,11 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..decoder import DecoderBlock
+from ..decoder import Decoder, DecoderBlock, DecoderConfig
 from ..params import count_parameters
-from ._core import Case, Causal, Mistake, NumberSpec, TensorSpec, checker, randn
+from ._core import Case, Causal, Mistake, NumberSpec, TensorSpec, call, case, checker, fail, randn, run_check
 
-__all__ = ["check_layernorm", "check_block", "check_block_parameters"]
+__all__ = ["check_layernorm", "check_block", "check_block_parameters", "check_reach"]
 
 
 # --------------------------------------------------------------------------- LayerNorm
@@ -329,3 +330,78 @@ def _block_count(d_model, n_heads, d_head, d_mlp) -> int:
     ]))
 def check_block_parameters(fn):
     """Check fn(d_model, n_heads, d_head, d_mlp) -> the parameters of one attnlib block."""
+
+
+# --------------------------------------------------------------------------- reach
+
+
+def _positions(out, T: int) -> list[int]:
+    """The reader's answer as sorted positions: a list, tuple, set or tensor of ints, or a bool mask
+    of length T."""
+    if isinstance(out, torch.Tensor):
+        if out.dtype == torch.bool:
+            if out.shape != (T,):
+                fail(f"a bool mask of positions must have shape ({T},), one entry per position; got "
+                     f"shape {tuple(out.shape)}")
+            out = out.nonzero().flatten()
+        out = out.flatten().tolist()
+    if not isinstance(out, (list, tuple, set, range)):
+        fail(f"return the positions as a list of ints (e.g. [2, 3, 4]), got {type(out).__name__}")
+    if out and all(isinstance(v, bool) for v in out):
+        if len(out) != T:
+            fail(f"a list of True/False must have one entry per position ({T}), got {len(out)}")
+        out = [i for i, v in enumerate(out) if v]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+        fail(f"positions must be ints, got {sorted(map(repr, out))[:5]}")
+    bad = [v for v in out if not 0 <= v < T]
+    if bad:
+        fail(f"positions run from 0 to {T - 1}, got {sorted(set(bad))}")
+    return sorted(set(out))
+
+
+def _reach_diagnosis(got: list[int], position: int, T: int) -> str:
+    later = list(range(position + 1, T))
+    if not got:
+        return ("no position moved: replace the token at `position` by a different id, run the model on "
+                "the changed ids as well as the original ones, and compare the two logits")
+    if got == later:
+        return (f"you left out position {position} itself: its logits read its own token, so they "
+                f"change too")
+    if got == [position] and later:
+        return (f"only position {position} moved in your answer: attention carries its token to every "
+                f"later position (their queries may look back at it), so positions {position} to "
+                f"{T - 1} change")
+    if got == list(range(position)) or got == list(range(position + 1)) and position:
+        return (f"those are the positions before {position}: with a causal mask a position's logits "
+                f"never depend on later tokens, so a change flows forward, to {position}..{T - 1}")
+    early = [v for v in got if v < position]
+    if early:
+        return (f"positions {early} come before the change at {position} and cannot move (the causal "
+                f"mask hides later tokens from them): compare with a small tolerance on the right axis")
+    missing = [v for v in range(position, T) if v not in got]
+    return (f"positions {missing} are missing: every position from {position} on attends (directly or "
+            f"through the layers) to the changed token")
+
+
+def check_reach(fn) -> bool:
+    """Check ``fn(model, ids, position)``: the positions of the logits that change when the token
+    at ``position`` of ``ids`` (shape (1, T)) is replaced by another one. Run on small random
+    decoders of one to three layers, at a middle, the first and the last position."""
+
+    def body() -> int:
+        n = 0
+        for seed, (n_layers, T) in enumerate([(2, 10), (1, 7), (3, 12)]):
+            torch.manual_seed(seed)
+            model = Decoder(DecoderConfig(vocab_size=20, context_len=16, d_model=16, n_layers=n_layers,
+                                          n_heads=2)).eval()
+            g = torch.Generator().manual_seed(100 + seed)
+            ids = torch.randint(0, 20, (1, T), generator=g)
+            for position in (T // 2, 0, T - 1):  # the middle first: each mistake looks its own there
+                with case(f"{n_layers}-layer model, T = {T}, position {position}"):
+                    got = _positions(call(fn, model, ids, position), T)
+                    if got != list(range(position, T)):
+                        fail(_reach_diagnosis(got, position, T))
+                n += 1
+        return n
+
+    return run_check("reach", body)
