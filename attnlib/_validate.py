@@ -23,7 +23,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "index", "non_empty", "tensor", "qkv", "mask", "token_ids", "targets",
+    "probability", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "token_ids", "targets",
 ]
 
 
@@ -107,6 +107,15 @@ def probability(who: str, name: str, val) -> float:
     x = real(who, name, val)
     if not 0.0 <= x < 1.0:  # also False for NaN
         raise ValueError(f"{who}: {name} must lie in [0, 1), got {val!r}")
+    return x
+
+
+def unit_interval(who: str, name: str, val) -> float:
+    """A probability that may be 0 or 1 (the chance of a coin, not a dropout rate): a real number
+    in [0, 1]."""
+    x = real(who, name, val)
+    if not 0.0 <= x <= 1.0:  # also False for NaN
+        raise ValueError(f"{who}: {name} must be a probability in [0, 1], got {val!r}")
     return x
 
 

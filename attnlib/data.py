@@ -27,19 +27,19 @@ its attention does each head put on the right adjective".
 
 from __future__ import annotations
 
-import codecs
 import math
 import random
 from dataclasses import dataclass, field
 
 import torch
 
+from . import _validate as V
 from .tokenizer import Tokenizer
 
 __all__ = [
     "SIZES", "COLOURS", "TEXTURES", "NOUNS", "VERBS", "PLACES", "Story", "make_story", "make_stories",
-    "make_tokenizer", "ASKS", "ASK_ORDERS", "entropy_rate", "KINDS", "Split", "AdjectiveDataset", "make_dataset", "adjective_mass",
-    "question_accuracy", "zen_of_python",
+    "make_tokenizer", "ASKS", "ASK_ORDERS", "entropy_rate", "KINDS", "Split", "AdjectiveDataset",
+    "make_dataset", "adjective_mass", "question_accuracy",
 ]
 
 SIZES = ("small", "big", "tiny", "huge")
@@ -82,6 +82,12 @@ class Story:
 def make_story(rng: random.Random, p_size: float = 0.25, p_place: float = 0.0) -> Story:
     """Draw one story with ``rng`` (a ``random.Random``); it has a size adjective with probability
     ``p_size`` and a place phrase with probability ``p_place``."""
+    if not all(callable(getattr(rng, f, None)) for f in ("random", "choice", "shuffle")):
+        raise TypeError(
+            f"make_story: rng must be a random.Random (e.g. random.Random(0)), got {V.describe(rng)}"
+        )
+    V.unit_interval("make_story", "p_size", p_size)
+    V.unit_interval("make_story", "p_place", p_place)
     noun = rng.choice(NOUNS)
     attrs = {"colour": rng.choice(COLOURS), "texture": rng.choice(TEXTURES)}
     adjs = [("colour", attrs["colour"]), ("texture", attrs["texture"])]
@@ -110,6 +116,7 @@ def make_story(rng: random.Random, p_size: float = 0.25, p_place: float = 0.0) -
 def make_stories(n: int, seed: int = 0, **kwargs) -> list[Story]:
     """``n`` stories drawn from a generator seeded with ``seed`` (same seed, same stories);
     ``kwargs`` go to :func:`make_story`."""
+    n = V.positive_int("make_stories", "n", n)
     rng = random.Random(seed)
     return [make_story(rng, **kwargs) for _ in range(n)]
 
@@ -126,9 +133,8 @@ def entropy_rate(p_size: float = 0.25, p_place: float = 0.0) -> tuple[float, flo
     a long stream of stories: the floor under a trained model's loss. A window of a few dozen
     tokens reaches it only at positions that see their whole story.
     """
-    for name, p in (("p_size", p_size), ("p_place", p_place)):
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 1:
-            raise ValueError(f"entropy_rate: {name} must be a probability in [0, 1], got {p!r}")
+    V.unit_interval("entropy_rate", "p_size", p_size)
+    V.unit_interval("entropy_rate", "p_place", p_place)
     log, xlogx = math.log, lambda q: q * math.log(q) if q > 0 else 0.0
     coin = lambda q: -xlogx(q) - xlogx(1 - q)  # noqa: E731  entropy of a yes/no choice
     asks = {orders: ASK_ORDERS.count(orders) / len(ASK_ORDERS) for orders in set(ASK_ORDERS)}
@@ -215,6 +221,8 @@ class AdjectiveDataset:
         """
         if split not in ("train", "val"):
             raise ValueError(f"windows: split must be 'train' or 'val', got {split!r}")
+        context_len = V.positive_int("windows", "context_len", context_len)
+        n = V.optional_positive_int("windows", "n", n)
         sp = self.train_split if split == "train" else self.val_split
         L = len(sp.tokens)
         ok = sp.starts[sp.starts + context_len <= L]
@@ -237,13 +245,60 @@ class AdjectiveDataset:
 def make_dataset(n_train: int = 4000, n_val: int = 400, seed: int = 0, **kwargs) -> AdjectiveDataset:
     """Generate the corpus: ``n_train`` + ``n_val`` stories (independent draws), tokenized into
     streams; ``kwargs`` (``p_size``, ``p_place``) go to :func:`make_story`."""
-    if n_train < 1 or n_val < 1:
-        raise ValueError(f"make_dataset: n_train and n_val must be >= 1, got {n_train}, {n_val}")
+    V.positive_int("make_dataset", "n_train", n_train)
+    V.positive_int("make_dataset", "n_val", n_val)
     tok = make_tokenizer()
     train_stories = make_stories(n_train, seed=seed, **kwargs)
     val_stories = make_stories(n_val, seed=seed + 1_000_003, **kwargs)
     return AdjectiveDataset(tok, train_stories, val_stories, _split(train_stories, tok),
                             _split(val_stories, tok))
+
+
+def _stacked_weights(weights) -> torch.Tensor:
+    """adjective_mass's weights: one tensor (n_layers, B, H, T, T), or a list of per-layer patterns
+    of one shape, stacked."""
+    if isinstance(weights, torch.Tensor):
+        return V.tensor("adjective_mass", "weights", weights, floating=True)
+    if isinstance(weights, dict):
+        raise TypeError(f"adjective_mass: weights must be a list of per-layer patterns, got a dict with keys "
+                        f"{list(weights)}; pass one kind, e.g. weights['self']")
+    try:
+        layers = list(weights)
+    except TypeError:
+        raise TypeError("adjective_mass: weights must be a list of per-layer patterns (B, H, T, T) or a "
+                        f"tensor (n_layers, B, H, T, T), got {V.describe(weights)}") from None
+    if not layers:
+        raise ValueError("adjective_mass: weights must not be empty (one pattern (B, H, T, T) per layer)")
+    for i, layer in enumerate(layers):
+        V.tensor("adjective_mass", f"weights[{i}]", layer, floating=True)
+    shapes = list(dict.fromkeys(tuple(layer.shape) for layer in layers))
+    if len(shapes) > 1:
+        raise ValueError(
+            f"adjective_mass: every layer's pattern must have one shape (B, H, T, T), got {shapes}"
+        )
+    return torch.stack(layers)
+
+
+def _check_pairs(who: str, pairs, widths: tuple[int, ...], columns: dict) -> None:
+    """``pairs``: a non-empty integer tensor (P, width) for a width in ``widths``; ``columns`` maps a
+    column to (name, n, note): its every entry must lie in [0, n). One reduction when all is well."""
+    integer = isinstance(pairs, torch.Tensor) and not (pairs.is_floating_point() or pairs.is_complex()
+                                                       or pairs.dtype is torch.bool)
+    if not integer:
+        raise TypeError(f"{who}: pairs must be an integer tensor of rows (window, query_pos, key_pos, kind), "
+                        f"got {V.describe(pairs)}")
+    shape = " or ".join(f"(P, {n})" for n in widths)
+    if pairs.ndim != 2 or pairs.shape[1] not in widths or len(pairs) == 0:
+        raise ValueError(f"{who}: pairs must be a non-empty {shape} tensor, got {tuple(pairs.shape)}")
+    cols = list(columns)
+    picked = pairs[:, cols]
+    limits = torch.tensor([columns[c][1] for c in cols], device=pairs.device)
+    bad = (picked < 0) | (picked >= limits)
+    if bad.any():
+        row, j = bad.nonzero()[0].tolist()
+        name, n, note = columns[cols[j]]
+        raise ValueError(f"{who}: every {name} of pairs (column {cols[j]}) must lie in [0, {n}){note}, got "
+                         f"{int(picked[row, j])} in row {row}")
 
 
 def adjective_mass(weights, pairs: torch.Tensor) -> torch.Tensor:
@@ -260,11 +315,12 @@ def adjective_mass(weights, pairs: torch.Tensor) -> torch.Tensor:
     ``weights[l][window, h, query_pos, key_pos]``, the share of that head's attention (at the
     position that needs the adjective) that lands on the adjective. 1.0 means "all of it".
     """
-    w = torch.stack(list(weights)) if not isinstance(weights, torch.Tensor) else weights
+    w = _stacked_weights(weights)
     if w.ndim != 5:
         raise ValueError(f"adjective_mass: weights must be (n_layers, B, H, T, T), got {tuple(w.shape)}")
-    if pairs.ndim != 2 or pairs.shape[1] not in (3, 4) or len(pairs) == 0:
-        raise ValueError(f"adjective_mass: pairs must be a non-empty (P, 3) or (P, 4) tensor, got {tuple(pairs.shape)}")
+    _, B, _, T_q, T_k = w.shape
+    _check_pairs("adjective_mass", pairs, (3, 4), {0: ("window", B, ""), 1: ("query_pos", T_q, ""),
+                                                   2: ("key_pos", T_k, "")})
     b, q, k = pairs[:, :3].to(w.device).unbind(1)
     picked = w.permute(1, 3, 4, 0, 2)[b, q, k]  # (P, n_layers, H)
     return picked.float().mean(dim=0).cpu()
@@ -282,23 +338,18 @@ def question_accuracy(logits: torch.Tensor, x: torch.Tensor, pairs: torch.Tensor
     ``KINDS[k]`` (``is`` for colours, ``feels`` for textures) whose most likely next token is the
     attribute that really follows; NaN for a kind with no question.
     """
+    V.tensor("question_accuracy", "logits", logits, floating=True)
+    V.tensor("question_accuracy", "x", x)
     if logits.ndim != 3 or x.ndim != 2 or tuple(logits.shape[:2]) != tuple(x.shape):
         raise ValueError(f"question_accuracy: logits must be (B, T, vocab) and x (B, T), got "
                          f"{tuple(logits.shape)} and {tuple(x.shape)}")
-    if pairs.ndim != 2 or pairs.shape[1] != 4 or len(pairs) == 0:
-        raise ValueError(f"question_accuracy: pairs must be a non-empty (P, 4) tensor, got {tuple(pairs.shape)}")
+    B, T = x.shape
+    _check_pairs("question_accuracy", pairs, (4,), {
+        0: ("window", B, ""),
+        1: ("query_pos", T - 1, " (its answer, at query_pos + 1, must be in the window)"),
+        3: ("kind", len(KINDS), f" (an index into KINDS = {KINDS})"),
+    })
     w, q, _, kind = pairs.to(x.device).unbind(1)
     correct = (logits[w, q].argmax(dim=-1) == x[w, q + 1]).float().cpu()
     kind = kind.cpu()
     return torch.stack([correct[kind == k].mean() for k in range(len(KINDS))])
-
-
-def zen_of_python() -> str:
-    """A text that ships with Python itself: ``import this``'s poem, decoded without printing it."""
-    import importlib
-    import io
-    from contextlib import redirect_stdout
-
-    with redirect_stdout(io.StringIO()):
-        this = importlib.import_module("this")
-    return codecs.decode(this.s, "rot13")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 import torch
 from tqdm.auto import tqdm
+
+from . import _validate as V
 
 __all__ = ["seed_everything", "get_batch", "TrainHistory", "train", "save_checkpoint", "load_checkpoint"]
 
@@ -22,6 +25,19 @@ def get_batch(data: torch.Tensor, batch_size: int, context_len: int, generator=N
 
     Every position of every window is a training example: predict token t+1 from tokens <= t.
     """
+    batch_size = V.positive_int("get_batch", "batch_size", batch_size)
+    context_len = V.positive_int("get_batch", "context_len", context_len)
+    integer = isinstance(data, torch.Tensor) and not (data.is_floating_point() or data.is_complex()
+                                                      or data.dtype is torch.bool)
+    if not integer:
+        raise TypeError(
+            f"get_batch: data must be a 1-D integer (long) tensor of token ids, got {V.describe(data)}"
+            + ("; use torch.tensor(data)" if isinstance(data, (list, tuple)) else "")
+        )
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"get_batch: generator must be a torch.Generator or None, got {V.describe(generator)}"
+        )
     if data.ndim != 1 or len(data) <= context_len:
         raise ValueError(
             f"get_batch: data must be a 1-D token stream longer than context_len={context_len}, "
@@ -43,13 +59,71 @@ class TrainHistory:
     val_loss: list[float] = field(default_factory=list)
 
 
+def _loss(model, batch_fn, name: str) -> torch.Tensor:
+    """The loss of ``model(*batch_fn())``, with a clear error when ``batch_fn`` (called ``name``)
+    returns no tuple of arguments or the model no ``(logits, loss)`` pair."""
+    batch = batch_fn()
+    if not isinstance(batch, (tuple, list)):
+        raise TypeError(
+            f"train: {name} must return a tuple of the model's arguments, e.g. (x, y), got "
+            f"{V.describe(batch)}"
+        )
+    out = model(*batch)
+    if not isinstance(out, (tuple, list)) or len(out) < 2:
+        raise TypeError(f"train: the model must return (logits, loss, ...), got {V.describe(out)}")
+    loss = out[1]
+    if loss is None:
+        got = ", ".join(V.describe(b) for b in batch) or "nothing"
+        raise ValueError(
+            f"train: {name} must return the model's inputs and targets, e.g. (x, y), so that the model "
+            f"computes a loss; it returned {len(batch)} item(s): {got}"
+        )
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise ValueError(
+            f"train: the model's loss (its second output) must be a scalar tensor, got {V.describe(loss)}"
+        )
+    return loss
+
+
 @torch.no_grad()
 def _evaluate(model, batch_fn, n_batches: int) -> float:
     was = model.training
     model.eval()
-    losses = [model(*batch_fn())[1].item() for _ in range(n_batches)]
+    losses = [_loss(model, batch_fn, "val_batch_fn").item() for _ in range(n_batches)]
     model.train(was)
     return sum(losses) / len(losses)
+
+
+def _check_train_args(model, batch_fn, steps, lr, weight_decay, val_batch_fn, eval_every, eval_batches,
+                      grad_clip, warmup, autocast_dtype) -> None:
+    """train's arguments, checked before the optimizer is built or the model touched."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"train: model must be a torch.nn.Module, got {V.describe(model)}")
+    if next(model.parameters(), None) is None:
+        raise ValueError("train: model has no parameters to train")
+    if not callable(batch_fn):
+        raise TypeError(
+            f"train: batch_fn must be a callable that returns a batch, got {V.describe(batch_fn)}"
+        )
+    if val_batch_fn is not None and not callable(val_batch_fn):
+        raise TypeError(f"train: val_batch_fn must be a callable or None, got {V.describe(val_batch_fn)}")
+    V.positive_int("train", "steps", steps)
+    V.finite_float("train", "lr", lr, low=0.0, low_open=True)
+    V.finite_float("train", "weight_decay", weight_decay, low=0.0)
+    V.positive_int("train", "eval_every", eval_every)
+    V.positive_int("train", "eval_batches", eval_batches)
+    V.nonneg_int("train", "warmup", warmup)
+    if grad_clip is not None:
+        clip = V.real("train", "grad_clip", grad_clip)
+        if not (math.isfinite(clip) and clip > 0):  # -1 would flip every gradient, 0 zero them
+            raise ValueError(
+                f"train: grad_clip must be None (no clipping) or a finite number > 0, got {grad_clip!r}"
+            )
+    if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
+        raise TypeError(
+            "train: autocast_dtype must be a torch.dtype (e.g. torch.bfloat16) or None, got "
+            f"{V.describe(autocast_dtype)}"
+        )
 
 
 def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float = 3e-3,
@@ -67,35 +141,48 @@ def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float =
     mode and gradients off) and ends the training early when it returns True, for example once
     a score on held-out data is good enough; ``steps`` is then the most it may take, and
     ``history.steps[-1]`` the last step run. The validation loss is also measured at that step.
+
+    A loss that is NaN or infinite stops the training with a ``FloatingPointError`` naming the
+    step, before that step changes the parameters.
     """
     if stop is not None and not callable(stop):
         raise TypeError(f"train: stop must be a callable or None, got {type(stop).__name__}")
+    _check_train_args(model, batch_fn, steps, lr, weight_decay, val_batch_fn, eval_every, eval_batches,
+                      grad_clip, warmup, autocast_dtype)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, warmup))
     device_type = next(model.parameters()).device.type
     hist = TrainHistory()
     model.train()
     bar = tqdm(range(steps), disable=not progress, desc="training")
-    for step in bar:
-        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            _, loss = model(*batch_fn())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        sched.step()
-        hist.steps.append(step)
-        hist.train_loss.append(loss.item())
-        stopping = stop is not None and (step + 1) % eval_every == 0 and _ask(model, stop, step)
-        if val_batch_fn is not None and (step % eval_every == 0 or step == steps - 1 or stopping):
-            hist.eval_steps.append(step)
-            hist.val_loss.append(_evaluate(model, val_batch_fn, eval_batches))
-            bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
-        if stopping:
-            break
-    bar.close()
-    model.eval()
+    try:
+        for step in bar:
+            with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss = _loss(model, batch_fn, "batch_fn")
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"train: the loss is {value} at step {step} (of {steps}); training stopped before "
+                    "that step changed the parameters (a smaller lr, warmup or grad_clip may help)"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            hist.steps.append(step)
+            hist.train_loss.append(value)
+            stopping = stop is not None and (step + 1) % eval_every == 0 and _ask(model, stop, step)
+            if val_batch_fn is not None and (step % eval_every == 0 or step == steps - 1 or stopping):
+                hist.eval_steps.append(step)
+                hist.val_loss.append(_evaluate(model, val_batch_fn, eval_batches))
+                bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
+            if stopping:
+                break
+    finally:
+        bar.close()
+        model.eval()
     return hist
 
 
@@ -109,8 +196,6 @@ def _ask(model, stop, step: int) -> bool:
 
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
-    import math
-
     if warmup and step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
@@ -119,8 +204,11 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
 
 def save_checkpoint(model: torch.nn.Module, path) -> None:
     """Save the weights and the config (as a plain dict) of an attnlib model."""
-    from dataclasses import asdict
-
+    if not isinstance(model, torch.nn.Module) or not is_dataclass(getattr(model, "config", None)):
+        raise TypeError(
+            "save_checkpoint: model must be an attnlib model with a dataclass config (a Decoder, an "
+            f"Encoder, a Seq2Seq), got {V.describe(model)}; for other modules save model.state_dict()"
+        )
     torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, path)
 
 
@@ -129,6 +217,22 @@ def load_checkpoint(path, cls=None, map_location="cpu"):
     from .decoder import Decoder, DecoderConfig
 
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(
+            f"load_checkpoint: {path} holds {_holds(ckpt)}, not what save_checkpoint writes "
+            "({'config': the model's config as a dict, 'state_dict': its weights}); to load a plain "
+            "state dict, build the model and call model.load_state_dict(torch.load(path))"
+        )
     model = (cls or Decoder)(DecoderConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model
+
+
+def _holds(ckpt) -> str:
+    """What a loaded file holds, for load_checkpoint's error."""
+    if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return f"a plain state dict ({len(ckpt)} tensors, no 'config')"
+    if isinstance(ckpt, dict):
+        keys = sorted(map(str, ckpt))
+        return f"a dict with keys {keys[:6]}{' ...' if len(keys) > 6 else ''}"
+    return V.describe(ckpt)

@@ -22,12 +22,14 @@ that produces ``<eos>`` and for padding).
 
 from __future__ import annotations
 
+import numbers
 import random
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from . import _validate as V
 from .attention import padding_mask
 from .decoder import Decoder, DecoderConfig, Encoder
 from .tokenizer import Tokenizer
@@ -71,7 +73,7 @@ def translate_words(src: list[str] | tuple[str, ...]) -> Pair:
 
     Raises ValueError for a word outside the lexicon or a sentence outside the grammar.
     """
-    src = tuple(src)
+    src = _words("translate_words", "src", src)
     unknown = [w for w in src if w not in LEXICON]
     if unknown:
         raise ValueError(f"translate_words: {unknown} not in the lexicon")
@@ -100,6 +102,33 @@ def translate_words(src: list[str] | tuple[str, ...]) -> Pair:
     return Pair(src, tuple(LEXICON[src[k]] for k in align), align)
 
 
+def _words(who: str, name: str, words) -> tuple[str, ...]:
+    """A sentence as a non-empty list (or tuple) of words; a bare string is refused (iterating it
+    would give its characters)."""
+    if isinstance(words, str):
+        raise TypeError(f"{who}: {name} must be a list of words, got the string {V.describe(words)}; "
+                        "split it first, e.g. text.split()")
+    if not isinstance(words, (list, tuple)):
+        raise TypeError(f"{who}: {name} must be a list of words, got {V.describe(words)}")
+    if not words:
+        raise ValueError(f"{who}: {name} must not be empty")
+    bad = [w for w in words if not isinstance(w, str)]
+    if bad:
+        raise TypeError(f"{who}: every word of {name} must be a str, got {V.describe(bad[0])}")
+    return tuple(words)
+
+
+def _pairs(who: str, pairs) -> list[Pair]:
+    """A non-empty list of Pair."""
+    if isinstance(pairs, Pair):
+        raise TypeError(f"{who}: pairs must be a list of Pair, got one Pair; pass [pair]")
+    V.non_empty(who, "pairs", pairs)
+    for i, p in enumerate(pairs):
+        if not isinstance(p, Pair):
+            raise TypeError(f"{who}: every item of pairs must be a Pair, got {V.describe(p)} at index {i}")
+    return pairs
+
+
 def _noun_phrase(rng: random.Random, max_adjs: int) -> list[str]:
     n_adj = rng.randint(0, max_adjs)
     return [rng.choice(sorted(_DETS)), *rng.sample(sorted(_ADJS), n_adj), rng.choice(sorted(_NOUNS))]
@@ -107,6 +136,11 @@ def _noun_phrase(rng: random.Random, max_adjs: int) -> list[str]:
 
 def sample_pair(rng: random.Random, max_adjs: int = 2) -> Pair:
     """One random sentence of the grammar (a quarter of them intransitive) and its translation."""
+    if not all(callable(getattr(rng, f, None)) for f in ("random", "choice", "sample", "randint")):
+        raise TypeError(
+            f"sample_pair: rng must be a random.Random (e.g. random.Random(0)), got {V.describe(rng)}"
+        )
+    _max_adjs("sample_pair", max_adjs)
     subj = _noun_phrase(rng, max_adjs)
     if rng.random() < 0.25:
         words = subj + [rng.choice(sorted(_INTRANS))]
@@ -118,6 +152,8 @@ def sample_pair(rng: random.Random, max_adjs: int = 2) -> Pair:
 def make_pairs(n: int, seed: int = 0, max_adjs: int = 2, exclude=()) -> list[Pair]:
     """``n`` random pairs from a seeded generator; source sentences in ``exclude`` are skipped
     (use it to keep a test set out of the training set)."""
+    n = V.positive_int("make_pairs", "n", n)
+    _max_adjs("make_pairs", max_adjs)
     rng = random.Random(seed)
     banned = {tuple(p.src) if isinstance(p, Pair) else tuple(p) for p in exclude}
     out = []
@@ -126,6 +162,15 @@ def make_pairs(n: int, seed: int = 0, max_adjs: int = 2, exclude=()) -> list[Pai
         if p.src not in banned:
             out.append(p)
     return out
+
+
+def _max_adjs(who: str, max_adjs) -> int:
+    """At most as many adjectives before a noun as the lexicon has (each is drawn once)."""
+    V.nonneg_int(who, "max_adjs", max_adjs)
+    if max_adjs > len(_ADJS):
+        raise ValueError(f"{who}: max_adjs must be at most {len(_ADJS)} (the adjectives of the lexicon), "
+                         f"got {max_adjs}")
+    return max_adjs
 
 
 def src_tokenizer() -> Tokenizer:
@@ -158,8 +203,7 @@ class Batch:
 
 def make_batch(pairs: list[Pair], device=None) -> Batch:
     """Pad a list of pairs into a Batch."""
-    if not pairs:
-        raise ValueError("make_batch: pairs is empty")
+    _pairs("make_batch", pairs)
     s_tok, t_tok = src_tokenizer(), tgt_tokenizer()
     bos, eos = t_tok.stoi[BOS], t_tok.stoi[EOS]
     B = len(pairs)
@@ -185,6 +229,12 @@ def batch_sampler(pairs: list[Pair], batch_size: int, generator: torch.Generator
                   device=None):
     """A ``batch_fn`` for ``attnlib.train.train``: each call pads ``batch_size`` random pairs and
     returns the arguments of ``Seq2Seq.forward``: (src, src_len, tgt_in, tgt_out)."""
+    _pairs("batch_sampler", pairs)
+    V.positive_int("batch_sampler", "batch_size", batch_size)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"batch_sampler: generator must be a torch.Generator or None, got {V.describe(generator)}"
+        )
 
     def batch_fn():
         idx = torch.randint(len(pairs), (batch_size,), generator=generator).tolist()
@@ -230,6 +280,16 @@ class Seq2Seq(nn.Module):
     def cross_pattern(self, batch: Batch, layer: int = -1, head: int | None = None) -> torch.Tensor:
         """Teacher-forced cross-attention pattern of one layer, (B, T, S): one head's, or the
         average over the layer's heads when ``head`` is None."""
+        who = "Seq2Seq.cross_pattern"
+        if not isinstance(batch, Batch):
+            raise TypeError(f"{who}: batch must be a Batch (from make_batch), got {V.describe(batch)}")
+        n_layers = len(self.decoder.blocks)
+        is_int = isinstance(layer, numbers.Integral) and not isinstance(layer, bool)
+        if not (is_int and -n_layers <= layer < n_layers):
+            raise ValueError(f"{who}: layer must be an int in [-{n_layers}, {n_layers}) (-1 is the last "
+                             f"layer), got {layer!r}")
+        if head is not None:
+            V.index(who, "head", head, self.config.n_heads, "the heads of a layer")
         was = self.training
         self.eval()
         _, _, w = self(batch.src, batch.src_len, batch.tgt_in, return_weights=True)
@@ -241,6 +301,11 @@ class Seq2Seq(nn.Module):
     def translate(self, src_words: list[str] | tuple[str, ...], max_len: int | None = None) -> list[str]:
         """Greedy decoding of one source sentence; stops at ``<eos>``."""
         s_tok, t_tok = src_tokenizer(), tgt_tokenizer()
+        src_words = _words("Seq2Seq.translate", "src_words", src_words)
+        unknown = [w for w in src_words if w not in s_tok.stoi]
+        if unknown:
+            raise ValueError(f"Seq2Seq.translate: {unknown} not in the source vocabulary (the lexicon)")
+        max_len = V.optional_positive_int("Seq2Seq.translate", "max_len", max_len)
         device = next(self.parameters()).device
         src = torch.tensor([s_tok.encode(list(src_words))], device=device)
         memory, mask = self.encode(src, torch.tensor([src.shape[1]], device=device))
@@ -257,6 +322,10 @@ def alignment_accuracy(pattern: torch.Tensor, align: torch.Tensor) -> float:
     pattern (B, T_q, T_k) or (T_q, T_k); align of the same leading shape (B, T_q) or (T_q,), with
     the aligned key index per row and -1 for rows that are not scored.
     """
+    V.tensor("alignment_accuracy", "pattern", pattern, floating=True)
+    V.tensor("alignment_accuracy", "align", align)
+    if align.is_floating_point() or align.dtype is torch.bool:
+        raise TypeError(f"alignment_accuracy: align must be an integer tensor, got dtype {align.dtype}")
     if pattern.ndim == 2:
         pattern, align = pattern.unsqueeze(0), align.unsqueeze(0)
     if pattern.ndim != 3 or tuple(align.shape) != tuple(pattern.shape[:2]):
@@ -265,7 +334,13 @@ def alignment_accuracy(pattern: torch.Tensor, align: torch.Tensor) -> float:
             f"{tuple(pattern.shape)} and {tuple(align.shape)}"
         )
     scored = align >= 0
-    if not scored.any():
+    if align.numel() == 0:
+        raise ValueError("alignment_accuracy: align has no scored row (it is empty)")
+    n_scored, lo, hi = torch.stack([scored.sum(), align.min(), align.max()]).tolist()  # one synchronisation
+    if lo < -1 or hi >= pattern.shape[-1]:
+        raise ValueError(f"alignment_accuracy: every entry of align must be a key index in [0, "
+                         f"{pattern.shape[-1]}) or -1 (not scored), got {lo if lo < -1 else hi}")
+    if n_scored == 0:
         raise ValueError("alignment_accuracy: align has no scored row (all -1)")
     hits = pattern.argmax(dim=-1) == align.to(pattern.device)
     return (hits & scored).sum().item() / scored.sum().item()
@@ -273,6 +348,9 @@ def alignment_accuracy(pattern: torch.Tensor, align: torch.Tensor) -> float:
 
 def exact_match(model: Seq2Seq, pairs: list[Pair]) -> float:
     """Fraction of pairs whose greedy translation equals the reference exactly."""
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"exact_match: model must be a Seq2Seq, got {V.describe(model)}")
+    _pairs("exact_match", pairs)
     return sum(model.translate(p.src) == list(p.tgt) for p in pairs) / len(pairs)
 
 
@@ -280,6 +358,11 @@ def plot_alignment(pair: Pair, ax=None, title: str | None = None):
     """Draw a pair as two rows of words, source above and target below, with a line from each
     target word to the source word it translates. Crossing lines are reordered words."""
     import matplotlib.pyplot as plt
+
+    if not isinstance(pair, Pair):
+        raise TypeError(
+            f"plot_alignment: pair must be a Pair (e.g. translate_words(words)), got {V.describe(pair)}"
+        )
 
     if ax is None:
         _, ax = plt.subplots(figsize=(1.0 * max(len(pair.src), 4) + 1, 1.8))

@@ -4,7 +4,8 @@
   symmetric limits, so that white always means 0;
 * probabilities (attention patterns) on a sequential map from 0 to 1;
 * masked entries (-inf scores, or cells a ``mask`` blocks) in hatched grey, with a note in the
-  colour bar or a legend entry;
+  colour bar or a legend entry; NaN (or +inf) in attention weights or scores is a bug upstream and
+  refused, unless ``allow_nan=True`` asks to draw it hatched too (to show that bug);
 * numbers written in a cell in black or white, whichever contrasts more with the cell's colour;
 * colour bars with short, rounded tick labels; small multiples share one colour bar;
 * figures at most :data:`PAGE_WIDTH_IN` inches wide, the width of the book's text column.
@@ -20,9 +21,12 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.colors import CenteredNorm, Colormap, Normalize
 from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from . import _validate as V
 
 __all__ = [
     "PAGE_WIDTH_IN",
@@ -60,6 +64,97 @@ _DIVERGING = {"RdBu", "RdBu_r", "bwr", "coolwarm", "seismic", "PiYG", "PRGn", "B
 
 def _np(a) -> np.ndarray:
     return a.detach().float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=float)
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _array(who: str, name: str, a) -> np.ndarray:
+    """``a`` (a tensor, an array or nested lists of numbers) as a float array."""
+    try:
+        return _np(a)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{who}: {name} must be a tensor or an array of numbers, got {V.describe(a)}"
+        ) from None
+
+
+def _grid(who: str, name: str, a, doc: str) -> np.ndarray:
+    """A non-empty 2-D grid, described by ``doc`` (e.g. "(T_q, T_k)")."""
+    w = _array(who, name, a)
+    if w.ndim != 2:
+        raise ValueError(f"{who}: {name} must be 2-D {doc}, got shape {w.shape}")
+    if w.size == 0:
+        raise ValueError(f"{who}: {name} must not be empty, got shape {w.shape}")
+    return w
+
+
+def _stack(who: str, name: str, grids, doc: str) -> np.ndarray:
+    """Several grids of one shape (a 3-D tensor or array, a list, or a dict {title: grid}) as one
+    non-empty 3-D array (n, rows, cols)."""
+    if isinstance(grids, dict):
+        grids = list(grids.values())
+    if isinstance(grids, torch.Tensor):
+        gs = _np(grids)
+    else:
+        try:
+            items = list(grids)
+        except TypeError:
+            raise TypeError(f"{who}: {name} must be a 3-D tensor, a list or a dict of grids, got "
+                            f"{V.describe(grids)}") from None
+        if not items:
+            raise ValueError(f"{who}: {name} must not be empty (at least one grid)")
+        arrays = [_array(who, f"{name}[{i}]", g) for i, g in enumerate(items)]
+        shapes = list(dict.fromkeys(a.shape for a in arrays))
+        if len(shapes) > 1:
+            raise ValueError(f"{who}: every grid of {name} must have one shape, got {shapes}")
+        gs = np.stack(arrays)
+    if gs.ndim != 3:
+        raise ValueError(f"{who}: {name} must be 3-D {doc}, got shape {gs.shape}")
+    if gs.size == 0:
+        raise ValueError(f"{who}: {name} must not be empty, got shape {gs.shape}")
+    return gs
+
+
+def _n_labels(who: str, name: str, labels) -> int:
+    try:
+        return len(labels)
+    except TypeError:
+        raise TypeError(f"{who}: {name} must be a list of labels, got {V.describe(labels)}") from None
+
+
+def _labels_fit(who: str, shape: tuple, rows, cols, what=("row", "column"), grid="a grid") -> None:
+    """One label per row and per column of a grid of ``shape`` (rows, cols)."""
+    n = (_n_labels(who, f"{what[0]} labels", rows), _n_labels(who, f"{what[1]} labels", cols))
+    if n != tuple(shape):
+        raise ValueError(
+            f"{who}: {n[0]} {what[0]} and {n[1]} {what[1]} labels for {grid} of shape {tuple(shape)}"
+        )
+
+
+def _limits(who: str, vmin, vmax) -> None:
+    """Colour limits: both None (scale to the data) or two finite numbers, vmin < vmax."""
+    if vmin is None and vmax is None:
+        return
+    if vmin is None or vmax is None:
+        raise ValueError(
+            f"{who}: vmin and vmax must be given together (or both None), got vmin={vmin}, vmax={vmax}"
+        )
+    lo = V.finite_float(who, "vmin", vmin)
+    hi = V.finite_float(who, "vmax", vmax)
+    if not lo < hi:
+        raise ValueError(f"{who}: vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
+
+
+def _no_nan(who: str, name: str, w: np.ndarray) -> None:
+    """Attention weights or scores hold no NaN and no +inf: either is a bug upstream (a row whose every
+    key is masked, an overflow); -inf, a masked score, is fine and drawn hatched."""
+    n_nan, n_inf = int(np.isnan(w).sum()), int(np.isposinf(w).sum())
+    if n_nan or n_inf:
+        raise ValueError(
+            f"{who}: {name} must not hold NaN or +inf (a bug upstream, e.g. a row whose every key is "
+            f"masked), got {n_nan} NaN and {n_inf} +inf cells; pass allow_nan=True to draw them hatched"
+        )
 
 
 def nice_limit(x: float) -> float:
@@ -108,8 +203,13 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = PAGE_WIDTH_IN, he
     """``plt.subplots`` sized for the page: ``width`` inches (at most :data:`PAGE_WIDTH_IN`) and a
     constrained layout, so colour bars and labels never overlap. Returns (figure, axes) like
     ``plt.subplots``; ``height`` defaults to 3.2 inches per row."""
+    V.positive_int("subplots", "nrows", nrows)
+    V.positive_int("subplots", "ncols", ncols)
+    V.finite_float("subplots", "width", width, low=0.0, low_open=True)
     if width > PAGE_WIDTH_IN:
         raise ValueError(f"subplots: width must be at most PAGE_WIDTH_IN = {PAGE_WIDTH_IN} inches, got {width}")
+    if height is not None:
+        V.finite_float("subplots", "height", height, low=0.0, low_open=True)
     height = 3.2 * nrows if height is None else height
     gridspec_kw = dict(kwargs.pop("gridspec_kw", {}))
     if width_ratios is not None:
@@ -169,6 +269,9 @@ def shared_colorbar(axes, *, label=None):
     ``plot_attention(..., colorbar=False)`` on the axes of :func:`subplots`). It reads the scale of
     the first panel's image, so every panel must use the same limits and colour map; returns it."""
     axes = list(np.ravel(axes))
+    for ax in axes:
+        if not isinstance(ax, Axes):
+            raise TypeError(f"shared_colorbar: axes must be matplotlib Axes, got {V.describe(ax)}")
     if not axes or not axes[0].images:
         raise ValueError("shared_colorbar: axes must be a non-empty list whose first panel holds a heatmap "
                          "(draw the panels first, e.g. with plot_attention(..., colorbar=False))")
@@ -258,12 +361,10 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     ``decimals`` decimals (default: when the grid is at most 12 x 12), in black or white by the
     cell's luminance. Returns the Axes (its image is ``ax.images[0]``).
     """
-    w = _np(values)
-    if w.ndim != 2:
-        raise ValueError(f"plot_heatmap: values must be 2-D (rows, cols), got shape {w.shape}")
-    if (len(row_labels), len(col_labels)) != w.shape:
-        raise ValueError(f"plot_heatmap: {len(row_labels)} row and {len(col_labels)} column labels "
-                         f"for a grid of shape {w.shape}")
+    w = _grid("plot_heatmap", "values", values, "(rows, cols)")
+    _labels_fit("plot_heatmap", w.shape, row_labels, col_labels)
+    _limits("plot_heatmap", vmin, vmax)
+    decimals = V.nonneg_int("plot_heatmap", "decimals", decimals)
     hidden = ~np.isfinite(w)
     kept = np.ones(w.shape, dtype=bool)
     if mask is not None:
@@ -329,16 +430,23 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
     if isinstance(grids, dict):
         titles = list(grids) if titles is None else titles
         grids = list(grids.values())
-    gs = _np(grids) if isinstance(grids, torch.Tensor) else np.stack([_np(g) for g in grids])
-    if gs.ndim != 3:
-        raise ValueError(f"plot_heatmaps: grids must be 3-D (n, rows, cols), got shape {gs.shape}")
+    gs = _stack("plot_heatmaps", "grids", grids, "(n, rows, cols)")
     n, rows, cols = gs.shape
-    if titles is not None and len(titles) != n:
+    _labels_fit("plot_heatmaps", (rows, cols), row_labels, col_labels, grid="grids")
+    if titles is not None and _n_labels("plot_heatmaps", "titles", titles) != n:
         raise ValueError(f"plot_heatmaps: {len(titles)} titles for {n} grids")
     if masks is not None:
-        masks = [_np(m).astype(bool) for m in masks]
+        masks = [_array("plot_heatmaps", "masks", m).astype(bool) for m in masks]
         if len(masks) != n:
             raise ValueError(f"plot_heatmaps: {len(masks)} masks for {n} grids")
+        for i, m in enumerate(masks):
+            if m.shape != (rows, cols):
+                raise ValueError(f"plot_heatmaps: masks[{i}] has shape {m.shape}, expected {(rows, cols)} "
+                                 "like the grids")
+    _limits("plot_heatmaps", vmin, vmax)
+    ncols = V.optional_positive_int("plot_heatmaps", "ncols", ncols)
+    if panel_width is not None:
+        V.finite_float("plot_heatmaps", "panel_width", panel_width, low=0.0, low_open=True)
     if ncols is None:  # as many panels a row as fit the page, at most 4
         annotated = kwargs.get("annotate")
         annotated = max(rows, cols) <= 12 if annotated is None else annotated
@@ -387,7 +495,7 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
 
 
 def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None,
-                   cmap=None, vmin=0.0, vmax=1.0, colorbar=True, mask=None, decimals=2):
+                   cmap=None, vmin=0.0, vmax=1.0, colorbar=True, mask=None, decimals=2, allow_nan=False):
     """Heatmap of one pattern (T_q, T_k): row = query token, column = key token.
 
     By default the colours run from 0 to 1 (a probability). Pass ``vmin``/``vmax`` = None to scale
@@ -395,34 +503,53 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
     prefer :func:`plot_scores`). ``mask`` (bool (T_q, T_k), True = may attend) hatches the blocked
     cells; -inf entries are hatched too. ``annotate`` writes the values (default: when the grid is
     at most 12 x 12). Returns the matplotlib Axes.
+
+    NaN or +inf in ``weights`` is refused with a ``ValueError`` (it is a bug upstream, e.g. a row
+    whose every key is masked); ``allow_nan=True`` draws such cells hatched, like masked ones, to
+    show the bug.
     """
-    w = _np(weights)
-    if w.ndim != 2:
-        raise ValueError(f"plot_attention: weights must be 2-D (T_q, T_k), got shape {w.shape}")
+    w = _grid("plot_attention", "weights", weights, "(T_q, T_k)")
     k_tokens = q_tokens if k_tokens is None else k_tokens
-    if (len(q_tokens), len(k_tokens)) != w.shape:
-        raise ValueError(
-            f"plot_attention: {len(q_tokens)} query and {len(k_tokens)} key labels for a grid of {w.shape}"
-        )
+    nq = _n_labels("plot_attention", "q_tokens", q_tokens)
+    nk = _n_labels("plot_attention", "k_tokens", k_tokens)
+    if (nq, nk) != w.shape:
+        raise ValueError(f"plot_attention: {nq} query and {nk} key labels for a grid of {w.shape}")
+    if not allow_nan:
+        _no_nan("plot_attention", "weights", w)
+    _limits("plot_attention", vmin, vmax)
     return plot_heatmap(w, q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
                         annotate=annotate, decimals=decimals, cmap=cmap, vmin=vmin, vmax=vmax, mask=mask,
                         colorbar=colorbar)
 
 
 def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None, colorbar=True,
-                mask=None, decimals=2, limit=None):
+                mask=None, decimals=2, limit=None, allow_nan=False):
     """Heatmap of raw scores (T_q, T_k) on the diverging map: white = 0, symmetric limits (±``limit``,
-    default the largest |score| rounded up), -inf (masked) entries hatched grey. Returns the Axes."""
+    default the largest |score| rounded up), -inf (masked) entries hatched grey; NaN and +inf are
+    refused as in :func:`plot_attention`. Returns the Axes."""
+    if not allow_nan:
+        _no_nan("plot_scores", "scores", _grid("plot_scores", "scores", scores, "(T_q, T_k)"))
+    if limit is not None:
+        V.finite_float("plot_scores", "limit", limit)
+        if limit == 0:
+            raise ValueError(
+                f"plot_scores: limit must be a finite number other than 0 (or None), got {limit!r}"
+            )
     lim = (None, None) if limit is None else (-abs(float(limit)), abs(float(limit)))
     return plot_attention(scores, q_tokens, k_tokens, ax=ax, title=title, annotate=annotate,
                           cmap=SIGNED_CMAP, vmin=lim[0], vmax=lim[1], colorbar=colorbar, mask=mask,
-                          decimals=decimals)
+                          decimals=decimals, allow_nan=allow_nan)
 
 
-def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None, **kwargs):
+def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None, allow_nan=False, **kwargs):
     """A grid of patterns, e.g. every head of a layer: ``patterns`` (n, T_q, T_k), on one colour
-    scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared colour bar. Returns the Figure."""
+    scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared colour bar; NaN and +inf
+    are refused as in :func:`plot_attention`. Returns the Figure."""
     k_tokens = q_tokens if k_tokens is None else k_tokens
+    ps = _stack("plot_patterns", "patterns", patterns, "(n, T_q, T_k)")
+    _labels_fit("plot_patterns", ps.shape[1:], q_tokens, k_tokens, ("query", "key"), "patterns")
+    if not allow_nan:
+        _no_nan("plot_patterns", "patterns", ps)
     kwargs.pop("colorbar", None)
     vmin, vmax = kwargs.pop("vmin", 0.0), kwargs.pop("vmax", 1.0)
     return plot_heatmaps(patterns, q_tokens, k_tokens, titles=titles, ncols=ncols, vmin=vmin, vmax=vmax,
@@ -431,8 +558,9 @@ def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None,
 
 def plot_mask(mask, q_tokens, k_tokens=None, *, ax=None, title=None, legend=True):
     """A boolean mask (T_q, T_k), True = may attend (dark blue), False = blocked (hatched grey)."""
-    m = _np(mask).astype(bool)
+    m = _grid("plot_mask", "mask", mask, "(T_q, T_k)").astype(bool)
     k_tokens = q_tokens if k_tokens is None else k_tokens
+    _labels_fit("plot_mask", m.shape, q_tokens, k_tokens, ("query", "key"), "a mask")
     ax = plot_heatmap(m.astype(float), q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
                       annotate=False, vmin=0.0, vmax=1.0, cmap=None, mask=m, colorbar=False)
     if ax.get_legend() is not None:
@@ -453,9 +581,24 @@ def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None, row_l
     if isinstance(masks, dict):
         titles = list(masks) if titles is None else titles
         masks = list(masks.values())
-    ms = [_np(m).astype(bool) for m in masks]
+    if isinstance(masks, torch.Tensor) and masks.ndim != 3:
+        raise ValueError(f"plot_masks: masks must be 3-D (n, T_q, T_k), got shape {tuple(masks.shape)}")
+    V.non_empty("plot_masks", "masks", masks)
+    ms = [_grid("plot_masks", f"masks[{i}]", m, "(T_q, T_k)").astype(bool) for i, m in enumerate(masks)]
     n = len(ms)
     per_mask = q_tokens and isinstance(q_tokens[0], (list, tuple))
+
+    def labels(i):  # the query and key labels of mask i
+        qt = q_tokens[i] if per_mask else q_tokens
+        return qt, (k_tokens[i] if per_mask and k_tokens is not None else k_tokens) or qt
+
+    if per_mask and len(q_tokens) != n:
+        raise ValueError(f"plot_masks: {len(q_tokens)} lists of labels for {n} masks")
+    for i, m in enumerate(ms):
+        _labels_fit("plot_masks", m.shape, *labels(i), ("query", "key"), f"masks[{i}]")
+    if titles is not None and _n_labels("plot_masks", "titles", titles) != n:
+        raise ValueError(f"plot_masks: {len(titles)} titles for {n} masks")
+    ncols = V.optional_positive_int("plot_masks", "ncols", ncols)
     ncols = min(n, 3) if ncols is None else max(1, min(ncols, n))
     nrows = -(-n // ncols)
     cols = ms[0].shape[1]
@@ -466,8 +609,7 @@ def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None, row_l
         if i >= n:
             ax.axis("off")
             continue
-        qt = q_tokens[i] if per_mask else q_tokens
-        kt = (k_tokens[i] if per_mask and k_tokens is not None else k_tokens) or qt
+        qt, kt = labels(i)
         plot_mask(ms[i], qt, kt, ax=ax, title=None if titles is None else titles[i], legend=False)
     fig.legend(handles=[Patch(facecolor=plt.get_cmap(PROB_CMAP)(1.0), label="may attend"),
                         Patch(facecolor=MASKED_COLOR, hatch=MASKED_HATCH, edgecolor="0.45", label="blocked")],

@@ -198,15 +198,115 @@ def test_question_accuracy_counts_the_attribute_after_each_question(ds):
         data.question_accuracy(perfect, x, pairs[:, :3])
 
 
-def test_zen_of_python():
-    text = data.zen_of_python()
-    assert text.startswith("The Zen of Python")
-    assert "Beautiful is better than ugly." in text
-
-
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_train"):
         data.make_dataset(n_train=0)
+
+
+# --------------------------------------------------------------------------- bad input
+
+_W = torch.zeros(2, 2, 3, 6, 6)  # (n_layers, B, H, T, T)
+_PAIRS = torch.tensor([[0, 4, 1, 0], [1, 5, 2, 1]])
+_LOGITS, _X = torch.zeros(2, 6, 5), torch.zeros(2, 6, dtype=torch.long)
+_QA = torch.tensor([[0, 3, 1, 0], [1, 4, 2, 1]])  # question_accuracy reads the answer at query_pos + 1
+
+
+def _row(col, value, pairs=_PAIRS):
+    bad = pairs.clone()
+    bad[1, col] = value
+    return bad
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.make_dataset(n_train=20, n_val=5, seed=0)
+
+
+BAD = [
+    ("story-p-size-2", lambda: data.make_story(random.Random(0), p_size=2), ValueError,
+     r"^make_story: p_size must be a probability in \[0, 1\], got 2$"),
+    ("story-p-place-negative", lambda: data.make_story(random.Random(0), p_place=-0.5), ValueError,
+     r"^make_story: p_place must be a probability in \[0, 1\], got -0.5$"),
+    ("story-p-size-nan", lambda: data.make_story(random.Random(0), p_size=math.nan), ValueError,
+     r"^make_story: p_size must be a probability in \[0, 1\], got nan$"),
+    ("story-p-size-str", lambda: data.make_story(random.Random(0), p_size="0.5"), TypeError,
+     r"^make_story: p_size must be a real number, got '0.5'$"),
+    ("story-rng-int", lambda: data.make_story(0), TypeError,
+     r"^make_story: rng must be a random.Random \(e.g. random.Random\(0\)\), got 0$"),
+    ("stories-n-negative", lambda: data.make_stories(-1), ValueError,
+     r"^make_stories: n must be a positive int, got -1$"),
+    ("stories-n-0", lambda: data.make_stories(0), ValueError,
+     r"^make_stories: n must be a positive int, got 0$"),
+    ("stories-n-float", lambda: data.make_stories(2.0), TypeError,
+     r"^make_stories: n must be a positive int, got 2.0$"),
+    ("stories-p-place", lambda: data.make_stories(3, p_place=1.5), ValueError,
+     r"^make_story: p_place must be a probability in \[0, 1\], got 1.5$"),
+    ("dataset-n-train-float", lambda: data.make_dataset(n_train=2.5, n_val=3), TypeError,
+     r"^make_dataset: n_train must be a positive int, got 2.5$"),
+    ("dataset-n-val-0", lambda: data.make_dataset(n_train=3, n_val=0), ValueError,
+     r"^make_dataset: n_val must be a positive int, got 0$"),
+    ("dataset-p-size", lambda: data.make_dataset(n_train=3, n_val=3, p_size=-1), ValueError,
+     r"^make_story: p_size must be a probability in \[0, 1\], got -1$"),
+    ("entropy-rate-p-place-str", lambda: data.entropy_rate(p_place="0"), TypeError,
+     r"^entropy_rate: p_place must be a real number, got '0'$"),
+    ("mass-query-negative", lambda: data.adjective_mass(_W, _row(1, -1)), ValueError,
+     r"^adjective_mass: every query_pos of pairs \(column 1\) must lie in \[0, 6\), got -1 in row 1$"),
+    ("mass-key-negative", lambda: data.adjective_mass(_W, _row(2, -2)), ValueError,
+     r"^adjective_mass: every key_pos of pairs \(column 2\) must lie in \[0, 6\), got -2 in row 1$"),
+    ("mass-key-too-big", lambda: data.adjective_mass(list(_W), _row(2, 6)), ValueError,
+     r"^adjective_mass: every key_pos of pairs \(column 2\) must lie in \[0, 6\), got 6 in row 1$"),
+    ("mass-window-negative", lambda: data.adjective_mass(_W, _row(0, -1)), ValueError,
+     r"^adjective_mass: every window of pairs \(column 0\) must lie in \[0, 2\), got -1 in row 1$"),
+    ("mass-float-pairs", lambda: data.adjective_mass(_W, _PAIRS.float()), TypeError,
+     r"^adjective_mass: pairs must be an integer tensor of rows \(window, query_pos, key_pos, kind\), "
+     r"got a torch.float32 tensor"),
+    ("mass-list-pairs", lambda: data.adjective_mass(_W, [[0, 4, 1]]), TypeError,
+     r"^adjective_mass: pairs must be an integer tensor .* got a list$"),
+    ("mass-empty-weights", lambda: data.adjective_mass([], _PAIRS), ValueError,
+     r"^adjective_mass: weights must not be empty"),
+    ("mass-weights-dict", lambda: data.adjective_mass({"self": list(_W)}, _PAIRS), TypeError,
+     r"^adjective_mass: weights must be a list of per-layer patterns, got a dict with keys \['self'\]; "
+     r"pass one kind, e.g. weights\['self'\]$"),
+    ("mass-ragged-layers", lambda: data.adjective_mass([_W[0], _W[1, ..., :5, :5]], _PAIRS), ValueError,
+     r"^adjective_mass: every layer's pattern must have one shape \(B, H, T, T\), got "
+     r"\[\(2, 3, 6, 6\), \(2, 3, 5, 5\)\]$"),
+    ("accuracy-query-last", lambda: data.question_accuracy(_LOGITS, _X, _row(1, 5, _QA)), ValueError,
+     r"^question_accuracy: every query_pos of pairs \(column 1\) must lie in \[0, 5\) \(its answer, at "
+     r"query_pos \+ 1, must be in the window\), got 5 in row 1$"),
+    ("accuracy-query-negative", lambda: data.question_accuracy(_LOGITS, _X, _row(1, -1, _QA)), ValueError,
+     r"^question_accuracy: every query_pos of pairs \(column 1\) must lie in \[0, 5\)"),
+    ("accuracy-kind", lambda: data.question_accuracy(_LOGITS, _X, _row(3, 2, _QA)), ValueError,
+     r"^question_accuracy: every kind of pairs \(column 3\) must lie in \[0, 2\) \(an index into KINDS"),
+    ("accuracy-window", lambda: data.question_accuracy(_LOGITS, _X, _row(0, 2, _QA)), ValueError,
+     r"^question_accuracy: every window of pairs \(column 0\) must lie in \[0, 2\), got 2 in row 1$"),
+    ("accuracy-int-logits", lambda: data.question_accuracy(_X[..., None], _X, _QA), TypeError,
+     r"^question_accuracy: logits must be floating point, got dtype torch.int64$"),
+    ("accuracy-list-x", lambda: data.question_accuracy(_LOGITS, _X.tolist(), _QA), TypeError,
+     r"^question_accuracy: x must be a torch.Tensor, got a list$"),
+]
+
+
+@pytest.mark.parametrize("call,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in BAD])
+def test_bad_input_gets_a_clear_error(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+@pytest.mark.parametrize("kwargs,exc,message", [
+    (dict(context_len=0), ValueError, r"^windows: context_len must be a positive int, got 0$"),
+    (dict(context_len=32.0), TypeError, r"^windows: context_len must be a positive int, got 32.0$"),
+    (dict(n=0), ValueError, r"^windows: n must be a positive int or None, got 0$"),
+    (dict(n=-1), ValueError, r"^windows: n must be a positive int or None, got -1$"),
+])
+def test_windows_refuses_bad_counts(small, kwargs, exc, message):
+    with pytest.raises(exc, match=message):
+        small.windows("val", **({"context_len": 16} | kwargs))
+
+
+def test_the_probabilities_0_and_1_are_allowed():
+    assert data.entropy_rate(p_size=0, p_place=1)[1] > 0
+    story = data.make_story(random.Random(0), p_size=1, p_place=0)
+    assert any(w in data.SIZES for w in story.tokens)
 
 
 class _Recording(random.Random):

@@ -40,6 +40,10 @@ SINCE: dict[str, str] = {
     "Tensor.isneginf": "1.7",
     "Tensor.amax": "1.7",
     "Tensor.nan_to_num": "1.8",
+    "Tensor.isposinf": "1.7",  # called as np.isposinf (viz); the collector only sees the name
+    "Tensor.ravel": "1.8",  # np.ravel (viz)
+    "Tensor.is_complex": "1.6",
+    "Tensor.real": "1.6",  # _validate.real (train); the collector only sees the name
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor

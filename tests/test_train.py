@@ -1,12 +1,15 @@
-"""attnlib.train.train: the early stop (``stop``) ends the run where it says, and only there."""
+"""attnlib.train: the early stop (``stop``) ends the run where it says, and only there; every bad
+input to train, get_batch and the checkpoints gets a clear error before anything changes."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 import attnlib
-from attnlib.train import get_batch, train
+from attnlib.train import get_batch, load_checkpoint, save_checkpoint, train
 
 
 def _setup(seed=0):
@@ -47,3 +50,138 @@ def test_stop_must_be_callable():
     model, batch_fn = _setup()
     with pytest.raises(TypeError, match="train: stop must be a callable or None, got int"):
         train(model, batch_fn, 3, progress=False, stop=1)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+MODEL, BATCH_FN = _setup()
+DATA = torch.arange(40) % 11
+X, Y = BATCH_FN()
+
+
+class _NaNAt(torch.nn.Module):
+    """A model whose loss turns NaN at step ``at`` (counting forward calls)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.w, self.at, self.calls = torch.nn.Parameter(torch.ones(3)), at, 0
+
+    def forward(self, x, y):
+        self.calls += 1
+        loss = (self.w ** 2).sum()
+        return None, loss * math.nan if self.calls > self.at else loss
+
+
+def _plain_state_dict(tmp):
+    path = tmp / "weights.pt"
+    torch.save(MODEL.state_dict(), path)
+    return path
+
+
+TRAIN_CASES = [
+    ("lr-inf", dict(lr=math.inf), ValueError, r"^train: lr must be a finite number > 0.0, got inf$"),
+    ("lr-0", dict(lr=0.0), ValueError, r"^train: lr must be a finite number > 0.0, got 0.0$"),
+    ("lr-negative", dict(lr=-1e-3), ValueError, r"^train: lr must be a finite number > 0.0, got -0.001$"),
+    ("lr-str", dict(lr="3e-3"), TypeError, r"^train: lr must be a real number, got '3e-3'$"),
+    ("weight-decay-nan", dict(weight_decay=math.nan), ValueError,
+     r"^train: weight_decay must be a finite number >= 0.0, got nan$"),
+    ("grad-clip-negative", dict(grad_clip=-1), ValueError,
+     r"^train: grad_clip must be None \(no clipping\) or a finite number > 0, got -1$"),
+    ("grad-clip-0", dict(grad_clip=0.0), ValueError, r"^train: grad_clip must be None .* got 0.0$"),
+    ("eval-every-0", dict(eval_every=0, val_batch_fn=BATCH_FN), ValueError,
+     r"^train: eval_every must be a positive int, got 0$"),
+    ("eval-batches-0", dict(eval_batches=0, val_batch_fn=BATCH_FN), ValueError,
+     r"^train: eval_batches must be a positive int, got 0$"),
+    ("warmup-negative", dict(warmup=-5), ValueError, r"^train: warmup must be a non-negative int, got -5$"),
+    ("steps-0", dict(steps=0), ValueError, r"^train: steps must be a positive int, got 0$"),
+    ("steps-float", dict(steps=2.0), TypeError, r"^train: steps must be a positive int, got 2.0$"),
+    ("batch-fn-not-callable", dict(batch_fn=(X, Y)), TypeError,
+     r"^train: batch_fn must be a callable that returns a batch, got a tuple$"),
+    ("val-batch-fn-not-callable", dict(val_batch_fn=[X, Y]), TypeError,
+     r"^train: val_batch_fn must be a callable or None, got a list$"),
+    ("model-not-module", dict(model=lambda x, y: (x, y)), TypeError,
+     r"^train: model must be a torch.nn.Module, got a function$"),
+    ("model-without-parameters", dict(model=torch.nn.Identity()), ValueError,
+     r"^train: model has no parameters to train$"),
+    ("autocast-str", dict(autocast_dtype="bfloat16"), TypeError,
+     r"^train: autocast_dtype must be a torch.dtype \(e.g. torch.bfloat16\) or None, got 'bfloat16'$"),
+    ("batch-fn-without-targets", dict(batch_fn=lambda: (X,)), ValueError,
+     r"^train: batch_fn must return the model's inputs and targets, e.g. \(x, y\), so that the model "
+     r"computes a loss; it returned 1 item\(s\): a torch.int64 tensor of shape \(4, 8\)$"),
+    ("batch-fn-returns-a-tensor", dict(batch_fn=lambda: X), TypeError,
+     r"^train: batch_fn must return a tuple of the model's arguments, e.g. \(x, y\), got a torch.int64 "
+     r"tensor"),
+]
+
+
+@pytest.mark.parametrize("changes,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in TRAIN_CASES])
+def test_train_refuses_bad_input_before_changing_the_model(changes, exc, message):
+    args = dict(model=MODEL, batch_fn=BATCH_FN, steps=3, progress=False) | changes
+    before = {k: v.clone() for k, v in MODEL.state_dict().items()}
+    with pytest.raises(exc, match=message):
+        train(**args)
+    assert all(torch.equal(v, before[k]) for k, v in MODEL.state_dict().items())
+
+
+def test_a_val_batch_fn_without_targets_is_named():
+    # found at the first evaluation, after step 0 (calling it earlier would shift its generator)
+    model, batch_fn = _setup()
+    message = (r"^train: val_batch_fn must return the model's inputs and targets, e.g. \(x, y\), so that "
+               r"the model computes a loss; it returned 1 item")
+    with pytest.raises(ValueError, match=message):
+        train(model, batch_fn, 3, val_batch_fn=lambda: batch_fn()[:1], progress=False)
+    assert not model.training
+
+
+def test_a_non_finite_loss_stops_the_training_at_its_step_before_the_update():
+    model = _NaNAt(at=2)
+    message = r"^train: the loss is nan at step 2 \(of 10\); training stopped before that step changed"
+    with pytest.raises(FloatingPointError, match=message):
+        train(model, lambda: (None, None), 10, lr=0.1, progress=False)
+    assert torch.isfinite(model.w).all() and not model.training  # two good steps, then nothing
+
+
+BATCH_CASES = [
+    ("data-list", lambda: get_batch(list(range(20)), 2, 4), TypeError,
+     r"^get_batch: data must be a 1-D integer \(long\) tensor of token ids, got a list; "
+     r"use torch.tensor\(data\)$"),
+    ("data-float", lambda: get_batch(DATA.float(), 2, 4), TypeError,
+     r"^get_batch: data must be a 1-D integer \(long\) tensor of token ids, got a torch.float32 tensor"),
+    ("context-len-0", lambda: get_batch(DATA, 2, 0), ValueError,
+     r"^get_batch: context_len must be a positive int, got 0$"),
+    ("context-len-float", lambda: get_batch(DATA, 2, 4.0), TypeError,
+     r"^get_batch: context_len must be a positive int, got 4.0$"),
+    ("batch-size-0", lambda: get_batch(DATA, 0, 4), ValueError,
+     r"^get_batch: batch_size must be a positive int, got 0$"),
+    ("batch-size-negative", lambda: get_batch(DATA, -2, 4), ValueError,
+     r"^get_batch: batch_size must be a positive int, got -2$"),
+    ("generator-int", lambda: get_batch(DATA, 2, 4, generator=0), TypeError,
+     r"^get_batch: generator must be a torch.Generator or None, got 0$"),
+]
+
+
+@pytest.mark.parametrize("call,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in BATCH_CASES])
+def test_get_batch_refuses_bad_input(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_load_checkpoint_explains_a_plain_state_dict(tmp_path):
+    n = len(MODEL.state_dict())
+    message = (rf"^load_checkpoint: .*weights.pt holds a plain state dict \({n} tensors, no 'config'\), "
+               r"not what save_checkpoint writes \(\{'config'.*model.load_state_dict\(torch.load\(path\)\)$")
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(_plain_state_dict(tmp_path))
+    other = tmp_path / "other.pt"
+    torch.save({"weights": MODEL.state_dict(), "step": 3}, other)
+    message = r"^load_checkpoint: .*other.pt holds a dict with keys \['step', 'weights'\]"
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(other)
+
+
+def test_save_checkpoint_needs_a_model_with_a_config(tmp_path):
+    with pytest.raises(TypeError, match=r"^save_checkpoint: model must be an attnlib model with a dataclass "
+                                        r"config .* got a Linear"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()

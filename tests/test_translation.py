@@ -1,4 +1,5 @@
-"""The toy translation task of chapter 8: data invariants, alignments, the model and the metric."""
+"""The toy translation task of chapter 8: data invariants, alignments, the model and the metric,
+and a clear error for every bad input."""
 
 import random
 
@@ -140,3 +141,98 @@ def test_sample_pair_uses_given_rng_only():
     p1 = tr.sample_pair(rng)
     random.seed(123)  # the global generator must not matter
     assert tr.sample_pair(random.Random(5)) == p1
+
+
+# --------------------------------------------------------------------------- bad input
+
+_PAIR = tr.translate_words("the dog ran".split())
+_ALIGN = torch.tensor([[2, 0, 1, -1]])
+
+
+def _model():
+    seed_everything(0)
+    return tr.Seq2Seq(tr.small_config(d_model=16, n_heads=2, d_mlp=32, n_layers=1)).eval()
+
+
+MODEL = _model()
+BATCH = tr.make_batch([_PAIR])
+
+BAD = [
+    ("exact-match-empty", lambda: tr.exact_match(MODEL, []), ValueError,
+     r"^exact_match: pairs must not be empty$"),
+    ("exact-match-not-pairs", lambda: tr.exact_match(MODEL, [("the", "dog", "ran")]), TypeError,
+     r"^exact_match: every item of pairs must be a Pair, got a tuple at index 0$"),
+    ("exact-match-model", lambda: tr.exact_match(None, [_PAIR]), TypeError,
+     r"^exact_match: model must be a Seq2Seq, got None$"),
+    ("translate-words-str", lambda: tr.translate_words("the dog ran"), TypeError,
+     r"^translate_words: src must be a list of words, got the string 'the dog ran'; split it first"),
+    ("translate-words-empty", lambda: tr.translate_words([]), ValueError,
+     r"^translate_words: src must not be empty$"),
+    ("translate-words-int", lambda: tr.translate_words(["the", 3, "ran"]), TypeError,
+     r"^translate_words: every word of src must be a str, got 3$"),
+    ("translate-words-generator", lambda: tr.translate_words(w for w in ["the", "dog", "ran"]), TypeError,
+     r"^translate_words: src must be a list of words, got a generator$"),
+    ("translate-str", lambda: MODEL.translate("the dog ran"), TypeError,
+     r"^Seq2Seq.translate: src_words must be a list of words, got the string 'the dog ran'"),
+    ("translate-empty", lambda: MODEL.translate([]), ValueError,
+     r"^Seq2Seq.translate: src_words must not be empty$"),
+    ("translate-unknown", lambda: MODEL.translate(["the", "purple", "dog", "ran", "far"]), ValueError,
+     r"^Seq2Seq.translate: \['purple', 'far'\] not in the source vocabulary"),
+    ("translate-max-len-0", lambda: MODEL.translate(["the", "dog", "ran"], max_len=0), ValueError,
+     r"^Seq2Seq.translate: max_len must be a positive int or None, got 0$"),
+    ("make-batch-empty", lambda: tr.make_batch([]), ValueError, r"^make_batch: pairs must not be empty$"),
+    ("make-batch-words", lambda: tr.make_batch([_PAIR, ["the", "dog", "ran"]]), TypeError,
+     r"^make_batch: every item of pairs must be a Pair, got a list at index 1$"),
+    ("make-batch-one-pair", lambda: tr.make_batch(_PAIR), TypeError,
+     r"^make_batch: pairs must be a list of Pair, got one Pair; pass \[pair\]$"),
+    ("make-pairs-negative", lambda: tr.make_pairs(-1), ValueError,
+     r"^make_pairs: n must be a positive int, got -1$"),
+    ("make-pairs-float", lambda: tr.make_pairs(2.0), TypeError,
+     r"^make_pairs: n must be a positive int, got 2.0$"),
+    ("make-pairs-max-adjs", lambda: tr.make_pairs(3, max_adjs=11), ValueError,
+     r"^make_pairs: max_adjs must be at most 10 \(the adjectives of the lexicon\), got 11$"),
+    ("sample-pair-max-adjs", lambda: tr.sample_pair(random.Random(0), max_adjs=-1), ValueError,
+     r"^sample_pair: max_adjs must be a non-negative int, got -1$"),
+    ("sample-pair-rng", lambda: tr.sample_pair(0), TypeError,
+     r"^sample_pair: rng must be a random.Random \(e.g. random.Random\(0\)\), got 0$"),
+    ("batch-sampler-empty", lambda: tr.batch_sampler([], 4), ValueError,
+     r"^batch_sampler: pairs must not be empty$"),
+    ("batch-sampler-batch-size", lambda: tr.batch_sampler([_PAIR], 0), ValueError,
+     r"^batch_sampler: batch_size must be a positive int, got 0$"),
+    ("batch-sampler-generator", lambda: tr.batch_sampler([_PAIR], 2, generator=1), TypeError,
+     r"^batch_sampler: generator must be a torch.Generator or None, got 1$"),
+    ("alignment-too-big", lambda: tr.alignment_accuracy(torch.zeros(1, 4, 3), _ALIGN + 1), ValueError,
+     r"^alignment_accuracy: every entry of align must be a key index in \[0, 3\) or -1 \(not scored\), "
+     r"got 3$"),
+    ("alignment-below-minus-1", lambda: tr.alignment_accuracy(torch.zeros(1, 4, 3), _ALIGN - 1), ValueError,
+     r"^alignment_accuracy: every entry of align must be a key index in \[0, 3\) or -1 \(not scored\), "
+     r"got -2$"),
+    ("alignment-float-align", lambda: tr.alignment_accuracy(torch.zeros(1, 4, 3), _ALIGN.float()), TypeError,
+     r"^alignment_accuracy: align must be an integer tensor, got dtype torch.float32$"),
+    ("alignment-list-pattern", lambda: tr.alignment_accuracy([[1.0, 0.0]], torch.tensor([0])), TypeError,
+     r"^alignment_accuracy: pattern must be a torch.Tensor, got a list$"),
+    ("cross-pattern-head", lambda: MODEL.cross_pattern(BATCH, head=2), ValueError,
+     r"^Seq2Seq.cross_pattern: head must lie in \[0, 2\) \(the heads of a layer\), got 2$"),
+    ("cross-pattern-negative-head", lambda: MODEL.cross_pattern(BATCH, head=-1), ValueError,
+     r"^Seq2Seq.cross_pattern: head must lie in \[0, 2\) \(the heads of a layer\), got -1$"),
+    ("cross-pattern-layer", lambda: MODEL.cross_pattern(BATCH, layer=1), ValueError,
+     r"^Seq2Seq.cross_pattern: layer must be an int in \[-1, 1\) \(-1 is the last layer\), got 1$"),
+    ("cross-pattern-batch", lambda: MODEL.cross_pattern((BATCH.src, BATCH.src_len)), TypeError,
+     r"^Seq2Seq.cross_pattern: batch must be a Batch \(from make_batch\), got a tuple$"),
+    ("plot-alignment-words", lambda: tr.plot_alignment(["the", "dog", "ran"]), TypeError,
+     r"^plot_alignment: pair must be a Pair \(e.g. translate_words\(words\)\), got a list$"),
+]
+
+
+@pytest.mark.parametrize("call,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in BAD])
+def test_bad_input_gets_a_clear_error(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_valid_calls_the_checks_let_through():
+    assert MODEL.cross_pattern(BATCH, layer=0, head=1).shape == MODEL.cross_pattern(BATCH).shape
+    assert len(MODEL.translate(list(_PAIR.src), max_len=2)) <= 2
+    int32 = torch.tensor([[0, 1, 2, -1]], dtype=torch.int32)
+    assert tr.alignment_accuracy(torch.eye(4, 3)[None], int32) == 1.0
+    assert tr.make_pairs(4, max_adjs=10, seed=1) == tr.make_pairs(4, max_adjs=10, seed=1)

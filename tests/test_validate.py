@@ -280,6 +280,20 @@ def test_probability_accepts(val):
     assert 0.0 <= V.probability("f", "p", val) < 1.0
 
 
+@pytest.mark.parametrize("val", [0, 1, 0.0, 1.0, 0.25, np.float64(0.5), torch.tensor(1.0)])
+def test_unit_interval_accepts_0_and_1(val):
+    assert V.unit_interval("f", "p", val) == float(val)
+
+
+@pytest.mark.parametrize("val,exc", [(-0.1, ValueError), (1.5, ValueError), (math.nan, ValueError),
+                                     (math.inf, ValueError), ("0.5", TypeError), (None, TypeError),
+                                     (True, TypeError)])
+def test_unit_interval_refuses(val, exc):
+    what = r"a probability in \[0, 1\]" if exc is ValueError else "a real number"
+    with pytest.raises(exc, match=rf"^f: p must be {what}, got "):
+        V.unit_interval("f", "p", val)
+
+
 def test_finite_float_bounds():
     assert V.finite_float("f", "x", 2, low=0.0) == 2.0
     with pytest.raises(ValueError, match=r"f: x must be a finite number > 0.0 and <= 1.0, got 0"):

@@ -292,3 +292,115 @@ def test_nan_is_drawn_black_and_named_never_as_a_masked_cell():
     assert "masked" in label and "NaN" in label
     ax2 = viz.plot_attention(torch.tensor([[float("nan"), 1.0]]), ["q"], TOKENS[:2], colorbar=False)
     assert [t.get_text() for t in ax2.get_legend().get_texts()] == ["NaN"]  # nothing is masked here
+
+# --------------------------------------------------------------------------- bad input
+
+_NAN = torch.tensor([[0.5, float("nan")], [float("nan"), 1.0]])
+_P = torch.softmax(torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(0)), -1)
+T3 = TOKENS[:3]
+
+BAD = [
+    ("patterns-empty-list", lambda: viz.plot_patterns([], []), ValueError,
+     r"^plot_patterns: patterns must not be empty \(at least one grid\)$"),
+    ("patterns-empty-tensor", lambda: viz.plot_patterns(torch.zeros(0, 2, 2), TOKENS[:2]), ValueError,
+     r"^plot_patterns: patterns must not be empty, got shape \(0, 2, 2\)$"),
+    ("patterns-2d", lambda: viz.plot_patterns(_P[0], T3), ValueError,
+     r"^plot_patterns: patterns must be 3-D \(n, T_q, T_k\), got shape \(3, 3\)$"),
+    ("patterns-labels", lambda: viz.plot_patterns(_P, TOKENS), ValueError,
+     r"^plot_patterns: 4 query and 4 key labels for patterns of shape \(3, 3\)$"),
+    ("patterns-nan", lambda: viz.plot_patterns(torch.stack([_NAN, _NAN]), TOKENS[:2]), ValueError,
+     r"^plot_patterns: patterns must not hold NaN or \+inf .* got 4 NaN and 0 \+inf cells"),
+    ("patterns-ragged", lambda: viz.plot_patterns([_P[0], _P[0, :2]], T3), ValueError,
+     r"^plot_patterns: every grid of patterns must have one shape, got \[\(3, 3\), \(2, 3\)\]$"),
+    ("attention-nan", lambda: viz.plot_attention(_NAN, TOKENS[:2]), ValueError,
+     r"^plot_attention: weights must not hold NaN or \+inf \(a bug upstream, e.g. a row whose every key is "
+     r"masked\), got 2 NaN and 0 \+inf cells; pass allow_nan=True to draw them hatched$"),
+    ("attention-plus-inf", lambda: viz.plot_attention(torch.tensor([[float("inf"), 0.0]]), ["q"], ["a", "b"]),
+     ValueError, r"^plot_attention: weights must not hold NaN or \+inf .* got 0 NaN and 1 \+inf cells"),
+    ("attention-empty", lambda: viz.plot_attention(torch.zeros(0, 3), [], T3), ValueError,
+     r"^plot_attention: weights must not be empty, got shape \(0, 3\)$"),
+    ("attention-no-labels", lambda: viz.plot_attention(torch.eye(2), None), TypeError,
+     r"^plot_attention: q_tokens must be a list of labels, got None$"),
+    ("attention-str-weights", lambda: viz.plot_attention([["a", "b"]], ["q"], ["a", "b"]), TypeError,
+     r"^plot_attention: weights must be a tensor or an array of numbers, got a list$"),
+    ("attention-vmin-above-vmax", lambda: viz.plot_attention(torch.eye(2), TOKENS[:2], vmin=1.0, vmax=0.0),
+     ValueError, r"^plot_attention: vmin must be below vmax, got vmin=1.0, vmax=0.0$"),
+    ("attention-vmax-inf", lambda: viz.plot_attention(torch.eye(2), TOKENS[:2], vmax=float("inf")),
+     ValueError, r"^plot_attention: vmax must be a finite number, got inf$"),
+    ("scores-nan", lambda: viz.plot_scores(_NAN, TOKENS[:2]), ValueError,
+     r"^plot_scores: scores must not hold NaN or \+inf .* got 2 NaN and 0 \+inf cells"),
+    ("scores-limit-0", lambda: viz.plot_scores(torch.eye(2), TOKENS[:2], limit=0), ValueError,
+     r"^plot_scores: limit must be a finite number other than 0 \(or None\), got 0$"),
+    ("scores-limit-nan", lambda: viz.plot_scores(torch.eye(2), TOKENS[:2], limit=float("nan")), ValueError,
+     r"^plot_scores: limit must be a finite number, got nan$"),
+    ("scores-3d", lambda: viz.plot_scores(torch.zeros(1, 2, 2), TOKENS[:2]), ValueError,
+     r"^plot_scores: scores must be 2-D \(T_q, T_k\), got shape \(1, 2, 2\)$"),
+    ("heatmap-empty", lambda: viz.plot_heatmap(torch.zeros(0, 0), [], []), ValueError,
+     r"^plot_heatmap: values must not be empty, got shape \(0, 0\)$"),
+    ("heatmap-decimals", lambda: viz.plot_heatmap(torch.eye(2), "ab", "cd", decimals=-1), ValueError,
+     r"^plot_heatmap: decimals must be a non-negative int, got -1$"),
+    ("heatmap-vmin-alone", lambda: viz.plot_heatmap(torch.eye(2), "ab", "cd", vmin=0), ValueError,
+     r"^plot_heatmap: vmin and vmax must be given together \(or both None\), got vmin=0, vmax=None$"),
+    ("heatmap-labels-none", lambda: viz.plot_heatmap(torch.eye(2), None, "cd"), TypeError,
+     r"^plot_heatmap: row labels must be a list of labels, got None$"),
+    ("heatmaps-empty-dict", lambda: viz.plot_heatmaps({}, ["r"], ["c"]), ValueError,
+     r"^plot_heatmaps: grids must not be empty \(at least one grid\)$"),
+    ("heatmaps-empty-list", lambda: viz.plot_heatmaps([], ["r"], ["c"]), ValueError,
+     r"^plot_heatmaps: grids must not be empty \(at least one grid\)$"),
+    ("heatmaps-labels", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 3), ["r"], ["a", "b", "c"]), ValueError,
+     r"^plot_heatmaps: 1 row and 3 column labels for grids of shape \(2, 3\)$"),
+    ("heatmaps-mask-shape", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd",
+                                                      masks=[torch.ones(2, 2), torch.ones(3, 3)]), ValueError,
+     r"^plot_heatmaps: masks\[1\] has shape \(3, 3\), expected \(2, 2\) like the grids$"),
+    ("heatmaps-ncols-0", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", ncols=0), ValueError,
+     r"^plot_heatmaps: ncols must be a positive int or None, got 0$"),
+    ("heatmaps-ragged", lambda: viz.plot_heatmaps([[[1.0]], [[1.0, 2.0]]], ["r"], ["c"]), ValueError,
+     r"^plot_heatmaps: every grid of grids must have one shape, got \[\(1, 1\), \(1, 2\)\]$"),
+    ("heatmaps-not-iterable", lambda: viz.plot_heatmaps(3, ["r"], ["c"]), TypeError,
+     r"^plot_heatmaps: grids must be a 3-D tensor, a list or a dict of grids, got 3$"),
+    ("mask-labels", lambda: viz.plot_mask(torch.ones(3, 3), TOKENS[:2]), ValueError,
+     r"^plot_mask: 2 query and 2 key labels for a mask of shape \(3, 3\)$"),
+    ("mask-1d", lambda: viz.plot_mask(torch.ones(3), T3), ValueError,
+     r"^plot_mask: mask must be 2-D \(T_q, T_k\), got shape \(3,\)$"),
+    ("masks-empty", lambda: viz.plot_masks([], []), ValueError, r"^plot_masks: masks must not be empty$"),
+    ("masks-empty-dict", lambda: viz.plot_masks({}, T3), ValueError,
+     r"^plot_masks: masks must not be empty$"),
+    ("masks-2d-tensor", lambda: viz.plot_masks(torch.ones(3, 3), T3), ValueError,
+     r"^plot_masks: masks must be 3-D \(n, T_q, T_k\), got shape \(3, 3\)$"),
+    ("masks-labels", lambda: viz.plot_masks([torch.ones(3, 3), torch.ones(4, 4)], T3), ValueError,
+     r"^plot_masks: 3 query and 3 key labels for masks\[1\] of shape \(4, 4\)$"),
+    ("masks-per-mask-labels", lambda: viz.plot_masks(torch.ones(2, 3, 3), [T3]), ValueError,
+     r"^plot_masks: 1 lists of labels for 2 masks$"),
+    ("masks-titles", lambda: viz.plot_masks(torch.ones(2, 3, 3), T3, titles=["a"]), ValueError,
+     r"^plot_masks: 1 titles for 2 masks$"),
+    ("masks-ncols", lambda: viz.plot_masks(torch.ones(2, 3, 3), T3, ncols=-1), ValueError,
+     r"^plot_masks: ncols must be a positive int or None, got -1$"),
+    ("subplots-nrows-0", lambda: viz.subplots(0, 2), ValueError,
+     r"^subplots: nrows must be a positive int, got 0$"),
+    ("subplots-ncols-float", lambda: viz.subplots(1, 2.0), TypeError,
+     r"^subplots: ncols must be a positive int, got 2.0$"),
+    ("subplots-width-0", lambda: viz.subplots(width=0), ValueError,
+     r"^subplots: width must be a finite number > 0.0, got 0$"),
+    ("subplots-height-negative", lambda: viz.subplots(height=-1), ValueError,
+     r"^subplots: height must be a finite number > 0.0, got -1$"),
+    ("shared-colorbar-not-axes", lambda: viz.shared_colorbar([None]), TypeError,
+     r"^shared_colorbar: axes must be matplotlib Axes, got None$"),
+]
+
+
+@pytest.mark.parametrize("call,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in BAD])
+def test_bad_input_gets_a_clear_error_before_a_figure_is_made(call, exc, message):
+    before = plt.get_fignums()
+    with pytest.raises(exc, match=message):
+        call()
+    assert plt.get_fignums() == before  # refused before any figure was created
+
+
+def test_allow_nan_draws_nan_cells_hatched_like_masked_ones():
+    # chapter 4 shows the NaN row of a mask read with the wrong convention on purpose
+    ax = viz.plot_attention(_NAN, TOKENS[:2], allow_nan=True)
+    assert np.ma.getmaskarray(_image(ax).get_array()).tolist() == [[False, True], [True, False]]
+    assert len([p for p in ax.patches if p.get_hatch()]) == 2
+    viz.plot_scores(_NAN, TOKENS[:2], allow_nan=True)
+    fig = viz.plot_patterns(torch.stack([_NAN, _NAN]), TOKENS[:2], allow_nan=True)
+    assert len([a for a in fig.axes if a.images]) == 2
