@@ -4,8 +4,7 @@
   symmetric limits, so that white always means 0;
 * probabilities (attention patterns) on a sequential map from 0 to 1;
 * masked entries (-inf scores, or cells a ``mask`` blocks) in hatched grey, with a note in the
-  colour bar or a legend entry; NaN (or +inf) in attention weights or scores is a bug upstream and
-  refused, unless ``allow_nan=True`` asks to draw it hatched too (to show that bug);
+  colour bar or a legend entry;
 * numbers written in a cell in black or white, whichever contrasts more with the cell's colour;
 * colour bars with short, rounded tick labels; small multiples share one colour bar;
 * figures at most :data:`PAGE_WIDTH_IN` inches wide, the width of the book's text column.
@@ -144,17 +143,6 @@ def _limits(who: str, vmin, vmax) -> None:
     hi = V.finite_float(who, "vmax", vmax)
     if not lo < hi:
         raise ValueError(f"{who}: vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
-
-
-def _no_nan(who: str, name: str, w: np.ndarray) -> None:
-    """Attention weights or scores hold no NaN and no +inf: either is a bug upstream (a row whose every
-    key is masked, an overflow); -inf, a masked score, is fine and drawn hatched."""
-    n_nan, n_inf = int(np.isnan(w).sum()), int(np.isposinf(w).sum())
-    if n_nan or n_inf:
-        raise ValueError(
-            f"{who}: {name} must not hold NaN or +inf (a bug upstream, e.g. a row whose every key is "
-            f"masked), got {n_nan} NaN and {n_inf} +inf cells; pass allow_nan=True to draw them hatched"
-        )
 
 
 def nice_limit(x: float) -> float:
@@ -495,7 +483,7 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
 
 
 def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None,
-                   cmap=None, vmin=0.0, vmax=1.0, colorbar=True, mask=None, decimals=2, allow_nan=False):
+                   cmap=None, vmin=0.0, vmax=1.0, colorbar=True, mask=None, decimals=2):
     """Heatmap of one pattern (T_q, T_k): row = query token, column = key token.
 
     By default the colours run from 0 to 1 (a probability). Pass ``vmin``/``vmax`` = None to scale
@@ -503,10 +491,6 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
     prefer :func:`plot_scores`). ``mask`` (bool (T_q, T_k), True = may attend) hatches the blocked
     cells; -inf entries are hatched too. ``annotate`` writes the values (default: when the grid is
     at most 12 x 12). Returns the matplotlib Axes.
-
-    NaN or +inf in ``weights`` is refused with a ``ValueError`` (it is a bug upstream, e.g. a row
-    whose every key is masked); ``allow_nan=True`` draws such cells hatched, like masked ones, to
-    show the bug.
     """
     w = _grid("plot_attention", "weights", weights, "(T_q, T_k)")
     k_tokens = q_tokens if k_tokens is None else k_tokens
@@ -514,8 +498,6 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
     nk = _n_labels("plot_attention", "k_tokens", k_tokens)
     if (nq, nk) != w.shape:
         raise ValueError(f"plot_attention: {nq} query and {nk} key labels for a grid of {w.shape}")
-    if not allow_nan:
-        _no_nan("plot_attention", "weights", w)
     _limits("plot_attention", vmin, vmax)
     return plot_heatmap(w, q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
                         annotate=annotate, decimals=decimals, cmap=cmap, vmin=vmin, vmax=vmax, mask=mask,
@@ -523,12 +505,10 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
 
 
 def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None, colorbar=True,
-                mask=None, decimals=2, limit=None, allow_nan=False):
+                mask=None, decimals=2, limit=None):
     """Heatmap of raw scores (T_q, T_k) on the diverging map: white = 0, symmetric limits (±``limit``,
-    default the largest |score| rounded up), -inf (masked) entries hatched grey; NaN and +inf are
-    refused as in :func:`plot_attention`. Returns the Axes."""
-    if not allow_nan:
-        _no_nan("plot_scores", "scores", _grid("plot_scores", "scores", scores, "(T_q, T_k)"))
+    default the largest |score| rounded up), -inf (masked) entries hatched grey. Returns the Axes."""
+    _grid("plot_scores", "scores", scores, "(T_q, T_k)")
     if limit is not None:
         V.finite_float("plot_scores", "limit", limit)
         if limit == 0:
@@ -538,18 +518,15 @@ def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotat
     lim = (None, None) if limit is None else (-abs(float(limit)), abs(float(limit)))
     return plot_attention(scores, q_tokens, k_tokens, ax=ax, title=title, annotate=annotate,
                           cmap=SIGNED_CMAP, vmin=lim[0], vmax=lim[1], colorbar=colorbar, mask=mask,
-                          decimals=decimals, allow_nan=allow_nan)
+                          decimals=decimals)
 
 
-def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None, allow_nan=False, **kwargs):
+def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None, **kwargs):
     """A grid of patterns, e.g. every head of a layer: ``patterns`` (n, T_q, T_k), on one colour
-    scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared colour bar; NaN and +inf
-    are refused as in :func:`plot_attention`. Returns the Figure."""
+    scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared colour bar. Returns the Figure."""
     k_tokens = q_tokens if k_tokens is None else k_tokens
     ps = _stack("plot_patterns", "patterns", patterns, "(n, T_q, T_k)")
     _labels_fit("plot_patterns", ps.shape[1:], q_tokens, k_tokens, ("query", "key"), "patterns")
-    if not allow_nan:
-        _no_nan("plot_patterns", "patterns", ps)
     kwargs.pop("colorbar", None)
     vmin, vmax = kwargs.pop("vmin", 0.0), kwargs.pop("vmax", 1.0)
     return plot_heatmaps(patterns, q_tokens, k_tokens, titles=titles, ncols=ncols, vmin=vmin, vmax=vmax,
