@@ -17,12 +17,14 @@ At most (T_q, block_size) scores exist at any moment; the T_q x T_k pattern is n
 Sparse attention is shown as boolean masks (True = may attend, the book's convention):
 ``sliding_window_mask`` (each query sees a local window of keys) and ``block_sparse_mask``
 (a fixed block pattern in the style of the Sparse Transformer). ``count_attended`` counts the
-(query, key) pairs a mask allows, which is what a sparse kernel would have to compute.
+(query, key) pairs a mask allows, which is what a sparse kernel would have to compute;
+``block_sparse_count`` gives the block pattern's count by arithmetic.
 
 Measuring helpers for the book: ``pattern_bytes`` and ``kv_cache_bytes`` (exact arithmetic of the
 pattern's and the KV cache's sizes), ``LargestTensor`` (records the largest tensor any PyTorch
 operation allocates inside a ``with`` block, a deterministic stand-in for peak memory on the CPU,
-and counts the operations) and ``benchmark`` (median wall time).
+and counts the operations), ``benchmark`` (median wall time) and ``flops_per_token`` (the forward
+FLOPs of one token in one block, split into projections, MLP and the T-dependent attention part).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -42,8 +45,11 @@ __all__ = [
     "sliding_window_mask",
     "block_sparse_mask",
     "count_attended",
+    "block_sparse_count",
     "pattern_bytes",
     "kv_cache_bytes",
+    "FlopCount",
+    "flops_per_token",
     "LargestTensor",
     "benchmark",
 ]
@@ -167,6 +173,10 @@ def block_sparse_mask(
         information travels between blocks),
     and, with ``causal=True``, only keys j <= i. This is the "fixed" pattern of the Sparse
     Transformer (Child et al., 2019). The last block may be shorter when ``block`` does not divide T.
+
+    Causal, one summary key per block and ``block`` dividing T, the mask keeps T (block + T/block) / 2
+    entries: a triangle of block (block + 1) / 2 per block, and every query of block b also sees the
+    b summary keys before it. ``block_sparse_count`` counts any case without building the mask.
     """
     V.positive_int("block_sparse_mask", "T", T)
     V.positive_int("block_sparse_mask", "block", block)
@@ -192,6 +202,33 @@ def count_attended(mask: torch.Tensor) -> int:
             f"{getattr(mask, 'dtype', type(mask).__name__)}"
         )
     return int(mask.sum().item())
+
+
+def block_sparse_count(T: int, block: int, *, n_summary: int = 1, causal: bool = True) -> int:
+    """Number of True entries of ``block_sparse_mask(T, block, ...)``, without building the mask.
+
+    One term per block of queries (cheap for T in the millions). Block b (of n_b queries) sees its
+    own block, a triangle of n_b (n_b + 1) / 2 when causal (n_b^2 otherwise), plus the summary keys
+    of the other blocks: the b * n_summary before it when causal, all of them otherwise.
+    """
+    V.positive_int("block_sparse_count", "T", T)
+    V.positive_int("block_sparse_count", "block", block)
+    if not isinstance(causal, bool):
+        raise TypeError(f"block_sparse_count: causal must be True or False, got {causal!r}")
+    if V.nonneg_int("block_sparse_count", "n_summary", n_summary) > block:
+        raise ValueError(
+            f"block_sparse_count: n_summary must be an int in [0, block={block}], got {n_summary!r}"
+        )
+    sizes = [min(block, T - start) for start in range(0, T, block)]  # queries per block
+    # summary keys of each block: its positions with (j % block) >= block - n_summary
+    summaries = [max(0, n - (block - n_summary)) for n in sizes]
+    total = 0
+    for b, n in enumerate(sizes):
+        if causal:  # earlier blocks are full, each with n_summary summary keys
+            total += n * (n + 1) // 2 + n * b * n_summary
+        else:
+            total += n * (n + sum(summaries) - summaries[b])
+    return total
 
 
 # --------------------------------------------------------------------------- measuring
@@ -227,20 +264,71 @@ def kv_cache_bytes(
     d_head: int,
     batch: int = 1,
     dtype: torch.dtype = torch.float32,
+    n_kv_heads: int | None = None,
 ) -> int:
-    """Bytes of a full KV cache: a key and a value vector per position, head, layer and sequence.
+    """Bytes of a full KV cache: a key and a value vector per position, KV head, layer and sequence.
 
-    2 x batch x layers x heads x context_len x d_head x size. Exact arithmetic; it grows linearly
-    with the context, while the explicit pattern grows with its square. With grouped-query or
-    multi-query attention only the key/value heads are cached: pass ``n_heads=n_kv_heads``.
+    2 x batch x layers x kv_heads x context_len x d_head x size. Exact arithmetic; it grows linearly
+    with the context, while the explicit pattern grows with its square. With grouped-query
+    (1 < n_kv_heads < n_heads) or multi-query attention (n_kv_heads = 1) only the key/value heads
+    are cached; ``n_kv_heads=None`` means every head has its own (n_kv_heads = n_heads).
     """
     for name, val in (("context_len", context_len), ("n_layers", n_layers), ("n_heads", n_heads),
                       ("d_head", d_head), ("batch", batch)):
         V.positive_int("kv_cache_bytes", name, val)
+    if n_kv_heads is None:
+        n_kv_heads = n_heads
+    V.positive_int("kv_cache_bytes", "n_kv_heads", n_kv_heads)
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(
+            f"kv_cache_bytes: n_kv_heads must divide n_heads={n_heads} (each key/value head serves "
+            f"a group of query heads), got {n_kv_heads}"
+        )
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"kv_cache_bytes: dtype must be a torch.dtype, got {dtype!r}")
     itemsize = torch.empty((), dtype=dtype).element_size()
-    return 2 * batch * n_layers * n_heads * context_len * d_head * itemsize
+    return 2 * batch * n_layers * n_kv_heads * context_len * d_head * itemsize
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """Forward FLOPs of one token in one transformer block, by part (see ``flops_per_token``)."""
+
+    projections: int  # the query, key, value and output maps: 4 (d_model x d_model) products
+    mlp: int  # the MLP's two maps, d_model -> d_mlp -> d_model
+    attention: int  # the token's scores against T keys and the weighted sum of T values
+
+    @property
+    def total(self) -> int:
+        return self.projections + self.mlp + self.attention
+
+    @property
+    def attention_share(self) -> float:
+        """The T-dependent part's share of the block's compute."""
+        return self.attention / self.total
+
+
+def flops_per_token(d_model: int, context_len: int, *, d_mlp: int | None = None) -> FlopCount:
+    """Forward FLOPs of one token in one block of width d_model, attending to context_len keys.
+
+    Convention: a multiply-add counts as 2 FLOPs, so a (1, k) @ (k, n) product costs 2 k n. The
+    heads together are d_model wide (n_heads * d_head = d_model); d_mlp defaults to 4 d_model.
+        projections  2 * 4 * d_model^2           (Q, K, V, O)       =  8 d^2
+        mlp          2 * 2 * d_model * d_mlp      (up and down)      = 16 d^2 for d_mlp = 4 d
+        attention    2 * 2 * context_len * d_model (q.k and w @ v)  =  4 T d
+    Only matrix products are counted (not the softmax, LayerNorm, biases or the embeddings), as
+    ``torch.utils.flop_counter.FlopCounterMode`` does. ``attention`` counts every key, which is
+    what a dense kernel computes even under a causal mask (the last query of a causal sequence
+    sees all T keys; averaged over the sequence a kernel that skips the future does about half).
+    """
+    V.positive_int("flops_per_token", "d_model", d_model)
+    V.positive_int("flops_per_token", "context_len", context_len)
+    d_mlp = 4 * d_model if d_mlp is None else V.positive_int("flops_per_token", "d_mlp", d_mlp)
+    return FlopCount(
+        projections=2 * 4 * d_model * d_model,
+        mlp=2 * 2 * d_model * d_mlp,
+        attention=2 * 2 * context_len * d_model,
+    )
 
 
 class LargestTensor(TorchDispatchMode):

@@ -285,3 +285,111 @@ def test_tiled_empty_sequences(T_q, T_k, causal):
     out = E.tiled_attention(q, k, v, is_causal=causal)
     assert out.shape == (2, T_q, 5) and (out == 0).all()
     torch.testing.assert_close(out, attnlib.attention(q, k, v, is_causal=causal))
+
+
+# --------------------------------------------------------------------------- counting FLOPs
+
+
+def _counted_flops(module, x, **kwargs) -> int:
+    """FLOPs of the matrix products one forward call runs, as PyTorch's own counter sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(x, **kwargs)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("T", [1, 7, 32])
+def test_flops_per_token_counts_the_matmuls_of_an_attention_layer(T):
+    d, H = 48, 4
+    torch.manual_seed(0)
+    mha = attnlib.MultiHeadAttention(d, H).eval()
+    x = torch.randn(2, T, d)
+    # the explicit path (return_weights) runs every product as an ordinary matmul the counter sees
+    got = _counted_flops(mha, x, return_weights=True, is_causal=True)
+    f = E.flops_per_token(d, T)
+    assert got == 2 * T * (f.projections + f.attention)  # a batch of 2 sequences of T tokens
+
+
+@pytest.mark.parametrize("d_mlp", [None, 40])
+def test_flops_per_token_counts_the_matmuls_of_a_decoder_block(d_mlp):
+    d, H, T = 32, 4, 24
+    torch.manual_seed(0)
+    block = attnlib.DecoderBlock(d, H, d_mlp=d_mlp).eval()
+    got = _counted_flops(block, torch.randn(1, T, d), return_weights=True)
+    f = E.flops_per_token(d, T, d_mlp=d_mlp)
+    assert got == T * f.total
+    assert f.mlp == 2 * 2 * d * (4 * d if d_mlp is None else d_mlp)
+
+
+def test_flops_per_token_gpt3_share_and_crossover():
+    d = attnlib.GPT3.d_model
+    f = E.flops_per_token(d, attnlib.GPT3.context_len, d_mlp=attnlib.GPT3.d_mlp)
+    assert (f.projections, f.mlp, f.attention) == (8 * d * d, 16 * d * d, 4 * 2048 * d)
+    assert 0.02 < f.attention_share < 0.03
+    at = E.flops_per_token(d, 6 * d)  # the crossover: attention equals the rest
+    assert at.attention == at.projections + at.mlp and at.attention_share == 0.5
+    with pytest.raises(ValueError, match="context_len"):
+        E.flops_per_token(8, 0)
+    with pytest.raises(TypeError, match="d_mlp"):
+        E.flops_per_token(8, 4, d_mlp=2.0)
+
+
+# --------------------------------------------------------------------------- counting sparse masks
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    T=st.integers(1, 70),
+    block=st.integers(1, 20),
+    n_summary=st.integers(0, 20),
+    causal=st.booleans(),
+)
+def test_block_sparse_count_equals_the_mask(T, block, n_summary, causal):
+    n_summary = min(n_summary, block)
+    mask = E.block_sparse_mask(T, block, n_summary=n_summary, causal=causal)
+    assert E.block_sparse_count(T, block, n_summary=n_summary, causal=causal) == E.count_attended(mask)
+
+
+@pytest.mark.parametrize("T,block", [(4096, 64), (512, 64), (1024, 32), (96, 8), (64, 64), (7, 1)])
+def test_block_sparse_closed_form(T, block):
+    # causal, one summary key per block, block dividing T: T (block + T / block) / 2 entries
+    expected = T * (block + T // block) // 2
+    assert E.count_attended(E.block_sparse_mask(T, block)) == expected
+    assert E.block_sparse_count(T, block) == expected
+    if (T, block) == (4096, 64):
+        assert expected == 262_144  # the count chapter 11 prints
+
+
+def test_block_sparse_count_bad_input():
+    with pytest.raises(ValueError, match="n_summary"):
+        E.block_sparse_count(16, 4, n_summary=5)
+    with pytest.raises(TypeError, match="causal"):
+        E.block_sparse_count(16, 4, causal=1)
+    with pytest.raises(ValueError, match="block"):
+        E.block_sparse_count(16, 0)
+
+
+# --------------------------------------------------------------------------- GQA / MQA caches
+
+
+def test_kv_cache_bytes_with_fewer_kv_heads():
+    gpt3 = dict(n_layers=96, n_heads=96, d_head=128, dtype=torch.float16)
+    full = E.kv_cache_bytes(2048, **gpt3)
+    assert E.kv_cache_bytes(2048, **gpt3, n_kv_heads=96) == full
+    assert E.kv_cache_bytes(2048, **gpt3, n_kv_heads=8) * 12 == full
+    assert E.kv_cache_bytes(2048, **gpt3, n_kv_heads=1) * 96 == full
+    # against a real cache of a grouped-query decoder: only the key/value heads are stored
+    cfg = attnlib.DecoderConfig(vocab_size=10, context_len=8, d_model=24, n_layers=2, n_heads=6,
+                                n_kv_heads=2)
+    model = attnlib.Decoder(cfg).eval()
+    caches = [attnlib.KVCache() for _ in range(cfg.n_layers)]
+    with torch.no_grad():
+        model(torch.zeros(3, 5, dtype=torch.long), kv_caches=caches)
+    assert caches[0].k.shape == (3, 2, 5, 4)
+    stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
+    assert stored == E.kv_cache_bytes(5, n_layers=2, n_heads=6, d_head=4, batch=3, n_kv_heads=2)
+    with pytest.raises(ValueError, match="n_kv_heads must divide"):
+        E.kv_cache_bytes(5, n_layers=1, n_heads=6, d_head=4, n_kv_heads=4)
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        E.kv_cache_bytes(5, n_layers=1, n_heads=6, d_head=4, n_kv_heads=0)
