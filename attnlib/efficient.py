@@ -73,6 +73,12 @@ class TileStats:
     weights, the running max ``m``, the running sum ``l`` and the accumulator never leave fast
     memory, so they are not counted. See ``tiled_attention`` for the formula and
     ``explicit_slow_memory`` for the explicit path's count.
+
+    The count assumes that one query tile's state (its q tile, ``m``, ``l``, ``acc`` and a tile of
+    scores, about block_q (d + d_v + block_k + 2) numbers per head) fits in fast memory. Larger
+    query tiles read k and v fewer times, so ``block_q=None`` (every query in one tile) gives the
+    smallest count of all, but at long T no GPU's on-chip memory holds that state; a fused kernel
+    sizes block_q to its fast memory, which is what the 2-D tiling models.
     """
 
     block_q: int = 0  # queries per tile actually used (T_q when block_q=None)
