@@ -159,7 +159,8 @@ def tiled_attention(
 
     A (query tile, key tile) pair that the mask blocks entirely is **skipped**: with ``is_causal``
     a tile that lies wholly above the (lower-right) diagonal, with a boolean ``mask`` a tile where
-    ``not mask_tile.any()`` (over every batch element and head). Its keys and values are not
+    ``not mask_tile.any()`` (over every batch element and head; with ``is_causal`` too, the AND of
+    the two on the tile). Its keys and values are not
     loaded and its scores not computed. A partly blocked tile is computed with its blocked scores
     set to -inf, so the result is exact. A query none of whose keys may be attended to gets a zero
     output (and a zero gradient), like ``attnlib.attention``.
@@ -246,11 +247,16 @@ def tiled_attention(
                     stats.tiles_skipped += 1
                     continue
                 causal_part = ke - 1 > qs + offset  # the tile's first query misses some key
-            mb = None
+            allowed = None  # None: every entry of the tile may be attended to
+            if causal_part:
+                allowed = torch.arange(ks, ke, device=q.device) <= (
+                    torch.arange(qs, qe, device=q.device).unsqueeze(1) + offset
+                )  # (bq, bk); not all False: the tile's last query sees key ks
             if mask is not None:
                 mb = mask[..., _tile(mask, -2, qs, qe), _tile(mask, -1, ks, ke)]
                 stats.mask_reads += mb.numel()
-                if not mb.any():
+                allowed = mb if allowed is None else allowed & mb
+                if not allowed.any():  # the mask (with the diagonal) blocks the whole tile
                     stats.tiles_skipped += 1
                     continue
             stats.tiles_computed += 1
@@ -265,10 +271,6 @@ def tiled_attention(
             stats.k_reads += n_batch * (ke - ks) * d
             stats.v_reads += n_batch * (ke - ks) * d_v
             s = torch.matmul(q_tile, kb.transpose(-2, -1))  # (..., bq, bk): one tile of scores
-            allowed = mb
-            if causal_part:
-                c = torch.arange(ks, ke, device=q.device) <= torch.arange(qs, qe, device=q.device).unsqueeze(1) + offset
-                allowed = c if allowed is None else allowed & c
             if allowed is not None:
                 s = s.masked_fill(~allowed, float("-inf"))
 

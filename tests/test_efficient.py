@@ -235,6 +235,8 @@ class _CountMatmuls(torch.utils._python_dispatch.TorchDispatchMode):
         (32, 32, lambda: E.block_sparse_mask(32, 8), False),
         (32, 32, lambda: E.block_sparse_mask(32, 8, causal=False, n_summary=0), True),
         (32, 32, lambda: E.sliding_window_mask(32, 4, causal=False), False),
+        # neither the mask nor the diagonal blocks a diagonal tile alone; together they block it
+        (32, 32, lambda: ~attnlib.causal_mask(32) | (torch.arange(32) < 4), True),
     ],
 )
 def test_tiled_skips_exactly_the_blocked_tiles(T_q, T_k, mask_fn, causal, bq, bk):
