@@ -3,8 +3,10 @@
     tiled_attention(q, k, v) == softmax(q @ k^T * scale) @ v      (the same numbers as SDPA)
 
 The explicit path of ``attnlib.attention`` writes the whole pattern, a (T_q, T_k) tensor per head,
-to memory. ``tiled_attention`` computes the same result one tile of keys at a time with an *online
-softmax* (the idea behind FlashAttention): for every query it keeps
+to memory. ``tiled_attention`` computes the same result one (query tile, key tile) pair at a time
+with an *online softmax* (the idea behind FlashAttention), skipping the pairs a causal or
+block-sparse mask blocks entirely and counting its slow-memory traffic (``TileStats``; the
+explicit path's is ``explicit_slow_memory``). For every query it keeps
 
   * ``m``  the running maximum of the scores seen so far            (..., T_q, 1)
   * ``l``  the running sum of exp(score - m)                        (..., T_q, 1)
@@ -12,7 +14,8 @@ softmax* (the idea behind FlashAttention): for every query it keeps
 
 and when a new tile raises the maximum from m to m', it multiplies ``l`` and ``acc`` by
 exp(m - m') before adding the tile's own terms. At the end ``acc / l`` is the attention output.
-At most (T_q, block_size) scores exist at any moment; the T_q x T_k pattern is never stored.
+At most (block_q, block_k) scores per head exist at any moment; the T_q x T_k pattern is never
+stored.
 
 Sparse attention is shown as boolean masks (True = may attend, the book's convention):
 ``sliding_window_mask`` (each query sees a local window of keys) and ``block_sparse_mask``
@@ -42,6 +45,8 @@ from .attention import causal_mask
 
 __all__ = [
     "tiled_attention",
+    "TileStats",
+    "explicit_slow_memory",
     "sliding_window_mask",
     "block_sparse_mask",
     "count_attended",
@@ -58,89 +63,247 @@ __all__ = [
 # --------------------------------------------------------------------------- tiled attention
 
 
+@dataclass
+class TileStats:
+    """What one ``tiled_attention`` call did, counted (``return_stats=True``).
+
+    Tiles are (query tile, key tile) pairs: ``tiles_computed + tiles_skipped == n_q_tiles *
+    n_k_tiles``. A pair is skipped when the causal mask or the boolean mask blocks every entry of
+    it for every batch element and head; nothing of it is loaded or computed.
+
+    The ``*_reads`` and ``out_writes`` fields count **elements** (multiply by the element size for
+    bytes) moved between "slow memory" (a GPU's HBM; here the tensors q, k, v, mask and out) and
+    "fast memory" (on-chip SRAM, where a fused kernel keeps one query tile's running statistics
+    and one tile of scores), counted as the FlashAttention paper counts HBM accesses. Scores,
+    weights, the running max ``m``, the running sum ``l`` and the accumulator never leave fast
+    memory, so they are not counted. See ``tiled_attention`` for the formula and
+    ``explicit_slow_memory`` for the explicit path's count.
+
+    The count assumes that one query tile's state (its q tile, ``m``, ``l``, ``acc`` and a tile of
+    scores, about block_q (d + d_v + block_k + 2) numbers per head) fits in fast memory. Larger
+    query tiles read k and v fewer times, so ``block_q=None`` (every query in one tile) gives the
+    smallest count of all, but at long T no GPU's on-chip memory holds that state; a fused kernel
+    sizes block_q to its fast memory, which is what the 2-D tiling models.
+    """
+
+    block_q: int = 0  # queries per tile actually used (T_q when block_q=None)
+    block_k: int = 0
+    n_q_tiles: int = 0
+    n_k_tiles: int = 0
+    tiles_computed: int = 0
+    tiles_skipped: int = 0
+    q_reads: int = 0  # elements of q loaded: each query tile once, if any of its pairs is computed
+    k_reads: int = 0  # elements of k loaded: the key tile again for every computed pair
+    v_reads: int = 0  # elements of v loaded: likewise
+    mask_reads: int = 0  # entries of a boolean mask read (as stored: broadcast dims count once)
+    out_writes: int = 0  # elements of the output written: every query tile once
+
+    @property
+    def tiles(self) -> int:
+        """Every (query tile, key tile) pair, computed or skipped."""
+        return self.tiles_computed + self.tiles_skipped
+
+    @property
+    def reads(self) -> int:
+        """Elements read from slow memory: q, k, v and mask."""
+        return self.q_reads + self.k_reads + self.v_reads + self.mask_reads
+
+    @property
+    def writes(self) -> int:
+        """Elements written to slow memory: the output only."""
+        return self.out_writes
+
+
+def explicit_slow_memory(T_q: int, T_k: int, d: int, d_v: int | None = None, *, batch: int = 1) -> tuple[int, int]:
+    """(reads, writes) in elements of the explicit path, counted as in the FlashAttention paper's
+    standard attention (its Algorithm 0), without a mask:
+
+      1. read Q and K, compute S = Q K^T, write S:         reads T_q d + T_k d,    writes T_q T_k
+      2. read S, compute P = softmax(S), write P:          reads T_q T_k,          writes T_q T_k
+      3. read P and V, compute O = P V, write O:           reads T_q T_k + T_k d_v, writes T_q d_v
+
+    so reads = batch (T_q d + T_k d + 2 T_q T_k + T_k d_v) and writes = batch (2 T_q T_k + T_q d_v),
+    where ``batch`` is the number of (batch element, head) pairs. The (T_q, T_k) matrix is written
+    twice and read twice; a causal mask changes none of it (the blocked scores are still written).
+    Exact arithmetic; no tensor is allocated.
+    """
+    who = "explicit_slow_memory"
+    T_q, T_k = V.positive_int(who, "T_q", T_q), V.positive_int(who, "T_k", T_k)
+    d = V.positive_int(who, "d", d)
+    d_v = d if d_v is None else V.positive_int(who, "d_v", d_v)
+    batch = V.positive_int(who, "batch", batch)
+    reads = batch * (T_q * d + T_k * d + 2 * T_q * T_k + T_k * d_v)
+    writes = batch * (2 * T_q * T_k + T_q * d_v)
+    return reads, writes
+
+
 def tiled_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
+    mask: torch.Tensor | None = None,
     *,
     is_causal: bool = False,
     scale: float | None = None,
-    block_size: int = 128,
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Exact attention computed over tiles of keys with an online softmax.
+    block_size: int | None = None,
+    block_q: int | None = None,
+    block_k: int | None = None,
+    return_stats: bool = False,
+):
+    """Exact attention computed tile by tile (queries x keys) with an online softmax.
+
+    The queries are cut into tiles of ``block_q`` and the keys into tiles of ``block_k``. For each
+    query tile the loop visits the key tiles in order and keeps, for the tile's queries only,
+
+      * ``m``   the running maximum of the scores seen so far            (..., block_q, 1)
+      * ``l``   the running sum of exp(score - m)                        (..., block_q, 1)
+      * ``acc`` the running sum of exp(score - m) * value               (..., block_q, d_v)
+
+    rescaling ``l`` and ``acc`` by exp(m - m') whenever a key tile raises the maximum to m'. When
+    its last key tile is done, the query tile's output ``acc / l`` is written once.
+
+    A (query tile, key tile) pair that the mask blocks entirely is **skipped**: with ``is_causal``
+    a tile that lies wholly above the (lower-right) diagonal, with a boolean ``mask`` a tile where
+    ``not mask_tile.any()`` (over every batch element and head; with ``is_causal`` too, the AND of
+    the two on the tile). Its keys and values are not
+    loaded and its scores not computed. A partly blocked tile is computed with its blocked scores
+    set to -inf, so the result is exact. A query none of whose keys may be attended to gets a zero
+    output (and a zero gradient), like ``attnlib.attention``.
 
     Args:
         q: queries (..., T_q, d).
         k: keys (..., T_k, d).
         v: values (..., T_k, d_v).
+        mask: optional bool mask (True = may attend) broadcastable to (..., T_q, T_k), combined
+            with ``is_causal`` by AND. It is read one tile at a time.
         is_causal: lower-right aligned causal mask, as in ``attnlib.attention`` (query i sees keys
             0 .. i + T_k - T_q).
         scale: multiplier of the scores; default 1/sqrt(d).
-        block_size: number of keys per tile; need not divide T_k (the last tile is shorter).
-        mask: optional bool mask (True = may attend) broadcastable to (..., T_q, T_k), combined
-            with ``is_causal`` by AND. It is read one tile of columns at a time.
+        block_q: queries per tile; ``None`` (the default) puts every query in one tile, which is
+            the keys-only tiling of chapter 11 (no causal tile is then ever wholly blocked).
+        block_k: keys per tile (default 128).
+        block_size: the earlier name of ``block_k``; give one or the other, not both.
+            Block sizes need not divide T (the last tile is shorter).
+        return_stats: also return a ``TileStats`` with the counts below.
 
     Returns:
-        out (..., T_q, d_v) in the dtype of ``v``. The arithmetic runs in
-        ``torch.promote_types(dtype, torch.float32)`` (float32, or float64 for float64). A query with no
-        key to attend to gets a zero output (and zero gradient), like ``attnlib.attention``.
+        out (..., T_q, d_v) in the dtype of ``v``, or ``(out, stats)`` with ``return_stats``. The
+        arithmetic runs in ``torch.promote_types(dtype, torch.float32)`` (float32, or float64 for
+        float64 inputs).
 
-    Memory: besides the inputs and the output, the forward pass holds the running statistics
-    (..., T_q, 1), the accumulator (..., T_q, d_v) and one tile of scores (..., T_q, block_size).
-    Autograd still keeps every tile for the backward pass; FlashAttention avoids that by
-    recomputing the tiles in a hand-written backward, which this teaching version does not do.
+    Slow-memory traffic (``TileStats``, in elements). With N the number of (batch element, head)
+    pairs (the product of the leading dims), Q_i the query tiles, K_j the key tiles, C the set of
+    computed pairs (i, j) and I the query tiles with at least one computed pair:
+
+        q_reads    = N d   * sum over i in I      of |Q_i|
+        k_reads    = N d   * sum over (i, j) in C of |K_j|
+        v_reads    = N d_v * sum over (i, j) in C of |K_j|
+        out_writes = N d_v * T_q                       (every query tile once, zeros included)
+        mask_reads = the mask entries of every tile that is not already skipped by is_causal
+
+    so without a mask reads = N T_q d + N ceil(T_q / block_q) T_k (d + d_v), and causal with
+    T_q = T_k = T and block_q = block_k = B dividing T (n = T / B tiles a side, n (n + 1) / 2 of the
+    n^2 pairs computed) reads = N T d + N (d + d_v) T (T + B) / (2 B). The explicit path moves
+    about 4 N T_q T_k elements (``explicit_slow_memory``): it writes and reads the (T_q, T_k)
+    matrix twice. The tiled path moves the keys and values once per query tile instead, a factor
+    of about 4 block_q / (d + d_v) less, and the masked tiles not at all.
+
+    Memory: besides the inputs and the output, the forward pass holds one query tile's running
+    statistics, its accumulator and one (..., block_q, block_k) tile of scores. Autograd still
+    keeps every tile for the backward pass; FlashAttention avoids that by recomputing the tiles in
+    a hand-written backward, which this teaching version does not do.
     """
-    V.qkv(q, k, v, "tiled_attention")
-    block_size = V.positive_int("tiled_attention", "block_size", block_size)
-    T_q, T_k = q.shape[-2], k.shape[-2]
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+    who = "tiled_attention"
+    V.qkv(q, k, v, who)
+    if block_size is not None and block_k is not None:
+        raise ValueError(f"{who}: give block_k or its earlier name block_size, not both")
+    if block_size is not None:
+        block_k = V.positive_int(who, "block_size", block_size)
     else:
-        scale = V.finite_float("tiled_attention", "scale", scale)
+        block_k = 128 if block_k is None else V.positive_int(who, "block_k", block_k)
+    block_q = V.optional_positive_int(who, "block_q", block_q)
+    T_q, T_k = q.shape[-2], k.shape[-2]
+    d, d_v = q.shape[-1], v.shape[-1]
+    if scale is None:
+        scale = 1.0 / math.sqrt(d)
+    else:
+        scale = V.finite_float(who, "scale", scale)
     if mask is not None:
-        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, "tiled_attention", bool_only=True)
+        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, who, bool_only=True)
         if mask.ndim < 2:
             mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
-        mask = mask.expand(*mask.shape[:-2], mask.shape[-2], T_k)  # a view: no copy
+    bq = max(T_q, 1) if block_q is None else block_q
+    n_batch = math.prod(q.shape[:-2])
+    stats = TileStats(block_q=bq, block_k=block_k, n_q_tiles=-(-T_q // bq), n_k_tiles=-(-T_k // block_k))
 
-    ct = torch.float64 if q.dtype == torch.float64 else torch.float32  # promote_types(dtype, fp32)
-    q32 = q.to(ct) * scale  # (..., T_q, d)
-    lead = tuple(q.shape[:-1])  # (..., T_q)
-    m = q32.new_full(lead + (1,), float("-inf"))  # running max of the scores
-    l = q32.new_zeros(lead + (1,))  # running sum of exp(score - m)
-    acc = q32.new_zeros(lead + (v.shape[-1],))  # running sum of exp(score - m) * value
-    q_pos = torch.arange(T_q, device=q.device).unsqueeze(1) + (T_k - T_q)  # (T_q, 1), lower-right
+    ct = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    lead = tuple(q.shape[:-2])
+    out = v.new_empty(lead + (T_q, d_v))
+    offset = T_k - T_q  # lower-right causal: query i sits at position i + offset
 
-    for start in range(0, T_k, block_size):
-        stop = min(start + block_size, T_k)
-        kb = k[..., start:stop, :].to(ct)  # (..., B, d)
-        vb = v[..., start:stop, :].to(ct)  # (..., B, d_v)
-        s = torch.matmul(q32, kb.transpose(-2, -1))  # (..., T_q, B): one tile of scores
-        allowed = None
-        if is_causal:
-            allowed = torch.arange(start, stop, device=q.device).unsqueeze(0) <= q_pos  # (T_q, B)
-        if mask is not None:
-            mb = mask[..., start:stop]
-            allowed = mb if allowed is None else allowed & mb
-        if allowed is not None:
-            s = s.masked_fill(~allowed, float("-inf"))
+    for qs in range(0, T_q, bq):
+        qe = min(qs + bq, T_q)
+        q_tile = m = l = acc = None  # loaded and created at the tile's first computed pair
+        for ks in range(0, T_k, block_k):
+            ke = min(ks + block_k, T_k)
+            causal_part = False  # does the causal diagonal cut through this tile?
+            if is_causal:
+                if ks > qe - 1 + offset:  # even the tile's last query sees none of these keys
+                    stats.tiles_skipped += 1
+                    continue
+                causal_part = ke - 1 > qs + offset  # the tile's first query misses some key
+            allowed = None  # None: every entry of the tile may be attended to
+            if causal_part:
+                allowed = torch.arange(ks, ke, device=q.device) <= (
+                    torch.arange(qs, qe, device=q.device).unsqueeze(1) + offset
+                )  # (bq, bk); not all False: the tile's last query sees key ks
+            if mask is not None:
+                mb = mask[..., _tile(mask, -2, qs, qe), _tile(mask, -1, ks, ke)]
+                stats.mask_reads += mb.numel()
+                allowed = mb if allowed is None else allowed & mb
+                if not allowed.any():  # the mask (with the diagonal) blocks the whole tile
+                    stats.tiles_skipped += 1
+                    continue
+            stats.tiles_computed += 1
+            if q_tile is None:
+                q_tile = q[..., qs:qe, :].to(ct) * scale  # (..., bq, d), loaded once per query tile
+                stats.q_reads += n_batch * (qe - qs) * d
+                m = q_tile.new_full(lead + (qe - qs, 1), float("-inf"))
+                l = q_tile.new_zeros(lead + (qe - qs, 1))
+                acc = q_tile.new_zeros(lead + (qe - qs, d_v))
+            kb = k[..., ks:ke, :].to(ct)  # (..., bk, d)
+            vb = v[..., ks:ke, :].to(ct)  # (..., bk, d_v)
+            stats.k_reads += n_batch * (ke - ks) * d
+            stats.v_reads += n_batch * (ke - ks) * d_v
+            s = torch.matmul(q_tile, kb.transpose(-2, -1))  # (..., bq, bk): one tile of scores
+            if allowed is not None:
+                s = s.masked_fill(~allowed, float("-inf"))
 
-        # The output does not depend on the value of the max (it cancels), so no gradient flows
-        # through it; detaching keeps autograd from differentiating a constant.
-        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True)).detach()
-        m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)  # rows that have seen no key yet
-        alpha = torch.exp(m - m_safe)  # rescales the old statistics to the new max (0 if m = -inf)
-        p = torch.exp(s - m_safe)  # (..., T_q, B), unnormalised weights of this tile
-        l = l * alpha + p.sum(dim=-1, keepdim=True)
-        acc = acc * alpha + torch.matmul(p, vb)
-        m = m_new
+            # The output does not depend on the value of the max (it cancels), so no gradient flows
+            # through it; detaching keeps autograd from differentiating a constant.
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True)).detach()
+            m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)  # rows that have seen no key yet
+            alpha = torch.exp(m - m_safe)  # rescales the old statistics to the new max (0 if m = -inf)
+            p = torch.exp(s - m_safe)  # (..., bq, bk), unnormalised weights of this tile
+            l = l * alpha + p.sum(dim=-1, keepdim=True)
+            acc = acc * alpha + torch.matmul(p, vb)
+            m = m_new
 
-    seen = l > 0  # False for queries whose keys were all masked
-    out = acc / torch.where(seen, l, torch.ones_like(l))
-    out = torch.where(seen, out, torch.zeros_like(out))
-    return out.to(v.dtype)
+        if q_tile is None:  # every key tile of these queries was skipped: they attend to nothing
+            out[..., qs:qe, :] = 0
+        else:
+            seen = l > 0  # False for queries whose keys were all masked
+            o = acc / torch.where(seen, l, torch.ones_like(l))
+            out[..., qs:qe, :] = torch.where(seen, o, torch.zeros_like(o))
+        stats.out_writes += n_batch * (qe - qs) * d_v
 
+    return (out, stats) if return_stats else out
+
+
+def _tile(mask: torch.Tensor, dim: int, start: int, stop: int) -> slice:
+    """The slice of ``mask`` along ``dim`` for positions start..stop: all of it (one entry) where
+    the mask broadcasts along that dim."""
+    return slice(None) if mask.shape[dim] == 1 else slice(start, stop)
 
 # --------------------------------------------------------------------------- sparse masks
 

@@ -1,5 +1,7 @@
 """Tests for attnlib.efficient: tiled (online-softmax) attention, sparse masks, cost helpers."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -137,6 +139,284 @@ def test_tiled_property(T_q, T_k, block, causal, seed):
     q, k, v = _qkv((2, T_q, 4), T_k, d_v=3, seed=seed)
     ref = attnlib.attention(q, k, v, is_causal=causal, return_weights=True)[0]
     torch.testing.assert_close(E.tiled_attention(q, k, v, is_causal=causal, block_size=block), ref)
+
+
+# --------------------------------------------------------------------------- 2-D tiles, skipping, counts
+
+
+def _masks_2d():
+    """(name, T_q, T_k, mask, is_causal) cases with every kind of mask the 2-D loop must handle."""
+    return [
+        ("none", 13, 13, None, False),
+        ("causal", 13, 13, None, True),
+        ("causal T_q < T_k", 5, 13, None, True),  # lower-right: the 5 queries are the last positions
+        ("causal T_q > T_k", 9, 4, None, True),  # the first 5 queries see nothing
+        ("window", 13, 13, E.sliding_window_mask(13, 3), False),
+        ("window, symmetric", 13, 13, E.sliding_window_mask(13, 2, causal=False), False),
+        ("block-sparse", 13, 13, E.block_sparse_mask(13, 4), False),
+        ("block-sparse, no summary", 13, 13, E.block_sparse_mask(13, 4, n_summary=0, causal=False), False),
+        ("block-sparse + is_causal", 13, 13, E.block_sparse_mask(13, 4, causal=False), True),
+        ("padding (a length 0)", 13, 13, attnlib.padding_mask([13, 0, 6], 13), False),
+        ("padding + causal", 13, 13, attnlib.padding_mask([13, 0, 6], 13), True),
+        ("T = 1", 1, 1, None, True),
+    ]
+
+
+def _full_allowed(T_q, T_k, mask, causal, lead):
+    """The allowed pattern (..., T_q, T_k) written out, for the references."""
+    allowed = torch.ones(*lead, T_q, T_k, dtype=torch.bool)
+    if causal:
+        allowed = allowed & attnlib.causal_mask(T_q, T_k)
+    if mask is not None:
+        allowed = allowed & mask
+    return allowed
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("bq,bk", [(1, 1), (3, 5), (4, 4), (5, 3), (13, 2), (128, 128)])
+@pytest.mark.parametrize("case", _masks_2d(), ids=lambda c: c[0])
+def test_tiled_2d_equals_attention_and_sdpa(case, bq, bk, dtype, tol):
+    name, T_q, T_k, mask, causal = case
+    q, k, v = _qkv((3, 2, T_q, 8), T_k, d_v=5, dtype=dtype, seed=T_q + 7 * T_k)
+    out = E.tiled_attention(q, k, v, mask, is_causal=causal, block_q=bq, block_k=bk)
+    assert out.shape == (3, 2, T_q, 5) and out.dtype == dtype
+    ref = attnlib.attention(q, k, v, mask, is_causal=causal, return_weights=True)[0]
+    torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
+    # raw SDPA, given the whole pattern as one bool mask (its own is_causal is upper-left aligned);
+    # rows with no key at all are NaN or garbage there, so compare the live rows and demand zeros
+    allowed = _full_allowed(T_q, T_k, mask, causal, (3, 2))
+    live = allowed.any(-1, keepdim=True)
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed | ~live)
+    torch.testing.assert_close(out, torch.where(live, sdpa, 0.0), atol=tol, rtol=tol)
+    assert torch.equal(out[~live.expand_as(out)], torch.zeros_like(out[~live.expand_as(out)]))
+
+
+def test_tiled_defaults_and_block_size_name():
+    q, k, v = _qkv((2, 3, 40, 8), 40)
+    out, st = E.tiled_attention(q, k, v, is_causal=True, block_size=16, return_stats=True)
+    assert (st.block_q, st.n_q_tiles, st.block_k, st.n_k_tiles) == (40, 1, 16, 3)
+    assert st.tiles_skipped == 0  # one tile of all the queries: the last query sees every key tile
+    assert torch.equal(out, E.tiled_attention(q, k, v, is_causal=True, block_k=16))
+    _, st = E.tiled_attention(q, k, v, return_stats=True)
+    assert (st.block_k, st.n_k_tiles) == (128, 1)
+    mask = E.sliding_window_mask(40, 5)
+    assert torch.equal(E.tiled_attention(q, k, v, mask), E.tiled_attention(q, k, v, mask=mask))
+
+
+def _independent_tiles(T_q, T_k, bq, bk, allowed2d):
+    """Which (query tile, key tile) pairs a 2-D allowed pattern blocks entirely, by brute force."""
+    grid = {}
+    for i, qs in enumerate(range(0, T_q, bq)):
+        for j, ks in enumerate(range(0, T_k, bk)):
+            grid[i, j] = bool(allowed2d[qs:qs + bq, ks:ks + bk].any())
+    return grid
+
+
+class _CountMatmuls(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the matrix products that actually run (aten mm / bmm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.bmm):
+            self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("bq,bk", [(4, 4), (3, 5), (8, 2), (64, 64)])
+@pytest.mark.parametrize(
+    "T_q,T_k,mask_fn,causal",
+    [
+        (32, 32, None, True),
+        (12, 32, None, True),  # T_q < T_k: the diagonal moves right
+        (32, 32, lambda: E.sliding_window_mask(32, 5), False),
+        (32, 32, lambda: E.block_sparse_mask(32, 8), False),
+        (32, 32, lambda: E.block_sparse_mask(32, 8, causal=False, n_summary=0), True),
+        (32, 32, lambda: E.sliding_window_mask(32, 4, causal=False), False),
+        # neither the mask nor the diagonal blocks a diagonal tile alone; together they block it
+        (32, 32, lambda: ~attnlib.causal_mask(32) | (torch.arange(32) < 4), True),
+    ],
+)
+def test_tiled_skips_exactly_the_blocked_tiles(T_q, T_k, mask_fn, causal, bq, bk):
+    mask = None if mask_fn is None else mask_fn()
+    q, k, v = _qkv((2, T_q, 4), T_k)
+    allowed = _full_allowed(T_q, T_k, mask, causal, ())
+    grid = _independent_tiles(T_q, T_k, bq, bk, allowed)
+    n_blocked = sum(not a for a in grid.values())
+    with _CountMatmuls() as mm:
+        out, st = E.tiled_attention(q, k, v, mask, is_causal=causal, block_q=bq, block_k=bk, return_stats=True)
+    assert st.tiles_skipped == n_blocked
+    assert st.tiles_computed == len(grid) - n_blocked
+    assert st.tiles == st.n_q_tiles * st.n_k_tiles == len(grid)
+    assert mm.n == 2 * st.tiles_computed  # scores and weights x values, for computed tiles only
+    if bq < T_q and bk < T_k:
+        assert n_blocked > 0  # these masks do block whole tiles at these sizes
+    torch.testing.assert_close(out, attnlib.attention(q, k, v, mask, is_causal=causal, return_weights=True)[0])
+
+
+def test_tiled_slow_memory_closed_forms():
+    N, d, d_v = 2 * 3, 8, 5
+    # no mask, block_q not dividing T_q: reads = N T_q d + N ceil(T_q / bq) T_k (d + d_v)
+    T_q, T_k, bq, bk = 30, 22, 7, 4
+    q, k, v = _qkv((2, 3, T_q, d), T_k, d_v=d_v)
+    _, st = E.tiled_attention(q, k, v, block_q=bq, block_k=bk, return_stats=True)
+    assert st.q_reads == N * T_q * d
+    assert st.k_reads + st.v_reads == N * math.ceil(T_q / bq) * T_k * (d + d_v)
+    assert (st.mask_reads, st.writes) == (0, N * T_q * d_v)
+    assert st.reads == N * T_q * d + N * math.ceil(T_q / bq) * T_k * (d + d_v)
+    # causal, T_q = T_k = T, B dividing T: reads = N T d + N (d + d_v) T (T + B) / (2 B)
+    T, B = 48, 8
+    q, k, v = _qkv((2, 3, T, d), T, d_v=d_v)
+    _, st = E.tiled_attention(q, k, v, is_causal=True, block_q=B, block_k=B, return_stats=True)
+    n = T // B
+    assert (st.tiles_computed, st.tiles_skipped) == (n * (n + 1) // 2, n * (n - 1) // 2)
+    assert st.reads == N * T * d + N * (d + d_v) * T * (T + B) // (2 * B)
+    assert st.writes == N * T * d_v
+
+
+@pytest.mark.parametrize("bq,bk", [(3, 5), (4, 4), (16, 1)])
+def test_tiled_slow_memory_general_formula(bq, bk):
+    """The docstring's sums, evaluated by brute force over the tile grid, for a block-sparse mask
+    with is_causal and for a padding mask that broadcasts over heads and queries."""
+    B, H, T, d, d_v = 3, 2, 26, 4, 6
+    q, k, v = _qkv((B, H, T, d), T, d_v=d_v)
+    for mask, causal in ((E.block_sparse_mask(T, 6, causal=False), True),
+                         (attnlib.padding_mask([26, 0, 9], T), False)):
+        _, st = E.tiled_attention(q, k, v, mask, is_causal=causal, block_q=bq, block_k=bk, return_stats=True)
+        allowed = _full_allowed(T, T, mask, causal, (B, H)).flatten(0, -3).any(0)  # over batch and heads
+        q_reads = k_reads = v_reads = mask_reads = 0
+        for qs in range(0, T, bq):
+            Qi = min(bq, T - qs)
+            any_computed = False
+            for ks in range(0, T, bk):
+                Kj = min(bk, T - ks)
+                if causal and ks > qs + Qi - 1:
+                    continue  # skipped by the causal test before the mask is read
+                rows = 1 if mask.shape[-2] == 1 else Qi  # the padding mask is stored once per key
+                mask_reads += math.prod(mask.shape[:-2]) * rows * Kj
+                if allowed[qs:qs + Qi, ks:ks + Kj].any():
+                    any_computed = True
+                    k_reads += B * H * Kj * d
+                    v_reads += B * H * Kj * d_v
+            q_reads += B * H * Qi * d if any_computed else 0
+        assert (st.q_reads, st.k_reads, st.v_reads, st.mask_reads) == (q_reads, k_reads, v_reads, mask_reads)
+        assert st.out_writes == B * H * T * d_v
+
+
+def test_explicit_slow_memory():
+    # Algorithm 0 of the FlashAttention paper, T_q = T_k = 4, d = 2, d_v = 3: reads Q, K (8 + 8),
+    # S (16), P (16), V (12); writes S (16), P (16), O (12)
+    assert E.explicit_slow_memory(4, 4, 2, 3) == (60, 44)
+    assert E.explicit_slow_memory(4, 4, 2, 3, batch=5) == (300, 220)
+    assert E.explicit_slow_memory(3, 7, 2) == (6 + 14 + 42 + 14, 42 + 6)
+    # at T = 8,192, d = 64, causal tiles of 128: the tiled path moves about 1/8 as much
+    T, d, B = 8192, 64, 128
+    tiled_reads = T * d + 2 * d * T * (T + B) // (2 * B)
+    ex_reads, ex_writes = E.explicit_slow_memory(T, T, d)
+    assert 7 < (ex_reads + ex_writes) / (tiled_reads + T * d) < 8.5
+    with pytest.raises(ValueError, match="explicit_slow_memory: d must be a positive int"):
+        E.explicit_slow_memory(4, 4, 0)
+    with pytest.raises(TypeError, match="explicit_slow_memory: batch must be a positive int"):
+        E.explicit_slow_memory(4, 4, 2, batch=1.5)
+
+
+def test_tiled_2d_peak_tensor_is_one_tile():
+    T, d, bq, bk = 256, 16, 32, 64
+    q, k, v = _qkv((1, 1, T, d), T)
+    with E.LargestTensor() as one_d:
+        E.tiled_attention(q, k, v, is_causal=True, block_k=bk)
+    with E.LargestTensor() as two_d:
+        E.tiled_attention(q, k, v, is_causal=True, block_q=bq, block_k=bk)
+    assert one_d.nbytes == T * bk * 4  # keys-only tiling: a (T, block_k) tile of scores
+    # 2-D: a (block_q, block_k) tile of scores, or the (T, d) output written tile by tile
+    assert two_d.nbytes == max(bq * bk, T * d) * 4
+
+
+def test_tiled_2d_gradcheck_float64():
+    q, k, v = _qkv((2, 9, 3), 6, d_v=2, dtype=torch.float64, seed=11)
+    mask = torch.rand(9, 6, generator=torch.Generator().manual_seed(5)) > 0.5
+    mask[4] = False  # a fully masked row
+    mask[:3, 3:] = False  # a fully masked tile at block 3 x 3
+    for causal in (False, True):
+        fn = lambda q, k, v, c=causal: E.tiled_attention(q, k, v, mask, is_causal=c, block_q=3, block_k=4)  # noqa: E731
+        args = tuple(t.clone().requires_grad_(True) for t in (q, k, v))
+        assert torch.autograd.gradcheck(fn, args)
+        fn(*args).sum().backward()
+        grads = [t.grad for t in args]
+        args2 = tuple(t.detach().clone().requires_grad_(True) for t in (q, k, v))
+        attnlib.attention(*args2, mask, is_causal=causal, return_weights=True)[0].sum().backward()
+        for g, t in zip(grads, args2, strict=True):
+            torch.testing.assert_close(g, t.grad, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_tiled_2d_half_precision(dtype):
+    q, k, v = _qkv((2, 2, 40, 16), 40)
+    ref = attnlib.attention(q, k, v, is_causal=True, return_weights=True)[0]
+    out = E.tiled_attention(q.to(dtype), k.to(dtype), v.to(dtype), is_causal=True, block_q=8, block_k=12)
+    assert out.dtype == dtype
+    tol = 1e-2 if dtype == torch.float16 else 3e-2
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T_q=st.integers(1, 12),
+    T_k=st.integers(1, 12),
+    bq=st.integers(1, 13),
+    bk=st.integers(1, 13),
+    causal=st.booleans(),
+    density=st.sampled_from([None, 0.0, 0.2, 0.6, 1.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_tiled_2d_property(T_q, T_k, bq, bk, causal, density, seed):
+    q, k, v = _qkv((2, T_q, 4), T_k, d_v=3, seed=seed)
+    mask = None
+    if density is not None:
+        mask = torch.rand(T_q, T_k, generator=torch.Generator().manual_seed(seed)) < density
+    ref = attnlib.attention(q, k, v, mask, is_causal=causal, return_weights=True)[0]
+    out, st_ = E.tiled_attention(q, k, v, mask, is_causal=causal, block_q=bq, block_k=bk, return_stats=True)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grid = _independent_tiles(T_q, T_k, bq, bk, _full_allowed(T_q, T_k, mask, causal, ()))
+    assert st_.tiles_skipped == sum(not a for a in grid.values())
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,msg",
+    [
+        ({"block_q": 0}, ValueError, r"tiled_attention: block_q must be a positive int or None, got 0"),
+        ({"block_q": -3}, ValueError, r"tiled_attention: block_q must be a positive int or None, got -3"),
+        ({"block_q": 2.0}, TypeError, r"tiled_attention: block_q must be a positive int or None, got 2.0"),
+        ({"block_q": True}, TypeError, r"tiled_attention: block_q must be a positive int or None, got True"),
+        ({"block_k": 0}, ValueError, r"tiled_attention: block_k must be a positive int, got 0"),
+        ({"block_k": -1}, ValueError, r"tiled_attention: block_k must be a positive int, got -1"),
+        ({"block_k": "4"}, TypeError, r"tiled_attention: block_k must be a positive int, got '4'"),
+        ({"block_size": 0}, ValueError, r"tiled_attention: block_size must be a positive int, got 0"),
+        ({"block_size": 4, "block_k": 4}, ValueError, r"tiled_attention: give block_k or .*block_size, not both"),
+    ],
+)
+def test_tiled_bad_block_sizes(kwargs, exc, msg):
+    q, k, v = _qkv((1, 4, 8), 4)
+    with pytest.raises(exc, match=msg):
+        E.tiled_attention(q, k, v, **kwargs)
+
+
+def test_tiled_bad_shapes_name_the_argument():
+    q, k, v = _qkv((2, 4, 8), 6)
+    cases = [
+        ((q, k[..., :3], v), ValueError, r"tiled_attention: q and k must have the same last dim d"),
+        ((q, k, v[..., :5, :]), ValueError, r"tiled_attention: k and v must have the same number of positions T_k"),
+        ((q, k[:1], v[:1]), ValueError, r"tiled_attention: q, k and v must have the same batch dims"),
+        ((q, k, v, torch.ones(4, 5, dtype=torch.bool)), ValueError, r"tiled_attention: mask of shape \(4, 5\)"),
+        ((q, k, v, torch.ones(4, 6)), TypeError, r"tiled_attention: mask must be a bool tensor"),
+        ((q, k.double(), v), TypeError, r"tiled_attention: q, k and v must share a dtype"),
+        ((q[0, 0], k, v), ValueError, r"tiled_attention: q must have at least 2 dims"),
+    ]
+    for args, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            E.tiled_attention(*args, block_q=2, block_k=2)
 
 
 # --------------------------------------------------------------------------- masks
