@@ -44,8 +44,7 @@ UNSYNCED: dict[str, str] = {}  # every chapter's set-up and device cells are fol
 UNLINKED_TERMS: dict[str, str] = {}
 HAND_DRAWN: dict[str, str] = {}  # every figure goes through attnlib.viz and fits the column
 # Chapters whose exercises have no folded hint yet (issue 12, item 3).
-HINTLESS: dict[str, str] = {stem: "hints not written yet (issue 12)"
-                            for stem in ("10_training",)}
+HINTLESS: dict[str, str] = {}  # every exercise has a folded hint
 
 
 def _xfail(known: dict[str, str], stem: str):
