@@ -348,6 +348,83 @@ def test_reading_minutes_counts_words_and_exercise_times():
     assert exercises == [10, 5] and reading == pytest.approx((300 + 6) / READING_WPM)  # + Difficulty, Time, min, and, Time, min
 
 
+# Numbers in the prose that are neither computed on the page nor constants of its code: facts
+# and arithmetic the text itself shows. Anything else a sentence quotes must be glued.
+PROSE_CONSTANTS = {
+    "00_how_to_use": {"3.11": "the oldest Python the book supports"},
+    "01_tokens_embeddings": {"0.032": "1/31, worked out in the sentence"},
+    "02_queries_keys": {"4.5": "3 x 3 / 2, worked out in the sentence"},
+    "11_cost_at_scale": {"100%": "the limit a share tends to"},
+}
+_PROSE_NUMBER = re.compile(r"(?<![\w.,])(\d+\.\d+|\d+%)(?!\w)")
+
+
+def _code_literals(source: str) -> set[float]:
+    """The numeric literals of some Python source (2e-2 and 0.02 alike)."""
+    import io
+    import tokenize
+
+    found = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.NUMBER:
+                try:
+                    found.add(round(float(tok.string.replace("_", "")), 12))
+                except ValueError:
+                    pass
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return found
+
+
+def unbacked_numbers(path: Path) -> list[str]:
+    """Decimals and percentages in the prose that no code cell computes or states: each one must
+    come from a glue role, appear in an output nbval compares strictly, or be a literal of the
+    code (a threshold the code asserts, a learning rate it sets)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    text, literals = "", set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = _text(cell["source"])
+        text += src + "\n"
+        literals |= _code_literals(src)
+        if "nbval-ignore-output" in cell["metadata"].get("tags", []):
+            continue  # a varying output backs nothing
+        for out in cell.get("outputs", []):
+            text += _text(out.get("text") or out.get("data", {}).get("text/plain", "")) + "\n"
+    allowed = PROSE_CONSTANTS.get(path.stem, {})
+    bad = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for m in _PROSE_NUMBER.finditer(prose(_text(cell["source"]))):
+            v = m.group(1)
+            value = round(float(v.rstrip("%")) / (100 if v.endswith("%") else 1), 12)
+            if v not in text and value not in literals and v not in allowed:
+                bad.append(v)
+    return bad
+
+
+@pytest.mark.parametrize("path", _chapters({}))
+def test_prose_numbers_are_computed_on_the_page(path):
+    bad = unbacked_numbers(path)
+    assert not bad, (f"{path.name}: the prose quotes {bad}, which no strictly compared output shows and no "
+                     f"code states: glue them ({{glue:text}}`name`), or say what they are in PROSE_CONSTANTS")
+
+
+def test_unbacked_numbers_detector(tmp_path):
+    cells = [{"cell_type": "code", "metadata": {}, "source": "lr = 2e-2\nassert acc >= 0.95\n",
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": "loss 1.07\n"}]},
+             {"cell_type": "code", "metadata": {"tags": ["nbval-ignore-output"]}, "source": "print(x)",
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": "accuracy 0.97\n"}]},
+             {"cell_type": "markdown", "metadata": {},
+              "source": "At 0.02, loss 1.07, at least 95%, {glue:text}`acc:.2f` and `0.33`; but 0.97 and 12%."}]
+    path = tmp_path / "99_x.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert unbacked_numbers(path) == ["0.97", "12%"]
+
+
 def test_every_term_link_names_a_glossary_entry():
     index = _alias_index()
     bad = []
