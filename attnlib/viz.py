@@ -43,6 +43,7 @@ __all__ = [
     "plot_masks",
     "shared_colorbar",
     "plot_decoder_flow",
+    "plot_stream_flow",
     "text_color",
     "nice_limit",
 ]
@@ -650,3 +651,62 @@ def plot_decoder_flow(n_layers: int = 2, d_model: int | str = "d_model", vocab_s
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+def plot_stream_flow(tokens, n_layers: int = 2, patterns=None, *, ax=None,
+                     title="Information across positions: one residual stream per token"):
+    """The decoder of :func:`plot_decoder_flow` seen across positions: one residual stream (a
+    column) per token, going up through ``n_layers`` blocks. At each attention sub-layer, arrows
+    bring information from a position to itself and to every later one (the causal mask), never
+    backwards; at each MLP sub-layer, each position computes alone (a box on its own column).
+    ``patterns``, if given, is one (T, T) attention pattern per layer (e.g. averaged over the
+    heads); each arrow's width and darkness then follow its weight. Returns the Axes."""
+    tokens = [str(t) for t in tokens]
+    T = len(tokens)
+    if not 1 <= T <= 8:
+        raise ValueError(f"plot_stream_flow: tokens must hold 1 to 8 tokens (a column each), got {T}")
+    if not isinstance(n_layers, int) or isinstance(n_layers, bool) or not 1 <= n_layers <= 4:
+        raise ValueError(f"plot_stream_flow: n_layers must be an int from 1 to 4, got {n_layers!r}")
+    if patterns is not None:
+        patterns = [_np(p_) for p_ in patterns]
+        if len(patterns) != n_layers or any(p_.shape != (T, T) for p_ in patterns):
+            raise ValueError(f"plot_stream_flow: patterns must be {n_layers} grids of shape ({T}, {T}), "
+                             f"got {[tuple(p_.shape) for p_ in patterns]}")
+        if any(np.triu(p_, 1).any() for p_ in patterns):
+            raise ValueError("plot_stream_flow: a pattern puts weight on a later key; the figure shows a "
+                             "causal decoder")
+    if ax is None:
+        _, ax = plt.subplots(figsize=_fit(1.05 * T + 1.9, 1.45 * n_layers + 1.6), layout="constrained")
+    ax.axis("off")
+    ink, stream = "0.3", "#c6d4ea"
+    xs = np.arange(T) * 1.0
+    top = 2 * n_layers + 1
+    for x in xs:  # the streams
+        ax.plot([x, x], [0.35, top - 0.35], color=stream, lw=5, zorder=1, solid_capstyle="butt")
+    for x, tok in zip(xs, tokens, strict=True):
+        ax.text(x, 0.0, tok, ha="center", va="center", fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.25", fc="#fde3c8", ec=ink, lw=0.8))
+        ax.text(x, top, "next?", ha="center", va="center", fontsize=7.5,
+                bbox=dict(boxstyle="round,pad=0.25", fc="#eeeeee", ec=ink, lw=0.8))
+    for layer in range(n_layers):
+        ya, ym = 2 * layer + 1, 2 * layer + 2
+        ax.text(xs[0] - 0.75, ya, f"attention {layer}", ha="right", va="center", fontsize=8, color="#2b5d9b")
+        ax.text(xs[0] - 0.75, ym, f"MLP {layer}", ha="right", va="center", fontsize=8, color="#3a7d34")
+        for i in range(T):
+            for j in range(i + 1):  # key j -> query i, j <= i
+                w = 1.0 / (i + 1) if patterns is None else float(patterns[layer][i, j])
+                if i == j:
+                    continue  # a position's own contribution needs no arrow
+                ax.annotate("", xy=(xs[i], ya + 0.12), xytext=(xs[j], ya - 0.45),
+                            arrowprops=dict(arrowstyle="->", color=plt.get_cmap("Blues")(0.35 + 0.65 * w),
+                                            lw=0.4 + 2.6 * w, connectionstyle="arc3,rad=-0.25",
+                                            shrinkA=2, shrinkB=4), zorder=2)
+            ax.plot(xs[i], ya, "o", ms=9, mfc="#c6dbef", mec=ink, mew=0.8, zorder=3)  # "+": added in
+            ax.add_patch(FancyBboxPatch((xs[i] - 0.3, ym - 0.17), 0.6, 0.34, boxstyle="round,pad=0.03",
+                                        fc="#c7e9c0", ec=ink, lw=0.8, zorder=3))
+    ax.set_xlim(xs[0] - 2.0, xs[-1] + 0.6)
+    ax.set_ylim(-0.5, top + 0.5)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+

@@ -384,3 +384,28 @@ def test_bad_input_gets_a_clear_error_before_a_figure_is_made(call, exc, message
     with pytest.raises(exc, match=message):
         call()
     assert plt.get_fignums() == before  # refused before any figure was created
+
+
+def test_stream_flow_draws_causal_arrows_weighted_by_the_pattern():
+    tokens = ["a", "fluffy", "blue", "creature"]
+    ax = viz.plot_stream_flow(tokens, n_layers=2)
+    arrows = [c for c in ax.texts if getattr(c, "arrow_patch", None) is not None]
+    assert len(arrows) == 2 * (4 * 3 // 2)  # per layer, one arrow per earlier key of each query
+    assert all(a.xy[0] > a.xyann[0] for a in arrows)  # every arrow points forward, never back
+    pattern = torch.tensor([[1.0, 0, 0, 0], [0.9, 0.1, 0, 0], [0.5, 0.5, 0, 0], [0.1, 0.1, 0.7, 0.1]])
+    ax = viz.plot_stream_flow(tokens, n_layers=1, patterns=[pattern])
+    widths = {(round(a.xyann[0]), round(a.xy[0])): a.arrow_patch.get_linewidth() for a in ax.texts
+              if getattr(a, "arrow_patch", None) is not None}
+    assert widths[(2, 3)] > widths[(0, 3)] and widths[(0, 1)] > widths[(0, 2)]  # heavier weight, wider
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(tokens=[]), "1 to 8 tokens"),
+    (dict(tokens=list("abcdefghi")), "1 to 8 tokens"),
+    (dict(tokens=["a", "b"], n_layers=0), "n_layers must be an int from 1 to 4"),
+    (dict(tokens=["a", "b"], n_layers=1, patterns=[torch.eye(3)]), r"patterns must be 1 grids of shape \(2, 2\)"),
+    (dict(tokens=["a", "b"], n_layers=1, patterns=[torch.full((2, 2), 0.5)]), "weight on a later key"),
+])
+def test_stream_flow_refuses_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match="^plot_stream_flow: .*" + message):
+        viz.plot_stream_flow(**kwargs)  # the message names the function, then what is wrong
