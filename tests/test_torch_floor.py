@@ -44,6 +44,9 @@ SINCE: dict[str, str] = {
     "Tensor.ravel": "1.8",  # np.ravel (viz)
     "Tensor.is_complex": "1.6",
     "Tensor.real": "1.6",  # _validate.real (train); the collector only sees the name
+    "torch.promote_types": "1.5",  # tiled_attention's working dtype
+    "Tensor.prod": "1.0",
+    "Tensor.new_empty": "1.0",
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor
