@@ -59,6 +59,7 @@ print(device)  # depends on the machine, so the tests do not compare this output
 
 FOLD = "hide-input"  # the book shows the cell's output and a toggle for its code
 DEVICE_TAGS = (FOLD, "nbval-ignore-output")
+DEVICE_REASON = "names the machine's device (cpu, cuda or mps)"  # every ignored output says why
 
 
 def read_config(root: Path = ROOT) -> tuple[str, str]:
@@ -147,6 +148,9 @@ def sync_notebook(path: Path, canonical: str, *, write: bool) -> str | None:
             cells[device]["source"] = _lines(DEVICE_TEMPLATE)
         if _add_tags(cells[device], DEVICE_TAGS) and "unfolded" not in drift:
             drift.append("unfolded")
+        if cells[device]["metadata"].get("nbval_reason") != DEVICE_REASON:
+            cells[device]["metadata"]["nbval_reason"] = DEVICE_REASON
+            drift.append("device reason")
     if not drift:
         return None
     if write:

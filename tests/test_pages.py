@@ -413,6 +413,16 @@ def test_prose_numbers_are_computed_on_the_page(path):
                      f"code states: glue them ({{glue:text}}`name`), or say what they are in PROSE_CONSTANTS")
 
 
+@pytest.mark.parametrize("path", _chapters({}))
+def test_every_ignored_output_says_why(path):
+    """A cell tagged nbval-ignore-output keeps its output on the page but escapes the strict
+    comparison; its metadata's ``nbval_reason`` says what varies (and the cell asserts the claim)."""
+    silent = [n for n, cell in enumerate(_code_cells(path))
+              if "nbval-ignore-output" in cell["metadata"].get("tags", [])
+              and not str(cell["metadata"].get("nbval_reason", "")).strip()]
+    assert not silent, f"{path.name}: code cells {silent} ignore their output without an nbval_reason"
+
+
 def test_unbacked_numbers_detector(tmp_path):
     cells = [{"cell_type": "code", "metadata": {}, "source": "lr = 2e-2\nassert acc >= 0.95\n",
               "outputs": [{"output_type": "stream", "name": "stdout", "text": "loss 1.07\n"}]},
@@ -521,11 +531,13 @@ def test_sync_folds_the_setup_and_device_cells_and_is_idempotent(tmp_path):
     ]
     path = tmp_path / "notebooks" / "01_t.ipynb"
     path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    assert sync_setup_cells.sync_notebook(path, canonical, write=False) == "unfolded, device differs"
-    assert sync_setup_cells.sync_notebook(path, canonical, write=True) == "unfolded, device differs"
+    drift = "unfolded, device differs, device reason"
+    assert sync_setup_cells.sync_notebook(path, canonical, write=False) == drift
+    assert sync_setup_cells.sync_notebook(path, canonical, write=True) == drift
     new = json.loads(path.read_text())["cells"]
     assert new[1]["metadata"]["tags"] == ["keep", "hide-input"]
     assert new[2]["metadata"]["tags"] == ["hide-input", "nbval-ignore-output"]
+    assert new[2]["metadata"]["nbval_reason"] == sync_setup_cells.DEVICE_REASON
     assert "".join(new[2]["source"]) == sync_setup_cells.DEVICE_TEMPLATE
     assert new[2]["outputs"] == cells[2]["outputs"] and new[3] == cells[3], "only the device cell after set-up"
     assert sync_setup_cells.sync_notebook(path, canonical, write=True) is None
