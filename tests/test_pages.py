@@ -298,6 +298,8 @@ def hand_drawn(path: Path) -> list[str]:
         src = _text(cell["source"])
         if re.search(r"\.imshow\(|\.pcolormesh\(|\bFancyBboxPatch\b", src):
             found.append(f"code cell {n} draws a heatmap or diagram by hand (use attnlib.viz)")
+        if re.search(r"\bplt\.subplots\(", src):
+            found.append(f"code cell {n} makes a figure with plt.subplots (viz.subplots sizes it for the page)")
         for m in re.finditer(r"(?:figsize=\(|set_size_inches\()\s*([\d.]+)", src):
             if float(m.group(1)) > PAGE_WIDTH_IN:
                 found.append(f"code cell {n}: a figure {m.group(1)} inches wide (the page fits {PAGE_WIDTH_IN})")
