@@ -278,6 +278,75 @@ _WIDGETS_FIT = """() => {
 }"""
 
 
+# The notebooks keep every code and output line within PAGE_WIDTH characters (tests/test_pages.py);
+# the column must hold that many at every desktop width, from a small laptop (992 px, both
+# sidebars shown) to a wide screen. book.css shrinks the code font to make it so.
+DESKTOP_WIDTHS = [992, 1024, 1280, 1366, 1440, 1920]
+
+# How many characters of a code cell's font fit its column without scrolling: a probe block with
+# the cell's own classes, filled with ever longer lines of zeros.
+_CHARS_THAT_FIT = """() => {
+    const cell = document.querySelector('div.cell_input');
+    if (!cell) return null;
+    const box = document.createElement('div');
+    box.className = 'highlight';
+    const pre = document.createElement('pre');
+    box.appendChild(pre);
+    cell.appendChild(box);
+    let n = 40;
+    while (n < 400) {
+        pre.textContent = '0'.repeat(n + 1);
+        if (pre.scrollWidth > pre.clientWidth) break;
+        n += 1;
+    }
+    box.remove();
+    return n;
+}"""
+
+
+@pytest.mark.parametrize("width", DESKTOP_WIDTHS)
+def test_code_column_holds_a_page_line(visit, width):
+    """At every desktop width a code cell shows PAGE_WIDTH characters without scrolling."""
+    from test_pages import PAGE_WIDTH
+
+    chapters = _chapters()
+    if not chapters:
+        pytest.skip("no chapters yet")
+    v = visit(f"notebooks/{chapters[0]}.html", {"width": width, "height": 900})
+    fits = v.page.evaluate(_CHARS_THAT_FIT)
+    assert fits is not None, f"{chapters[0]} has no code cell to measure"
+    assert fits >= PAGE_WIDTH, (f"at {width} px a code cell holds {fits} characters, fewer than the "
+                                f"{PAGE_WIDTH} the notebooks may use: see book/_static_widgets/book.css")
+
+
+# Code and output blocks, and display equations, of a chapter that scroll sideways (or are cut
+# off) at the default desktop width: the longest line of each block, the start of each equation.
+_SCROLLING = """() => {
+    const wide = el => el.scrollWidth > el.clientWidth + 1;
+    const code = [...document.querySelectorAll('div.cell div.highlight > pre')].filter(wide)
+        .map(pre => pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), ''));
+    const math = [...document.querySelectorAll('mjx-container[display="true"]')]
+        .filter(m => wide(m) || m.firstElementChild.getBoundingClientRect().width
+                               > m.getBoundingClientRect().width + 1)
+        .map(m => m.textContent.slice(0, 60));
+    return {code, math};
+}"""
+
+
+@pytest.mark.parametrize("chapter", _chapters())
+def test_nothing_scrolls_sideways_on_a_laptop(visit, chapter):
+    """At 1280 px (DESKTOP) no code or output block and no display equation of a chapter needs a
+    sideways scroll bar: write a long equation on several lines (an aligned environment)."""
+    v = visit(f"notebooks/{chapter}.html")
+    v.page.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise")
+    v.page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+    got = v.page.evaluate(_SCROLLING)
+    problems = [f"{len(got['code'])} code blocks scroll; the longest line of the first: {got['code'][0]!r}"
+                ] if got["code"] else []
+    problems += [f"a display equation is wider than the column: {m!r}" for m in got["math"]]
+    assert not problems, f"{chapter} at {DESKTOP['width']} px:\n  " + "\n  ".join(problems)
+
+
 @pytest.mark.parametrize("path", _pages())
 def test_page_fits_a_phone(visit, path):
     """At 390 px no page scrolls sideways: wide code, tables and widgets scroll in their own box."""
