@@ -50,6 +50,8 @@ from .ch08_cross_attention import (
 from .ch09_decoder import check_block, check_block_parameters, check_layernorm, check_reach
 from .ch10_training import check_adjective_mass, check_next_token_targets, check_top_k
 from .ch11_cost_at_scale import (
+    check_causal_tiles,
+    check_crossover,
     check_online_softmax,
     check_pattern_memory,
     check_sliding_window_mask,
@@ -82,6 +84,7 @@ __all__ = [
     # chapter 10
     "check_next_token_targets", "check_top_k", "check_adjective_mass",
     # chapter 11
-    "check_online_softmax", "check_sliding_window_mask", "check_window_count",
-    "check_pattern_memory",
+    "check_crossover", "check_online_softmax", "check_causal_tiles",
+    "check_sliding_window_mask", "check_window_count",
+    "check_pattern_memory",  # ex-11-pattern-memory's, kept for notebooks that still call it
 ]

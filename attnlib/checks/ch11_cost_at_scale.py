@@ -1,15 +1,22 @@
-"""Checkers for chapter 11 (the cost of attention at scale): one step of the online softmax, a
-sliding-window mask, the pairs a window allows, the memory of the attention patterns."""
+"""Checkers for chapter 11 (the cost of attention at scale): the FLOP crossover, one step of the
+online softmax, the tiles a causal kernel computes, a sliding-window mask, the pairs a window
+allows, and (for older notebooks) the memory of the attention patterns."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from .. import efficient
+from ..attention import causal_mask
 from ._core import (
     Case,
+    CheckFailure,
     Mistake,
     NumberSpec,
     TensorSpec,
+    as_number,
     call,
     case,
     checker,
@@ -20,11 +27,89 @@ from ._core import (
 )
 
 __all__ = [
+    "check_crossover",
     "check_online_softmax",
+    "check_causal_tiles",
     "check_sliding_window_mask",
     "check_window_count",
     "check_pattern_memory",
 ]
+
+
+# --------------------------------------------------------------------------- FLOP crossover
+
+
+def _crossover(d_model, n_heads, d_mlp):
+    """Attention's 4 T d_model equals the projections' 8 d_model^2 plus the MLP's 4 d_model d_mlp."""
+    return 2 * d_model + d_mlp
+
+
+def _crossover_cases():
+    out = []
+    for d, H, m in [(768, 12, 3072), (256, 4, 512), (1000, 8, 2730), (96, 3, 96),
+                    (12288, 96, 49152), (4096, 32, 11008), (64, 1, 300)]:
+        out.append((f"d_model={d}, {H} head{'s' if H > 1 else ''}, d_mlp={m}", (d, H, m), {}))
+    return out
+
+
+def _gpt3_answer(raw, args):
+    """Name an answer hard-coded to GPT-3's crossover, which the chapter prints above."""
+    gpt3 = _crossover(12288, 96, 49152)
+    try:
+        value = as_number(raw)
+    except CheckFailure:
+        return  # the number checker names a bad answer itself
+    if value == gpt3 and _crossover(*args) != gpt3:
+        fail(f"{gpt3:,} is GPT-3's crossover, printed above, but this is another model: your "
+             "function is hard-coded to GPT-3's answer. Compute T from d_model and d_mlp")
+
+
+@checker(NumberSpec(
+    "FLOP crossover", _crossover_cases(), _crossover, [
+        Mistake("that is twice the crossover: your attention count is half of 4 T d_model. "
+                "Did you count the scores q . k (2 T d_model) but not the weighted sum of the "
+                "values (another 2 T d_model), count a multiply-add as one FLOP in attention "
+                "only, or halve it for the causal mask? The chapter counts all T keys",
+                lambda d, H, m: 2 * (2 * d + m)),
+        Mistake("that is four times the crossover: you counted only the scores q . k, at one "
+                "FLOP per multiply-add. Attention costs 2 x 2 x T x d_model per token: the "
+                "scores and the weighted sum of the values, two FLOPs per multiply-add",
+                lambda d, H, m: 4 * (2 * d + m)),
+        Mistake("that is half the crossover: you counted a multiply-add as one FLOP in the "
+                "projections and the MLP but as two in attention. Use one convention on both "
+                "sides (the chapter's: two FLOPs per multiply-add)",
+                lambda d, H, m: (2 * d + m) / 2),
+        Mistake("you used d_head where d_model belongs in attention's count: the heads together "
+                "are d_model wide, so summed over the heads the scores and the weighted sums "
+                "cost 4 T d_model, not 4 T d_head",
+                lambda d, H, m: H * (2 * d + m)),
+        Mistake("you used d_head where d_model belongs: the projections are d_model x d_model "
+                "maps and the heads together are d_model wide. The number of heads changes none "
+                "of the three counts",
+                lambda d, H, m: 2 * (d / H) + m),
+        Mistake("you forgot the MLP: its two maps (d_model -> d_mlp -> d_model) cost "
+                "2 x 2 x d_model x d_mlp FLOPs per token, usually more than the projections",
+                lambda d, H, m: 2 * d),
+        Mistake("you forgot the projections: the query, key, value and output maps cost "
+                "4 x 2 x d_model^2 FLOPs per token",
+                lambda d, H, m: m),
+        Mistake("you counted three projections (query, key, value): the output map W_O is a "
+                "fourth d_model x d_model product, 2 d_model^2 FLOPs more",
+                lambda d, H, m: 1.5 * d + m),
+        Mistake("that is 6 d_model, which holds only when d_mlp = 4 d_model: use the d_mlp "
+                "argument (the MLP costs 2 x 2 x d_model x d_mlp FLOPs per token)",
+                lambda d, H, m: 6 * d),
+        Mistake("you counted one of the MLP's two maps: it goes up (d_model -> d_mlp) and back "
+                "down (d_mlp -> d_model), 2 x d_model x d_mlp FLOPs each",
+                lambda d, H, m: 2 * d + m / 2),
+    ], pre=_gpt3_answer))
+def check_crossover(fn):
+    """Check fn(d_model, n_heads, d_mlp) -> the context length where attention's FLOPs equal the rest.
+
+    Per token and block, counting a multiply-add as two FLOPs (``efficient.flops_per_token``):
+    attention's scores and weighted sums cost 4 T d_model, the four projections 8 d_model^2 and
+    the MLP 4 d_model d_mlp; the two sides are equal at T = 2 d_model + d_mlp, whatever n_heads.
+    """
 
 
 # --------------------------------------------------------------------------- online softmax
@@ -150,6 +235,139 @@ def check_online_softmax(update):
         return n
 
     return run_check("online softmax update", body)
+
+
+# --------------------------------------------------------------------------- causal tiles
+
+
+def _tiles(T, block_q, block_k, rule, n_q=None, n_k=None):
+    """A (n_q, n_k) grid: rule(first query, last query, first key, last key) of every tile pair."""
+    n_q = -(-T // block_q) if n_q is None else n_q
+    n_k = -(-T // block_k) if n_k is None else n_k
+    q_first = (torch.arange(n_q) * block_q).unsqueeze(1)  # (n_q, 1)
+    q_last = torch.clamp(q_first + block_q, max=T) - 1  # the last tile may be shorter
+    k_first = (torch.arange(n_k) * block_k).unsqueeze(0)  # (1, n_k)
+    k_last = torch.clamp(k_first + block_k, max=T) - 1
+    return rule(q_first, q_last, k_first, k_last)
+
+
+def _needed(qf, ql, kf, kl):
+    return kf <= ql  # the tile's last query sees the tile's first key
+
+
+def _causal_tiles(T, block_q, block_k):
+    """The reference: True where a (query tile, key tile) pair has an allowed entry."""
+    return _tiles(T, block_q, block_k, _needed)
+
+
+@functools.cache
+def _kernel_tiles(T, block_q, block_k):
+    """The pairs ``efficient.tiled_attention`` computes under its causal mask, tile by tile.
+
+    Pair (i, j) is asked alone: a boolean mask allows only its entries, so the kernel computes
+    one pair (``tiles_computed == 1``) exactly when the causal mask leaves some entry of it.
+    """
+    n_q, n_k = -(-T // block_q), -(-T // block_k)
+    x = torch.zeros(1, T, 1)
+    grid = torch.zeros(n_q, n_k, dtype=torch.bool)
+    for i in range(n_q):
+        for j in range(n_k):
+            only = torch.zeros(T, T, dtype=torch.bool)
+            only[i * block_q:(i + 1) * block_q, j * block_k:(j + 1) * block_k] = True
+            _, stats = efficient.tiled_attention(x, x, x, only, is_causal=True, block_q=block_q,
+                                                 block_k=block_k, return_stats=True)
+            grid[i, j] = stats.tiles_computed == 1
+    return grid
+
+
+_TILE_CASES = [(13, 4, 3), (8, 4, 4), (10, 4, 4), (12, 3, 4), (7, 7, 7), (5, 8, 2), (1, 1, 1),
+               (6, 1, 1), (20, 6, 7), (17, 5, 2), (16, 2, 8)]
+
+
+def _tile_cases():
+    return [Case(f"T={T}, block_q={bq}, block_k={bk}", (T, bq, bk),
+                 _kernel_tiles(T, bq, bk).clone()) for T, bq, bk in _TILE_CASES]
+
+
+def _first_wrong_tile(out, c):
+    want = c.expected
+    if out.dtype != torch.bool or out.shape != want.shape:
+        return None
+    T, bq, bk = c.args
+    wrong = out != want
+    i, j = wrong.nonzero()[0].tolist()
+    queries = f"queries {i * bq}..{min((i + 1) * bq, T) - 1}"
+    keys = f"keys {j * bk}..{min((j + 1) * bk, T) - 1}"
+    if want[i, j]:
+        return (f"tile [{i}, {j}] ({queries}, {keys}) must be computed: query "
+                f"{min((i + 1) * bq, T) - 1} sees key {j * bk}")
+    return f"tile [{i}, {j}] ({queries}, {keys}) can be skipped: every key comes after every query"
+
+
+def _mt(rule, **kw):
+    """A mistake: the grid of another rule, with the reader's signature."""
+    return lambda T, bq, bk: _tiles(T, bq, bk, rule, **kw)
+
+
+@checker(TensorSpec(
+    "causal tiles", _tile_cases, [
+        Mistake("the polarity is flipped: True must mean 'compute this tile', False 'skip it'",
+                _mt(lambda qf, ql, kf, kl: kf > ql)),
+        Mistake("you skip the tiles the diagonal cuts through, but they are partly needed: a "
+                "kernel computes them with the blocked scores set to -inf. Skip a tile only when "
+                "every one of its entries is blocked", _mt(lambda qf, ql, kf, kl: kl <= qf)),
+        Mistake("your grid keeps the tiles above the diagonal: a causal query sees the keys "
+                "j <= i, so the needed tiles are on and below it (rows are query tiles, columns "
+                "key tiles)", _mt(lambda qf, ql, kf, kl: kl >= qf)),
+        Mistake("you judge a tile by its first query; its last query sees the most keys. A tile "
+                "is needed when its first key is <= its last query",
+                _mt(lambda qf, ql, kf, kl: kf <= qf)),
+        Mistake("you judge a tile by its last key; its first key is the earliest. A tile is "
+                "needed when its first key is <= its last query",
+                _mt(lambda qf, ql, kf, kl: kl <= ql)),
+        Mistake("off by one: a query sees its own position, so a tile whose first key equals "
+                "its last query is needed (<=, not <)", _mt(lambda qf, ql, kf, kl: kf < ql)),
+        Mistake("off by one: the tile that starts right after the last query is wholly in the "
+                "future (first key <= last query, not <= last query + 1)",
+                _mt(lambda qf, ql, kf, kl: kf <= ql + 1)),
+        Mistake("comparing tile numbers (j <= i) works only when block_q == block_k: compare "
+                "positions, the tile's first key with its last query",
+                lambda T, bq, bk: torch.ones(-(-T // bq), -(-T // bk), dtype=torch.bool).tril(),
+                when=lambda T, bq, bk: bq != bk),
+        Mistake("your grid is the upper triangle of the tile numbers (j >= i), the tiles above "
+                "the diagonal: a causal query sees the keys j <= i. And compare positions, not "
+                "tile numbers, since block_q and block_k may differ",
+                lambda T, bq, bk: torch.ones(-(-T // bq), -(-T // bk), dtype=torch.bool).triu(),
+                when=lambda T, bq, bk: bq != bk),
+        Mistake("your grid misses the last, shorter tile: when a block size does not divide T "
+                "there are ceil(T / block) tiles, -(-T // block) in integers, not T // block",
+                lambda T, bq, bk: _tiles(T, bq, bk, _needed, n_q=T // bq, n_k=T // bk),
+                when=lambda T, bq, bk: T % bq or T % bk),
+        Mistake("your grid has one tile too many: when a block size divides T there are "
+                "T / block tiles; ceil(T / block) is -(-T // block), not T // block + 1",
+                lambda T, bq, bk: _tiles(T, bq, bk, _needed, n_q=T // bq + 1, n_k=T // bk + 1),
+                when=lambda T, bq, bk: T % bq == 0 or T % bk == 0),
+        Mistake("you swapped block_q and block_k: rows are the query tiles (block_q queries "
+                "each), columns the key tiles (block_k keys each)",
+                lambda T, bq, bk: _causal_tiles(T, bk, bq), when=lambda T, bq, bk: bq != bk),
+        Mistake("your grid is transposed: rows must be the query tiles and columns the key tiles, "
+                "shape (n_q_tiles, n_k_tiles)", lambda T, bq, bk: _causal_tiles(T, bq, bk).T,
+                when=lambda T, bq, bk: bq != bk),
+        Mistake("that is the (T, T) causal mask of the entries; the exercise wants one entry per "
+                "tile, a grid of shape (ceil(T / block_q), ceil(T / block_k))",
+                lambda T, bq, bk: causal_mask(T), when=lambda T, bq, bk: bq > 1 or bk > 1),
+    ], reference=_causal_tiles, layout="(n_q_tiles, n_k_tiles)", explain=_first_wrong_tile,
+    otherwise="the grid is wrong",
+    dtype_message="return a bool tensor (True = compute the tile), e.g. straight from a "
+                  "comparison such as <="))
+def check_causal_tiles(fn):
+    """Check fn(T, block_q, block_k) -> bool (n_q_tiles, n_k_tiles): the tiles a causal kernel computes.
+
+    Queries and keys (T of each) are cut into tiles of block_q and block_k, the last tile shorter
+    when a block size does not divide T. Entry [i, j] is True when the causal mask leaves some
+    entry of (query tile i, key tile j), as ``efficient.tiled_attention`` decides: its first key
+    is at most its last query. The other tiles are skipped.
+    """
 
 
 # --------------------------------------------------------------------------- sliding window
