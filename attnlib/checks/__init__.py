@@ -29,6 +29,7 @@ from .ch03_softmax_scaling import (
 from .ch04_masking_context import (
     check_attention,
     check_attention_weights,
+    check_causal_sdpa,
     check_causality,
     check_combined_mask,
     check_padding_mask,
@@ -70,7 +71,7 @@ __all__ = [
     "check_temperature_softmax", "check_stable_softmax_half", "check_logsumexp",
     # chapter 4
     "check_attention", "check_causality", "check_combined_mask", "check_shift_targets",
-    "check_padding_mask", "check_attention_weights",
+    "check_padding_mask", "check_attention_weights", "check_causal_sdpa",
     # chapter 5
     "check_value_update", "check_projection", "check_value_params",
     # chapter 6

@@ -1,4 +1,4 @@
-"""Checkers for chapter 4 (masking and context): attention, causality, masks, shifted targets.
+"""Checkers for chapter 4 (masking and context): attention, causality, masks, causal SDPA.
 
 Every checker prints ``✓ ...`` or ``✗ ...: diagnosis`` and returns a silent verdict (``_core``).
 The reference is attnlib itself (:func:`attnlib.attention`, :func:`attnlib.causal_mask`,
@@ -15,6 +15,7 @@ import torch
 from ..attention import attention, causal_mask, padding_mask
 from ._core import (
     Case,
+    CheckFailure,
     Mistake,
     TensorSpec,
     call,
@@ -35,6 +36,7 @@ __all__ = [
     "check_shift_targets",
     "check_padding_mask",
     "check_attention_weights",
+    "check_causal_sdpa",
 ]
 
 INF = float("inf")
@@ -500,3 +502,127 @@ def check_combined_mask(fn) -> bool:
         return len(inputs)
 
     return run_check("combined mask", body)
+
+
+# --------------------------------------------------------------------------- SDPA, lower-right
+
+
+def _sdpa_masked(q, k, v, allowed):
+    """F.scaled_dot_product_attention with a bool mask (True = may attend), as a reader calls it."""
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+def _band(q, k, lower: bool, shift: int = 0) -> torch.Tensor:
+    """(T_q, T_k): tril (lower) or triu of ones, its diagonal moved ``shift`` past lower-right."""
+    T_q, T_k = q.shape[-2], k.shape[-2]
+    ones = torch.ones(T_q, T_k, dtype=torch.bool)
+    offset = T_k - T_q + shift
+    return ones.tril(diagonal=offset) if lower else ones.triu(diagonal=offset)
+
+
+def _fewer_queries(q, k, v):
+    return q.shape[-2] < k.shape[-2]
+
+
+def _several_queries(q, k, v):
+    return q.shape[-2] > 1
+
+
+TOP_LEFT = (
+    "your last query sees only the first T_q keys: the mask is aligned top-left, which is what "
+    "is_causal=True gives in F.scaled_dot_product_attention when T_q < T_k. The T_q queries are the "
+    "newest positions of the sequence (query i sits at position i + T_k - T_q), so the last query "
+    "must see every key"
+)
+
+CAUSAL_SDPA_MISTAKES = [
+    Mistake(TOP_LEFT, lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, is_causal=True), when=_fewer_queries),
+    Mistake("your mask's polarity is flipped: in F.scaled_dot_product_attention a bool attn_mask "
+            "reads True = may attend (nn.MultiheadAttention reads it the other way). Each query "
+            "now sees only the keys AFTER it, and the last query none at all",
+            lambda q, k, v: _sdpa_masked(q, k, v, ~_band(q, k, lower=True))),
+    Mistake("your mask is an upper triangle (triu): each query sees its own position and the "
+            "keys after it, the future. Keep the keys at or before the query (tril)",
+            lambda q, k, v: _sdpa_masked(q, k, v, _band(q, k, lower=False)), when=_several_queries),
+    Mistake("your mask is an upper triangle (triu): each query sees its own position and the "
+            "keys after it, the future. Keep the keys at or before the query (tril)",
+            lambda q, k, v: _sdpa_masked(q, k, v, _band(q, k, lower=False, shift=q.shape[-2]
+                                                         - k.shape[-2])), when=_several_queries),
+    Mistake("the diagonal is hidden: each query is blocked from its own key, but a token may "
+            "attend to itself. The mask's diagonal is one step too low",
+            lambda q, k, v: _sdpa_masked(q, k, v, _band(q, k, lower=True, shift=-1))),
+    Mistake("leak by one: each query also sees the key just after its own position, one step "
+            "into the future. The mask's diagonal is one step too high",
+            lambda q, k, v: _sdpa_masked(q, k, v, _band(q, k, lower=True, shift=1)),
+            when=_several_queries),
+    Mistake("there is no causal mask at all: every query sees every key, the future too",
+            lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v),
+            when=_several_queries),
+]
+
+
+def _causal_sdpa_reference(q, k, v):
+    return attention(q, k, v, is_causal=True)
+
+
+def _causal_sdpa_cases():
+    shapes = [  # (name, q shape, T_k, d_v)
+        ("3 queries, 7 keys, batch 2, 3 heads, d = 6", (2, 3, 3, 6), 7, 4),
+        ("T_q = T_k = 5, batch 2, 2 heads, d = 10", (2, 2, 5, 10), 5, 3),
+        ("one query (a decoding step), 6 keys, 4 heads, d = 7", (1, 4, 1, 7), 6, 5),
+        ("2 queries, 9 keys, batch 3, no head dim, d = 5", (3, 2, 5), 9, 2),
+    ]
+    cases = []
+    for n, (name, q_shape, T_k, d_v) in enumerate(shapes):
+        *lead, _, d = q_shape
+        q = randn(*q_shape, seed=60 + 3 * n)
+        k = randn(*lead, T_k, d, seed=61 + 3 * n)
+        v = randn(*lead, T_k, d_v, seed=62 + 3 * n)
+        cases.append(Case(name, (q, k, v), _causal_sdpa_reference(q, k, v)))
+    return cases
+
+
+_SIZE_ERRORS = ("must match the size", "size of tensor", "shape mismatch", "expand")
+_BOTH = "attn_mask should not be set when is_causal"
+
+
+class _CausalSdpaSpec(TensorSpec):
+    """TensorSpec whose exceptions from SDPA's mask are named: a mask of the wrong size, or
+    is_causal=True together with an attn_mask."""
+
+    def check_case(self, fn, c, seen):
+        try:
+            super().check_case(fn, c, seen)
+        except CheckFailure as err:
+            text = str(err)
+            if not text.startswith("your code raised"):
+                raise
+            first = text.split("\n")[0]  # "your code raised RuntimeError: <torch's words>"
+            T_q, T_k = c.args[0].shape[-2], c.args[1].shape[-2]
+            if _BOTH in first:
+                fail("F.scaled_dot_product_attention takes either is_causal=True or an attn_mask, "
+                     "not both; and is_causal=True is the wrong alignment when T_q < T_k: pass "
+                     "your own mask alone")
+            if any(s in first for s in _SIZE_ERRORS):
+                fail(f"your mask does not fit the scores ({first.split(': ', 1)[-1]}): it needs "
+                     f"one row per query and one column per key, shape (T_q, T_k) = ({T_q}, "
+                     f"{T_k}) here, with T_q = q.shape[-2] and T_k = k.shape[-2]; SDPA "
+                     "broadcasts it over the batch and the heads")
+            raise
+
+
+CAUSAL_SDPA_SPEC = _CausalSdpaSpec(
+    "causal SDPA", _causal_sdpa_cases, CAUSAL_SDPA_MISTAKES,
+    reference=_causal_sdpa_reference, layout="(..., T_q, d_v)",
+    otherwise="the output is wrong: query i may see the keys 0 .. i + T_k - T_q (the last query "
+              "sees every key)",
+    nonfinite="your output contains nan: a query whose keys are all masked gets nan from SDPA. "
+              "Every query may see at least the first key",
+    hint="q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v); the mask is (T_q, T_k), True = "
+         "may attend")
+
+
+@checker(CAUSAL_SDPA_SPEC)
+def check_causal_sdpa(fn):
+    """Check fn(q, k, v) -> causal attention through SDPA, last query aligned with the last key."""
