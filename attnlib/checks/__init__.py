@@ -36,8 +36,9 @@ from .ch04_masking_context import (
     check_shift_targets,
 )
 from .ch05_values import check_projection, check_value_params, check_value_update
-from .ch06_one_head import check_head, check_head_params, check_leak_detector
+from .ch06_one_head import check_bug_fix, check_head, check_head_params, check_leak_detector
 from .ch07_multihead import (
+    check_ablation,
     check_merge_heads,
     check_multihead,
     check_param_count,
@@ -75,9 +76,10 @@ __all__ = [
     # chapter 5
     "check_value_update", "check_projection", "check_value_params",
     # chapter 6
-    "check_head", "check_head_params", "check_leak_detector",
+    "check_head", "check_leak_detector", "check_bug_fix", "check_head_params",
     # chapter 7
-    "check_split_heads", "check_merge_heads", "check_multihead", "check_param_count",
+    "check_split_heads", "check_merge_heads", "check_multihead", "check_ablation",
+    "check_param_count",
     # chapter 8
     "check_cross_attention", "check_cross_attention_mask", "check_alignment_accuracy",
     # chapter 9
