@@ -139,11 +139,8 @@ def _colour_cases():
     from .. import example
     from ..attention import attention
 
-    def phrase(text):
-        return example.embed(text)
-
     cases = []
-    tokens, x = phrase(example.PHRASE)
+    tokens, x = example.embed(example.PHRASE)
     W_Q, W_K = example.adjective_head()[:2]
     pattern = attention(x @ W_Q, x @ W_K, x @ W_K, is_causal=True, return_weights=True)[1]
     cases.append(("the running phrase, with the adjective head's pattern", tokens, x, pattern))
@@ -151,13 +148,13 @@ def _colour_cases():
     average = torch.ones(T, T).tril()
     cases.append(("the running phrase, each token averaging the tokens up to it", tokens, x,
                   average / average.sum(-1, keepdim=True)))
-    tokens, x = phrase("a soft green owl slept")
+    tokens, x = example.embed("a soft green owl slept")
     T = len(tokens)
     previous = torch.eye(T).roll(-1, dims=1).tril()
     previous[0, 0] = 1.0
     cases.append(("'a soft green owl slept', each token attending to the one before it", tokens,
                   x, previous))
-    tokens, x = phrase("the royal king ruled the blue river")
+    tokens, x = example.embed("the royal king ruled the blue river")
     T = len(tokens)
     scores = randn(T, T, seed=50) * 2
     scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
@@ -222,7 +219,7 @@ def _value_maps(out):
     return W_down, W_up
 
 
-def _source(M: torch.Tensor, target: int, names: list[str], skip: int | None = None) -> int:
+def _source(M: torch.Tensor, target: int, skip: int | None = None) -> int:
     """The coordinate that feeds ``target`` most in the value map M (d_model, d_model)."""
     col = M[:, target].abs().clone()
     if skip is not None:
@@ -254,7 +251,7 @@ def _judge_colour_maps(M: torch.Tensor, names: list[str]) -> int:
                     row = mine if abs(float(flat_d[mine, j])) > LEAK_TOL else row
                 where = _where(tokens, row, name)
                 got = float(flat_d[row, j])
-                src = _source(M, j, names)
+                src = _source(M, j)
                 if identity:
                     fail(f"your value map is the identity (W_down W_up = I, or a multiple): it "
                          f"passes on every coordinate, the texture too ({where} gains {got:.2f} "
@@ -278,7 +275,7 @@ def _judge_colour_maps(M: torch.Tensor, names: list[str]) -> int:
                 miss = (d - strength * a).abs()
                 if float(miss.max()) > LEAK_TOL * max(1.0, abs(strength)):
                     row = int(miss.argmax())
-                    src = _source(M, c, names, skip=c)
+                    src = _source(M, c, skip=c)
                     where = _where(tokens, row, name)
                     if names[src] in COLOURS and abs(float(M[c, c])) < 1e-3:
                         fail(f"the colours are crossed: `{names[c]}` receives what your map reads "
