@@ -20,7 +20,12 @@ from .ch01_tokens_embeddings import (
     check_embedding_lookup,
     check_positional_encoding,
 )
-from .ch02_queries_keys import check_qk_parameters, check_score_grid, check_verb_head
+from .ch02_queries_keys import (
+    check_predicted_winners,
+    check_qk_parameters,
+    check_score_grid,
+    check_verb_head,
+)
 from .ch03_softmax_scaling import (
     check_logsumexp,
     check_stable_softmax_half,
@@ -35,7 +40,12 @@ from .ch04_masking_context import (
     check_padding_mask,
     check_shift_targets,
 )
-from .ch05_values import check_projection, check_value_params, check_value_update
+from .ch05_values import (
+    check_colour_values,
+    check_projection,
+    check_value_params,
+    check_value_update,
+)
 from .ch06_one_head import check_bug_fix, check_head, check_head_params, check_leak_detector
 from .ch07_multihead import (
     check_ablation,
@@ -67,14 +77,14 @@ __all__ = [
     # chapter 1
     "check_embedding_lookup", "check_cosine_similarity", "check_positional_encoding",
     # chapter 2
-    "check_score_grid", "check_verb_head", "check_qk_parameters",
+    "check_score_grid", "check_verb_head", "check_predicted_winners", "check_qk_parameters",
     # chapter 3
     "check_temperature_softmax", "check_stable_softmax_half", "check_logsumexp",
     # chapter 4
     "check_attention", "check_causality", "check_combined_mask", "check_shift_targets",
     "check_padding_mask", "check_attention_weights", "check_causal_sdpa",
     # chapter 5
-    "check_value_update", "check_projection", "check_value_params",
+    "check_value_update", "check_projection", "check_colour_values", "check_value_params",
     # chapter 6
     "check_head", "check_leak_detector", "check_bug_fix", "check_head_params",
     # chapter 7
