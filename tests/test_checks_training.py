@@ -311,3 +311,14 @@ def _all_positions(model, ids, caches):
         "no-logits", "none", "signature", "stub"])
 def test_cached_step_other_answers(capsys, answer, words):
     fails(capsys, checks.check_cached_step, answer, *words)
+
+
+@pytest.mark.parametrize("checker, answer", [(checks.check_train_step, step_model_loss),
+                                             (checks.check_cached_step, cached_by_parts)],
+                         ids=["train_step", "cached_step"])
+def test_the_checkers_leave_the_global_generator_alone(capsys, checker, answer):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    passes(capsys, checker, answer)
+    assert torch.equal(torch.rand(3), expected)

@@ -419,7 +419,8 @@ def check_train_step(fn):
                 handle.remove()
         return n
 
-    return run_check("training step", body, unit="steps")
+    with torch.random.fork_rng(devices=[]):  # the cases' seeds stay out of the reader's session
+        return run_check("training step", body, unit="steps")
 
 
 def _probe_step(seen, model, clip) -> None:
@@ -700,7 +701,8 @@ def check_cached_step(fn):
                     fail(RECOMPUTED.format(T=max(widths)))
         return len(_cache_cases())
 
-    return run_check("cached decoding step", body)
+    with torch.random.fork_rng(devices=[]):  # the cases' seeds stay out of the reader's session
+        return run_check("cached decoding step", body)
 
 
 check_cached_step.mistakes = CACHED_STEP_MISTAKES
