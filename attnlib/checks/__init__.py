@@ -60,7 +60,13 @@ from .ch08_cross_attention import (
     check_cross_attention_mask,
 )
 from .ch09_decoder import check_block, check_block_parameters, check_layernorm, check_reach
-from .ch10_training import check_adjective_mass, check_next_token_targets, check_top_k
+from .ch10_training import (
+    check_adjective_mass,
+    check_cached_step,
+    check_next_token_targets,
+    check_top_k,
+    check_train_step,
+)
 from .ch11_cost_at_scale import (
     check_causal_tiles,
     check_crossover,
@@ -95,7 +101,8 @@ __all__ = [
     # chapter 9
     "check_layernorm", "check_block", "check_block_parameters", "check_reach",
     # chapter 10
-    "check_next_token_targets", "check_top_k", "check_adjective_mass",
+    "check_train_step", "check_top_k", "check_cached_step", "check_adjective_mass",
+    "check_next_token_targets",
     # chapter 11
     "check_crossover", "check_online_softmax", "check_causal_tiles",
     "check_sliding_window_mask", "check_window_count",
