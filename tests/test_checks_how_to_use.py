@@ -298,3 +298,9 @@ def test_the_checker_never_raises(capsys):
     r = verdict(capsys, Odd(0.1))
     assert not r and "odd" in r.message
 
+
+def test_the_chapter_calls_it_and_the_old_checker_stays():
+    text = (ROOT / "notebooks" / "00_how_to_use.ipynb").read_text(encoding="utf-8")
+    assert "checks.check_sharp_temperature(temperature)" in text
+    assert "ex-00-causal" not in text and "check_causal_mask" not in text
+    assert "check_causal_mask" in checks.__all__  # older copies of the notebook still call it
