@@ -14,7 +14,12 @@ re-exported here by name; ``python -m attnlib.checks`` lists them.
 from __future__ import annotations
 
 from ._core import CheckResult
-from .ch00_how_to_use import check_causal_mask, check_scaled_scores, check_softmax
+from .ch00_how_to_use import (
+    check_causal_mask,
+    check_scaled_scores,
+    check_sharp_temperature,
+    check_softmax,
+)
 from .ch01_tokens_embeddings import (
     check_cosine_similarity,
     check_embedding_lookup,
@@ -79,7 +84,8 @@ from .ch11_cost_at_scale import (
 __all__ = [
     "CheckResult",
     # chapter 0
-    "check_softmax", "check_scaled_scores", "check_causal_mask",
+    "check_softmax", "check_scaled_scores", "check_sharp_temperature",
+    "check_causal_mask",  # ex-00-causal's (chapter 4 teaches it now), kept for older notebooks
     # chapter 1
     "check_embedding_lookup", "check_cosine_similarity", "check_positional_encoding",
     # chapter 2
