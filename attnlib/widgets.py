@@ -13,6 +13,8 @@ widget's ``compute()`` recomputes the same quantities with attnlib so the two ca
     PatternViewer(patterns, q_tokens, k_tokens=None, *, selected=None)
     ValueUpdateExplorer(tokens, points, values, query=0, weights=None)
     CostExplorer(context_lens=..., n_heads=96, n_layers=96, bytes_per_entry=2, *, context_len=None)
+    OnlineSoftmaxStepper(scores, values, *, labels=None, block=2, step=0)
+    TileExplorer(T=1024, *, block=64, causal=True, window=0, sparse_block=0, d_head=64, ...)
     ModelExplorer(model, tokenizer, prompt, *, presets=(), temperature=1.0, ...)
 
 Conventions: patterns are (T_q, T_k), rows = query tokens, columns = key tokens; masks are causal
@@ -41,6 +43,8 @@ __all__ = [
     "PatternViewer",
     "ValueUpdateExplorer",
     "CostExplorer",
+    "OnlineSoftmaxStepper",
+    "TileExplorer",
     "ModelExplorer",
     "esm_source",
 ]
@@ -558,6 +562,304 @@ class CostExplorer(_Explorer):
         return {"per_head": per_head, "per_layer": per_layer, "total": total, "bytes_per_head": per_head * b,
                 "bytes_per_layer": per_layer * b, "bytes_total": total * b}
 
+
+# --------------------------------------------------------------------------- OnlineSoftmaxStepper
+
+
+def _named(who: str, check, *args):
+    """Run one of the array checks above with the class's name in front of its message."""
+    try:
+        return check(*args)
+    except ValueError as err:
+        raise ValueError(f"{who}: {err}") from None
+
+
+class OnlineSoftmaxStepper(_Explorer):
+    """The online softmax of one query, stepped through its keys one tile at a time.
+
+    Args:
+        scores: the query's T scores against its keys (1-D).
+        values: the keys' values, (T, d_v), or (T,) for one number per key.
+        labels: T key labels (default "k0", "k1", ...).
+        block: keys per tile, in [1, T]; the last tile is shorter when block does not divide T.
+        step: tiles folded in so far, in [0, ceil(T / block)]; 0 = before the first tile.
+
+    After each tile the widget shows the running max m, the factor exp(m_old - m) that rescales
+    the old sums (below 1 exactly when the tile raised the max), the running sum l of
+    exp(score - m) and the accumulator acc of exp(score - m) * value; after the last tile acc / l
+    equals softmax(scores) @ values. The browser computes it all (static/tiling.js).
+
+    Synced traits: ``labels``, ``scores``, ``values`` (T, d_v), ``block`` and ``step`` (follow the
+    controls), and the state after ``step`` tiles: ``m``, ``rescale``, ``l`` (None before the first
+    tile), ``acc`` (d_v,) and ``out`` = acc / l ([] before the first tile).
+    """
+
+    _esm = esm_source("online_softmax_stepper.js", libs=("tiling.js",))
+    _css = _CSS + "\n" + _read_static("tiling.css")
+
+    labels = List(Unicode()).tag(sync=True)
+    scores = List(Float()).tag(sync=True)
+    values = List(List(Float())).tag(sync=True)
+    block = Int(2).tag(sync=True)
+    step = Int(0).tag(sync=True)
+    m = Float(None, allow_none=True).tag(sync=True)
+    rescale = Float(None, allow_none=True).tag(sync=True)
+    l = Float(None, allow_none=True).tag(sync=True)  # the book's name for the running sum
+    acc = List(Float()).tag(sync=True)
+    out = List(Float()).tag(sync=True)
+
+    _who = "OnlineSoftmaxStepper"
+
+    def __init__(self, scores, values, *, labels=None, block: int = 2, step: int = 0, **kwargs):
+        from . import _validate as V
+
+        who = self._who
+        s = _named(who, _vector, "scores", scores)
+        T = s.numel()
+        try:
+            v = values.detach().cpu().double() if isinstance(values, torch.Tensor) else torch.as_tensor(
+                values, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{who}: values must be a (T, d_v) or (T,) array of numbers, got "
+                            f"{V.describe(values)}") from None
+        v = _named(who, _matrix, "values", v.reshape(-1, 1) if v.ndim == 1 else v, T, None,
+                   f" (one row per score: T = {T})")
+        labs = [f"k{j}" for j in range(T)] if labels is None else _named(
+            who, _tokens, "labels", labels, T, f" (one per score: T = {T})")
+        block = V.positive_int(who, "block", block)
+        if block > T:
+            raise ValueError(f"{who}: block must be an int in [1, T={T}] (keys per tile), got {block}")
+        n = -(-T // block)
+        step = V.nonneg_int(who, "step", step)
+        if step > n:
+            raise ValueError(f"{who}: step must be an int in [0, {n}] (tiles done; T={T} keys in tiles "
+                             f"of {block}), got {step}")
+        super().__init__(labels=labs, scores=_lists(s), values=_lists(v), block=block, step=step, **kwargs)
+        self._refresh()
+
+    def n_tiles(self) -> int:
+        """ceil(T / block): how many tiles the keys make."""
+        return -(-len(self.scores) // self.block)
+
+    @traitlets.validate("block")
+    def _check_block(self, proposal):
+        from . import _validate as V
+
+        block, T = V.positive_int(self._who, "block", proposal["value"]), len(self.scores)
+        if T and block > T:
+            raise ValueError(f"{self._who}: block must be an int in [1, T={T}], got {block}")
+        return block
+
+    @traitlets.validate("step")
+    def _check_step(self, proposal):
+        from . import _validate as V
+
+        step = V.nonneg_int(self._who, "step", proposal["value"])
+        if self.scores and step > self.n_tiles():
+            raise ValueError(f"{self._who}: step must be an int in [0, {self.n_tiles()}], got {step}")
+        return step
+
+    @traitlets.observe("scores", "values", "block", "step")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    def _refresh(self) -> None:
+        steps = self.compute()["steps"]
+        now = steps[self.step - 1] if 0 < self.step <= len(steps) else None
+        self.m = None if now is None else now["m"]
+        self.rescale = None if now is None else now["rescale"]
+        self.l = None if now is None else now["l"]
+        self.acc = [] if now is None else _lists(now["acc"])
+        self.out = [] if now is None else _lists(now["acc"] / now["l"])
+
+    def compute(self) -> dict:
+        """The online softmax in float64, as the page runs it. Returns ``steps``, one dict per tile
+        (``start``, ``end``: its keys; ``m``, ``rescale``, ``l``: floats; ``acc``: a (d_v,) tensor),
+        ``out`` = acc / l after the last tile, and ``softmax`` = attnlib.softmax(scores) @ values,
+        which ``out`` equals."""
+        s = _vector("scores", self.scores)
+        v = _matrix("values", self.values, rows=s.numel())
+        m, l, acc, steps = -math.inf, 0.0, torch.zeros(v.shape[1], dtype=torch.float64), []
+        for start in range(0, s.numel(), self.block):
+            end = min(start + self.block, s.numel())
+            m_new = max(m, float(s[start:end].max()))
+            rescale = math.exp(m - m_new)  # 0 on the first tile, 1 when the max did not grow
+            p = torch.exp(s[start:end] - m_new)
+            l = l * rescale + float(p.sum())
+            acc = acc * rescale + p @ v[start:end]
+            m = m_new
+            steps.append({"start": start, "end": end, "m": m, "rescale": rescale, "l": l, "acc": acc})
+        return {"steps": steps, "out": acc / l, "softmax": softmax(s, dim=-1) @ v}
+
+
+# --------------------------------------------------------------------------- TileExplorer
+
+
+class TileExplorer(_Explorer):
+    """Which (query tile, key tile) pairs tiled attention computes, skips or masks in part, and
+    what that saves in memory and in slow-memory traffic.
+
+    Args:
+        T: queries and keys (self-attention), in [1, 2048].
+        block: the tile size a side (``block_q = block_k``), one of ``blocks``.
+        blocks: the tile sizes the slider offers (default: those of 16, 24, 32, 48, 64, 100, 128,
+            256, 512 that give at most 64 tiles a side, plus ``block``); each in [1, T] with
+            ceil(T / block) <= 64.
+        causal: the causal mask.
+        window: a sliding window (0 = none): query i sees keys with |i - j| < window, the
+            ``window`` most recent ones when causal (``efficient.sliding_window_mask``).
+        sparse_block: the fixed block-sparse pattern (0 = none): its own block and the last key of
+            every block (``efficient.block_sparse_mask`` with one summary key).
+        d_head: the head's width (d = d_v), for the memory counts.
+        bytes_per_entry: bytes per number (default 4: float32).
+
+    The masks are combined by AND. The counts are those of ``efficient.tiled_attention(q, k, v,
+    mask, is_causal=causal, block_q=block, block_k=block, return_stats=True)`` for one head, with
+    ``mask`` the window and block-sparse masks, and of ``efficient.explicit_slow_memory``; the
+    browser computes them (static/tiling.js). A step's working set is one query tile's q, m, l,
+    accumulator and tile of scores: block (2 d + block + 2) numbers, as ``efficient.TileStats``
+    describes.
+
+    Synced traits: ``T``, ``blocks``, ``block``, ``causal``, ``window``, ``sparse_block`` (follow
+    the controls), ``d_head``, ``bytes_per_entry``, and the results ``tiles_computed``,
+    ``tiles_skipped``, ``tiles_partial`` (computed but partly masked), ``scores_kept`` (allowed
+    pairs), ``tiled_traffic`` (elements read plus written: ``TileStats.reads + writes``, the mask's
+    reads included; the page shows those apart) and ``explicit_traffic`` (the same for the explicit
+    path).
+    """
+
+    _esm = esm_source("tile_explorer.js", libs=("tiling.js",))
+    _css = _CSS + "\n" + _read_static("tiling.css")
+
+    T = Int(1024).tag(sync=True)
+    blocks = List(Int()).tag(sync=True)
+    block = Int(64).tag(sync=True)
+    causal = Bool(True).tag(sync=True)
+    window = Int(0).tag(sync=True)
+    sparse_block = Int(0).tag(sync=True)
+    d_head = Int(64).tag(sync=True)
+    bytes_per_entry = Float(4.0).tag(sync=True)
+    tiles_computed = Int(0).tag(sync=True)
+    tiles_skipped = Int(0).tag(sync=True)
+    tiles_partial = Int(0).tag(sync=True)
+    scores_kept = Int(0).tag(sync=True)
+    tiled_traffic = Int(0).tag(sync=True)
+    explicit_traffic = Int(0).tag(sync=True)
+
+    _who = "TileExplorer"
+    MAX_T = 2048  # the page counts T * T entries on every change
+    MAX_TILES = 64  # tiles a side, so that the grid stays legible
+    _DEFAULT_BLOCKS = (16, 24, 32, 48, 64, 100, 128, 256, 512)
+
+    def __init__(self, T: int = 1024, *, block: int = 64, blocks=None, causal: bool = True, window: int = 0,
+                 sparse_block: int = 0, d_head: int = 64, bytes_per_entry: float = 4, **kwargs):
+        from . import _validate as V
+
+        who = self._who
+        T = V.positive_int(who, "T", T)
+        if T > self.MAX_T:
+            raise ValueError(f"{who}: T must be an int in [1, {self.MAX_T}] (the page counts T * T "
+                             f"entries whenever a control moves), got {T}")
+        block = self._valid_block(T, V.positive_int(who, "block", block), "block")
+        if blocks is None:
+            blocks = [b for b in self._DEFAULT_BLOCKS if b <= T and -(-T // b) <= self.MAX_TILES]
+        elif isinstance(blocks, str) or not hasattr(blocks, "__iter__"):
+            raise TypeError(f"{who}: blocks must be a list of tile sizes (ints), got {V.describe(blocks)}")
+        sizes = sorted({self._valid_block(T, V.positive_int(who, "blocks[...]", b), "blocks[...]")
+                        for b in blocks} | {block})
+        if not isinstance(causal, bool):
+            raise TypeError(f"{who}: causal must be True or False, got {V.describe(causal)}")
+        window = self._valid_span(T, "window", window)
+        sparse_block = self._valid_span(T, "sparse_block", sparse_block)
+        d_head = V.positive_int(who, "d_head", d_head)
+        b = V.finite_float(who, "bytes_per_entry", bytes_per_entry, low=0.0, low_open=True)
+        super().__init__(T=T, blocks=sizes, block=block, causal=causal, window=window,
+                         sparse_block=sparse_block, d_head=d_head, bytes_per_entry=b, **kwargs)
+        self._ready = True
+        self._refresh()
+
+    def _valid_block(self, T: int, block: int, name: str) -> int:
+        if block > T or -(-T // block) > self.MAX_TILES:
+            low = -(-T // self.MAX_TILES)
+            raise ValueError(f"{self._who}: {name} must be an int in [{low}, T={T}] (at most "
+                             f"{self.MAX_TILES} tiles a side), got {block}")
+        return block
+
+    def _valid_span(self, T: int, name: str, val) -> int:
+        from . import _validate as V
+
+        val = V.nonneg_int(self._who, name, val)
+        if val > T:
+            raise ValueError(f"{self._who}: {name} must be an int in [0, T={T}] (0 = none), got {val}")
+        return val
+
+    @traitlets.validate("block")
+    def _check_block(self, proposal):
+        if self.blocks and proposal["value"] not in self.blocks:
+            raise ValueError(f"{self._who}: block must be one of blocks {list(self.blocks)}, got "
+                             f"{proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("window", "sparse_block")
+    def _check_span(self, proposal):
+        return self._valid_span(self.T, proposal["trait"].name, proposal["value"])
+
+    @traitlets.observe("block", "causal", "window", "sparse_block", "d_head")
+    def _on_inputs(self, change):
+        if getattr(self, "_ready", False):  # __init__ refreshes once, after setting every trait
+            self._safe_refresh()
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        st = r["stats"]
+        self.tiles_computed, self.tiles_skipped = st.tiles_computed, st.tiles_skipped
+        self.tiles_partial = r["tiles_partial"]
+        self.scores_kept = r["scores_kept"]
+        self.tiled_traffic = st.reads + st.writes
+        self.explicit_traffic = sum(r["explicit"])
+
+    def mask(self) -> torch.Tensor | None:
+        """The bool mask (T, T) the window and block-sparse settings pass to ``tiled_attention``
+        (None when both are 0; the causal mask is ``is_causal``)."""
+        from . import efficient
+
+        m = None
+        if self.window:
+            m = efficient.sliding_window_mask(self.T, self.window, causal=self.causal)
+        if self.sparse_block:
+            s = efficient.block_sparse_mask(self.T, self.sparse_block, causal=self.causal)
+            m = s if m is None else m & s
+        return m
+
+    def compute(self) -> dict:
+        """Run ``efficient.tiled_attention`` on one head of zeros with the current settings.
+
+        Returns a dict: ``stats`` (its ``TileStats``), ``kept`` (n, n): the allowed entries of each
+        pair of tiles, ``tiles_partial`` (computed pairs with some entries masked), ``scores_kept``
+        (``efficient.count_attended`` of the mask, causal included), ``explicit`` (the explicit
+        path's (reads, writes), ``efficient.explicit_slow_memory``) and ``working_set`` (numbers a
+        step holds: block (2 d + block + 2)).
+        """
+        from . import efficient
+        from .attention import causal_mask
+
+        T, B, d = self.T, self.block, self.d_head
+        mask = self.mask()
+        q = torch.zeros(1, T, d)
+        _, stats = efficient.tiled_attention(q, q, q, mask, is_causal=self.causal, block_q=B, block_k=B,
+                                             return_stats=True)
+        allowed = torch.ones(T, T, dtype=torch.bool) if mask is None else mask.clone()
+        if self.causal:
+            allowed &= causal_mask(T)
+        n = -(-T // B)
+        padded = torch.zeros(n * B, n * B, dtype=torch.int64)
+        padded[:T, :T] = allowed.long()
+        kept = padded.reshape(n, B, n, B).sum(dim=(1, 3))  # (n, n) allowed entries per pair
+        sizes = torch.tensor([min(B, T - i * B) for i in range(n)])
+        full = sizes.unsqueeze(1) * sizes.unsqueeze(0)
+        return {"stats": stats, "kept": kept, "tiles_partial": int(((kept > 0) & (kept < full)).sum()),
+                "scores_kept": efficient.count_attended(allowed),
+                "explicit": efficient.explicit_slow_memory(T, T, d), "working_set": B * (2 * d + B + 2)}
 
 # --------------------------------------------------------------------------- ModelExplorer
 

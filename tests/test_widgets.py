@@ -166,7 +166,8 @@ def test_js_format_helpers(tmp_path):
 
 
 TOKENS = ["a", "fluffy", "blue", "creature"]
-ALL_WIDGETS = [W.AttentionExplorer, W.SoftmaxExplorer, W.PatternViewer, W.ValueUpdateExplorer, W.CostExplorer]
+ALL_WIDGETS = [W.AttentionExplorer, W.SoftmaxExplorer, W.PatternViewer, W.ValueUpdateExplorer, W.CostExplorer,
+               W.OnlineSoftmaxStepper, W.TileExplorer]
 
 
 def _explorer(**kw):
@@ -455,6 +456,9 @@ def _cases():
                                           [[0.1, 0], [0, 0.8], [-0.6, 0.2], [0.2, 0.1]], query=3),
             "input.attnlib-weight-1", 1.0, "weights"),
         "cost-explorer": (lambda: W.CostExplorer(), "input.attnlib-context", 0, "context_len"),
+        "online-softmax-stepper": (lambda: W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5], [0, 1, 2, 4], labels=toks),
+                                   "input.attnlib-step", 2, "out"),
+        "tile-explorer": (lambda: W.TileExplorer(256, block=32), "input.attnlib-window", 40, "tiles_computed"),
     }
 
 
@@ -530,5 +534,374 @@ def test_pattern_viewer_in_browser(browser):
         assert "rgba(33, 102, 172" in cells.nth(1).get_attribute("style")
         assert "rgba(202, 0, 32" in cells.nth(0).get_attribute("style")
         assert errors == []
+    finally:
+        page.close()
+
+
+# --------------------------------------------------------------------------- tiled attention widgets
+# The OnlineSoftmaxStepper's and the TileExplorer's arithmetic (static/tiling.js) runs under node as
+# the page loads it (the widget's whole module) and is compared with attnlib.
+
+
+def _run_tiling(cls, cases: list, tmp_path: Path) -> list:
+    module = tmp_path / "widget.mjs"
+    module.write_text(cls._esm)
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    proc = subprocess.run([NODE, str(ROOT / "tests" / "js" / "eval_tiling.mjs"), str(module), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _online_reference(s: torch.Tensor, v: torch.Tensor, block: int) -> list[dict]:
+    """The state after each tile from its definition (not the recursion): over the keys seen so
+    far, m = their max, l = sum exp(s - m), acc = sum exp(s - m) v; rescale = exp(m_before - m)."""
+    out, m_before = [], -math.inf
+    for start in range(0, len(s), block):
+        end = min(start + block, len(s))
+        m = float(s[:end].max())
+        p = torch.exp(s[:end] - m)
+        out.append({"start": start, "end": end, "tileMax": float(s[start:end].max()), "m": m,
+                    "rescale": math.exp(m_before - m), "l": float(p.sum()), "acc": p @ v[:end]})
+        m_before = m
+    return out
+
+
+STEPPER_ROWS = [  # (T, d_v, block): blocks that divide T and blocks that do not
+    (4, 1, 2), (7, 2, 3), (10, 3, 4), (9, 2, 1), (6, 1, 6), (11, 2, 5)]
+
+
+@needs_node
+def test_js_online_softmax_steps_match_the_definition_and_softmax(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    rows = []
+    for T, d_v, block in STEPPER_ROWS:
+        rows.append((torch.randn(T, generator=g, dtype=torch.float64) * 3,
+                     torch.randn(T, d_v, generator=g, dtype=torch.float64), block))
+    # an increasing row (the max grows at every tile) and huge scores (no overflow)
+    rows.append((torch.arange(8, dtype=torch.float64), torch.ones(8, 2, dtype=torch.float64), 2))
+    rows.append((_t([1000.0, 999.0, 1003.0, -1000.0, 1002.0]), _t([[1.0], [2.0], [3.0], [4.0], [5.0]]), 2))
+    cases = [{"op": "steps", "scores": s.tolist(), "values": v.tolist(), "block": b} for s, v, b in rows]
+    got = _run_tiling(W.OnlineSoftmaxStepper, cases, tmp_path)
+    for (s, v, block), steps in zip(rows, got, strict=True):
+        ref = _online_reference(s, v, block)
+        assert len(steps) == len(ref) == -(-len(s) // block)
+        for t, (js, r) in enumerate(zip(steps, ref, strict=True)):
+            assert (js["start"], js["end"]) == (r["start"], r["end"])
+            for key in ("tileMax", "m", "rescale", "l"):
+                assert js[key] == pytest.approx(r[key], rel=1e-12, abs=1e-300), (t, key)
+            torch.testing.assert_close(_t(js["acc"]), r["acc"], atol=1e-12, rtol=1e-12)
+            # the factor is below 1 exactly when the tile raised the max (0 on the first tile)
+            assert (js["rescale"] < 1) == (t == 0 or js["tileMax"] > ref[t - 1]["m"])
+        last = steps[-1]
+        exact = attnlib.softmax(s, dim=-1) @ v
+        torch.testing.assert_close(_t(last["acc"]) / last["l"], exact, atol=1e-12, rtol=1e-12)
+        # and the widget's Python side computes the same steps and output
+        stepper = W.OnlineSoftmaxStepper(s, v, block=block)
+        py = stepper.compute()
+        for js, p in zip(steps, py["steps"], strict=True):
+            assert (js["m"], js["rescale"]) == (pytest.approx(p["m"]), pytest.approx(p["rescale"]))
+            assert js["l"] == pytest.approx(p["l"], rel=1e-12)
+            torch.testing.assert_close(_t(js["acc"]), p["acc"], atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(py["out"], exact, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(py["softmax"], exact)
+
+
+def test_online_softmax_stepper_traits_follow_the_step():
+    s, v = [0.1, 2.0, 3.0, 0.5, 1.0], [[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [4.0, 0.0], [1.0, 1.0]]
+    st = W.OnlineSoftmaxStepper(s, v, labels=list("abcde"), block=2)
+    assert st.step == 0 and st.m is None and st.l is None and st.acc == [] and st.out == []
+    assert st.n_tiles() == 3
+    st.step = 1
+    assert st.m == 2.0 and st.rescale == 0.0
+    assert st.l == pytest.approx(math.exp(0.1 - 2.0) + 1.0)
+    st.step = 2  # "c" (3.0) raises the max: the old sums are multiplied by e^(2 - 3)
+    assert st.m == 3.0 and st.rescale == pytest.approx(math.exp(-1.0))
+    st.step = 3
+    exact = attnlib.softmax(_t(s), dim=-1) @ _t(v)
+    torch.testing.assert_close(_t(st.out), exact)
+    assert st.rescale == 1.0  # the last tile (1.0) does not raise the max
+    st.block = 5  # one tile: step 3 no longer exists, so set both at once as the browser does
+    with pytest.raises(ValueError, match="step"):
+        st.step = 2
+    st.step = 1
+    torch.testing.assert_close(_t(st.out), exact)
+    state = st.get_state()
+    for name in ("labels", "scores", "values", "block", "step", "m", "rescale", "l", "acc", "out"):
+        assert name in state, name
+    one = W.OnlineSoftmaxStepper(torch.tensor([0.1, 2.0, 3.0, 0.5]), torch.tensor([0.0, 1.0, 2.0, 4.0]),
+                                 step=2)
+    assert one.values == [[0.0], [1.0], [2.0], [4.0]] and one.out == [pytest.approx(1.7915226, abs=1e-7)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"scores": [[1.0, 2.0]]}, ValueError, ["OnlineSoftmaxStepper", "scores", "1-D"]),
+        ({"scores": []}, ValueError, ["OnlineSoftmaxStepper", "scores", "empty"]),
+        ({"scores": [1.0, float("nan"), 0.0]}, ValueError, ["OnlineSoftmaxStepper", "scores", "finite"]),
+        ({"values": [[1.0], [2.0]]}, ValueError, ["OnlineSoftmaxStepper", "values", "(3, *)", "(2, 1)"]),
+        ({"values": "abc"}, TypeError, ["OnlineSoftmaxStepper", "values", "'abc'"]),
+        ({"values": torch.zeros(3, 2, 2)}, ValueError, ["OnlineSoftmaxStepper", "values", "2-D"]),
+        ({"labels": ["a", "b"]}, ValueError, ["OnlineSoftmaxStepper", "labels", "2 labels", "3"]),
+        ({"block": 0}, ValueError, ["OnlineSoftmaxStepper", "block", "positive int", "0"]),
+        ({"block": 2.0}, TypeError, ["OnlineSoftmaxStepper", "block", "positive int", "2.0"]),
+        ({"block": 4}, ValueError, ["OnlineSoftmaxStepper", "block", "[1, T=3]", "4"]),
+        ({"step": -1}, ValueError, ["OnlineSoftmaxStepper", "step", "non-negative", "-1"]),
+        ({"step": 3}, ValueError, ["OnlineSoftmaxStepper", "step", "[0, 2]", "got 3"]),
+        ({"step": True}, TypeError, ["OnlineSoftmaxStepper", "step", "True"]),
+    ],
+)
+def test_online_softmax_stepper_rejects_bad_arguments(kwargs, exc, words):
+    args = {"scores": [1.0, 2.0, 0.5], "values": [[1.0], [2.0], [3.0]], "block": 2}
+    args.update(kwargs)
+    with pytest.raises(exc) as err:
+        W.OnlineSoftmaxStepper(args.pop("scores"), args.pop("values"), **args)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_online_softmax_stepper_rejects_bad_trait_values():
+    st = W.OnlineSoftmaxStepper([1.0, 2.0, 0.5], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="OnlineSoftmaxStepper: block"):
+        st.block = 4
+    with pytest.raises(ValueError, match="OnlineSoftmaxStepper: step"):
+        st.step = 5
+    assert (st.block, st.step) == (2, 0)
+
+
+# Cases for the tile explorer: (T, block, causal, window, sparse_block); blocks that do not divide T
+TILE_CASES = [
+    (64, 16, True, 0, 0), (64, 16, False, 0, 0), (100, 16, True, 0, 0), (100, 24, False, 0, 0),
+    (100, 16, True, 20, 0), (100, 16, False, 20, 0), (96, 12, True, 0, 8), (97, 16, False, 0, 10),
+    (130, 32, True, 40, 16), (50, 7, True, 1, 0), (50, 50, True, 0, 0), (33, 5, False, 33, 33),
+    (256, 32, True, 64, 32), (1024, 64, True, 0, 0), (1024, 64, True, 128, 0), (1024, 64, True, 0, 64),
+]
+
+
+def _tiled_reference(T, block, causal, window, sparse, d):
+    """tiled_attention itself on random q, k, v, with the masks built by attnlib.efficient."""
+    from attnlib import efficient
+
+    mask = None
+    if window:
+        mask = efficient.sliding_window_mask(T, window, causal=causal)
+    if sparse:
+        s = efficient.block_sparse_mask(T, sparse, causal=causal)
+        mask = s if mask is None else mask & s
+    g = torch.Generator().manual_seed(T)
+    q, k, v = (torch.randn(1, T, d, generator=g) for _ in range(3))
+    out, stats = efficient.tiled_attention(q, k, v, mask, is_causal=causal, block_q=block, block_k=block,
+                                           return_stats=True)
+    torch.testing.assert_close(out, attnlib.attention(q, k, v, mask, is_causal=causal), atol=1e-5, rtol=1e-4)
+    allowed = torch.ones(T, T, dtype=torch.bool) if mask is None else mask
+    if causal:
+        allowed = allowed & attnlib.causal_mask(T)
+    return stats, efficient.count_attended(allowed), efficient.explicit_slow_memory(T, T, d), allowed
+
+
+@needs_node
+def test_js_tile_grid_matches_tiled_attention(tmp_path):
+    d = 8
+    cases = [{"op": "grid", "T": T, "block": b, "causal": c, "window": w, "sparse_block": s, "d": d}
+             for T, b, c, w, s in TILE_CASES]
+    got = _run_tiling(W.TileExplorer, cases, tmp_path)
+    for (T, block, causal, window, sparse), r in zip(TILE_CASES, got, strict=True):
+        case = (T, block, causal, window, sparse)
+        stats, kept, (reads, writes), allowed = _tiled_reference(T, block, causal, window, sparse, d)
+        n = -(-T // block)
+        assert r["nTiles"] == n == stats.n_q_tiles == stats.n_k_tiles, case
+        assert (r["tilesComputed"], r["tilesSkipped"]) == (stats.tiles_computed, stats.tiles_skipped), case
+        assert (r["qReads"], r["kReads"], r["vReads"], r["maskReads"], r["outWrites"]) == (
+            stats.q_reads, stats.k_reads, stats.v_reads, stats.mask_reads, stats.out_writes), case
+        assert r["scoresKept"] == kept, case
+        assert (r["explicitReads"], r["explicitWrites"]) == (reads, writes), case
+        assert r["patternEntries"] == T * T and r["workingSet"] == block * (2 * d + block + 2)
+        # the grid itself: the allowed entries of every pair of tiles, counted on the mask
+        grid = torch.tensor([[int(allowed[a * block:(a + 1) * block, b * block:(b + 1) * block].sum())
+                              for b in range(n)] for a in range(n)])
+        assert torch.equal(torch.tensor(r["kept"]), grid), case
+        sizes = torch.tensor([min(block, T - i * block) for i in range(n)])
+        full = sizes.unsqueeze(1) * sizes.unsqueeze(0)
+        assert r["tilesPartial"] == int(((grid > 0) & (grid < full)).sum()), case
+        assert r["scoresComputed"] == int(full[grid > 0].sum()), case
+    # the chapter's numbers: T = 1024 in tiles of 64, causal: 136 of 256 tiles computed
+    assert (got[-3]["tilesComputed"], got[-3]["tilesSkipped"]) == (136, 120)
+
+
+@needs_node
+def test_js_mask_matches_attnlib_masks(tmp_path):
+    from attnlib import efficient
+
+    T = 23
+    settings = [(True, 0, 0), (False, 5, 0), (True, 5, 0), (False, 0, 4), (True, 0, 4), (True, 6, 4),
+                (False, 23, 23), (True, 0, 1)]
+    got = _run_tiling(W.TileExplorer, [{"op": "allow", "T": T, "causal": c, "window": w, "sparse_block": s}
+                                        for c, w, s in settings], tmp_path)
+    for (causal, window, sparse), m in zip(settings, got, strict=True):
+        ref = attnlib.causal_mask(T) if causal else torch.ones(T, T, dtype=torch.bool)
+        if window:
+            ref = ref & efficient.sliding_window_mask(T, window, causal=causal)
+        if sparse:
+            ref = ref & efficient.block_sparse_mask(T, sparse, causal=causal)
+        assert torch.equal(torch.tensor(m), ref), (causal, window, sparse)
+
+
+@pytest.mark.parametrize(("T", "block", "causal", "window", "sparse"), TILE_CASES[:10])
+def test_tile_explorer_compute_equals_tiled_attention(T, block, causal, window, sparse):
+    e = W.TileExplorer(T, block=block, blocks=[block], causal=causal, window=window, sparse_block=sparse,
+                       d_head=8)
+    stats, kept, explicit, _ = _tiled_reference(T, block, causal, window, sparse, 8)
+    r = e.compute()
+    assert r["stats"] == stats and r["scores_kept"] == kept and r["explicit"] == explicit
+    assert (e.tiles_computed, e.tiles_skipped, e.scores_kept) == (stats.tiles_computed, stats.tiles_skipped, kept)
+    assert e.tiled_traffic == stats.reads + stats.writes and e.explicit_traffic == sum(explicit)
+    assert int((r["kept"] > 0).sum()) == stats.tiles_computed
+
+
+def test_tile_explorer_traits_refresh():
+    e = W.TileExplorer(1024)
+    assert e.blocks == [16, 24, 32, 48, 64, 100, 128, 256, 512] and e.block == 64 and e.causal
+    assert (e.tiles_computed, e.tiles_skipped, e.tiles_partial) == (136, 120, 16)
+    e.window = 128
+    # per query tile: its diagonal tile, the whole tile before it, and the one before that, which
+    # the window's far edge cuts (none before tile 0, one before tile 1)
+    assert e.tiles_computed == 16 + 15 + 14
+    e.window, e.sparse_block = 0, 64
+    assert (e.tiles_computed, e.tiles_skipped) == (136, 120)  # the chapter: no more tiles skipped
+    e.causal, e.sparse_block = False, 0
+    assert (e.tiles_computed, e.tiles_skipped, e.tiles_partial) == (256, 0, 0)
+    e.block = 100  # does not divide 1024: 11 tiles a side, the last 24 long
+    assert e.tiles_computed == 121 and e.scores_kept == 1024**2
+    with pytest.raises(ValueError, match="TileExplorer: block must be one of blocks"):
+        e.block = 65
+    with pytest.raises(ValueError, match="TileExplorer: window"):
+        e.window = 2000
+    with pytest.raises(ValueError, match="TileExplorer: sparse_block"):
+        e.sparse_block = -1
+    assert W.TileExplorer(100, block=10).blocks == [10, 16, 24, 32, 48, 64, 100]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"T": 0}, ValueError, ["TileExplorer", "T", "positive int", "0"]),
+        ({"T": 64.0}, TypeError, ["TileExplorer", "T", "positive int", "64.0"]),
+        ({"T": 4096}, ValueError, ["TileExplorer", "T", "[1, 2048]", "4096"]),
+        ({"block": 200}, ValueError, ["TileExplorer", "block", "T=128", "200"]),
+        ({"block": 1}, ValueError, ["TileExplorer", "block", "[2, T=128]", "64 tiles", "got 1"]),
+        ({"block": "16"}, TypeError, ["TileExplorer", "block", "'16'"]),
+        ({"blocks": 16}, TypeError, ["TileExplorer", "blocks", "list"]),
+        ({"blocks": [16, 0]}, ValueError, ["TileExplorer", "blocks", "0"]),
+        ({"causal": 1}, TypeError, ["TileExplorer", "causal", "True or False", "1"]),
+        ({"window": -3}, ValueError, ["TileExplorer", "window", "non-negative", "-3"]),
+        ({"window": 129}, ValueError, ["TileExplorer", "window", "[0, T=128]", "129"]),
+        ({"sparse_block": 1.5}, TypeError, ["TileExplorer", "sparse_block", "1.5"]),
+        ({"d_head": 0}, ValueError, ["TileExplorer", "d_head", "positive int", "0"]),
+        ({"bytes_per_entry": 0}, ValueError, ["TileExplorer", "bytes_per_entry", "> 0.0", "0"]),
+    ],
+)
+def test_tile_explorer_rejects_bad_arguments(kwargs, exc, words):
+    args = {"T": 128, "block": 16}
+    args.update(kwargs)
+    with pytest.raises(exc) as err:
+        W.TileExplorer(args.pop("T"), **args)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def _widget_text(page, kind):
+    return page.locator(f".attnlib-widget.attnlib-{kind}").inner_text()
+
+
+@pytest.mark.browser
+def test_online_softmax_stepper_in_browser(browser):
+    """The buttons step tile by tile; the state written back equals compute(); the last step shows
+    acc / l next to softmax(scores) @ values; the rescaling factor of a growing max is marked."""
+    st = W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5, 1.0], [[0, 1], [1, 0], [2, 1], [4, 0], [1, 1]],
+                                labels=list("abcde"), block=2)
+    page, errors = _widget_page(browser, st)
+    try:
+        assert "before the first tile" in _widget_text(page, "online-softmax-stepper")
+        assert page.locator("button.attnlib-back").is_disabled()
+        steps = st.compute()["steps"]
+        for t in range(1, 4):
+            page.click("button.attnlib-next")
+            assert page.evaluate("window.state.step") == t
+            assert page.evaluate("window.state.m") == pytest.approx(steps[t - 1]["m"])
+            assert page.evaluate("window.state.l") == pytest.approx(steps[t - 1]["l"], rel=1e-12)
+            torch.testing.assert_close(_t(page.evaluate("window.state.acc")), steps[t - 1]["acc"])
+        assert page.locator("button.attnlib-next").is_disabled()
+        assert page.locator("td.attnlib-grew").count() == 1  # tile 2 raised the max from 2 to 3
+        text = _widget_text(page, "online-softmax-stepper")
+        out = st.compute()["softmax"]
+        torch.testing.assert_close(_t(page.evaluate("window.state.out")), out)
+        assert "softmax(scores) @ values" in text and f"{out[0].item():.3f}" in text
+        _slide(page, "input.attnlib-block", 5)  # one tile: the step is clamped to 1
+        assert page.evaluate("[window.state.block, window.state.step]") == [5, 1]
+        torch.testing.assert_close(_t(page.evaluate("window.state.out")), out)
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_tile_explorer_in_browser(browser):
+    """Each control redraws the grid and the counts, which equal compute()'s."""
+    e = W.TileExplorer(256, block=32)
+    page, errors = _widget_page(browser, e)
+    try:
+        grid = page.locator("svg.attnlib-tile-grid")
+        assert grid.locator("rect.attnlib-tile-full").count() == 28  # 8 tiles a side, below the diagonal
+        assert grid.locator("rect.attnlib-tile-partial").count() == 8  # the diagonal
+        assert "36 of 64" in _widget_text(page, "tile-explorer")
+        page.click("input.attnlib-causal")
+        assert grid.locator("rect.attnlib-tile-full").count() == 64
+        assert page.evaluate("window.state.tiles_computed") == 64
+        page.click("input.attnlib-causal")
+        _slide(page, "input.attnlib-window", 40)
+        _slide(page, "input.attnlib-block", e.blocks.index(48))  # 48 does not divide 256
+        state = page.evaluate("window.state")
+        e.set_state({k: state[k] for k in ("block", "causal", "window", "sparse_block")})
+        assert (e.block, e.window, e.causal) == (48, 40, True)
+        for name in ("tiles_computed", "tiles_skipped", "tiles_partial", "scores_kept", "tiled_traffic",
+                     "explicit_traffic"):
+            assert state[name] == getattr(e, name), name
+        assert "the last 16 long" in _widget_text(page, "tile-explorer")
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["online-softmax-stepper", "tile-explorer"])
+def test_tiling_widgets_fit_a_phone(browser, kind):
+    """At 390 px the widget is no wider than the screen; what is wider scrolls inside it."""
+    widget = _cases()[kind][0]()
+    state = {k: v for k, v in widget.get_state().items() if not k.startswith("_") and k != "layout"}
+    html = _FAKE_MODEL_PAGE % {"css": widget._css, "state": json.dumps(state), "esm": json.dumps(widget._esm)}
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        page.set_content(html)
+        page.wait_for_function("window.rendered === true", timeout=10_000)
+        if kind == "online-softmax-stepper":  # a tile done: the table of steps has a row
+            page.click("button.attnlib-next")
+        got = page.evaluate("""() => {
+            const root = document.querySelector('.attnlib-widget');
+            const bad = [];
+            for (const el of root.querySelectorAll('*')) {
+                if (el.getBoundingClientRect().right <= root.getBoundingClientRect().right + 1) continue;
+                let a = el.parentElement, ok = false;
+                for (; a && a !== root; a = a.parentElement) {
+                    const o = getComputedStyle(a).overflowX;
+                    if (o === 'auto' || o === 'scroll') { ok = true; break; }
+                }
+                if (!ok) bad.push(el.tagName + '.' + el.className);
+            }
+            return {page: document.documentElement.scrollWidth, root: root.getBoundingClientRect().right, bad};
+        }""")
+        assert got["page"] <= 390 and got["root"] <= 390, got
+        assert got["bad"] == [], got
     finally:
         page.close()
