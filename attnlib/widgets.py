@@ -8,10 +8,11 @@ lists of floats and strings) and reads the results back: in a live kernel every 
 ``sync=True`` follows the browser (``explorer.temperature``, ``explorer.weights``, ...), and each
 widget's ``compute()`` recomputes the same quantities with attnlib so the two can be compared.
 
-    AttentionExplorer(tokens, x, w_q, w_k, *, temperature=1.0, causal=False, query=0)
+    AttentionExplorer(tokens, x, w_q, w_k, *, temperature=1.0, causal=False, query=0, show="weights")
+    QueryKeyArrows(tokens, keys, query, *, d_head=2, causal=False, query_index=None, ...)
     SoftmaxExplorer(labels, scores, *, temperature=1.0)
     PatternViewer(patterns, q_tokens, k_tokens=None, *, selected=None)
-    ValueUpdateExplorer(tokens, points, values, query=0, weights=None)
+    ValueUpdateExplorer(tokens, points, values, query=0, weights=None, *, causal=False, axis_labels=...)
     CostExplorer(context_lens=..., n_heads=96, n_layers=96, bytes_per_entry=2, *, context_len=None)
     OnlineSoftmaxStepper(scores, values, *, labels=None, block=2, step=0)
     TileExplorer(T=1024, *, block=64, causal=True, window=0, sparse_block=0, d_head=64, ...)
@@ -39,6 +40,7 @@ from .mlp import MLP
 
 __all__ = [
     "AttentionExplorer",
+    "QueryKeyArrows",
     "SoftmaxExplorer",
     "PatternViewer",
     "ValueUpdateExplorer",
@@ -147,7 +149,12 @@ def _lists(t: torch.Tensor) -> list:
 
 
 class _Explorer(anywidget.AnyWidget):
-    """Common base: the shared stylesheet and a guard for recomputing results on the Python side."""
+    """Common base: the shared stylesheet and a guard for recomputing results on the Python side.
+
+    The shared math (static/math.js) and helpers (static/ui.js) are part of every widget's module, so a
+    change to them changes every saved widget: re-execute every chapter with a widget. Code that only
+    some widgets need goes into a separate file (views.js, and the widget's own .js and .css).
+    """
 
     _css = _CSS
 
@@ -179,16 +186,22 @@ class AttentionExplorer(_Explorer):
         query: index of the query token whose weights are listed.
         dim_labels: optional names of the d_model embedding dimensions (the rows of w_q and w_k),
             shown in the weight editor; default "0", "1", ...
+        show: what the grid shows: "weights" (the pattern, the default), "scaled" (the scores
+            q k^T / sqrt(d_head)) or "raw" (the dot products q k^T); the reader switches it.
+
+    A "reset" button (and ``reset()``) restores the weights and the controls the widget started
+    with (``initial``).
 
     The head's maps of attnlib fit as they are: ``mha.W_Q[h]``, ``mha.W_K[h]`` (d_model, d_head).
 
     Synced traits (read them back in a live kernel): ``tokens``, ``x``, ``w_q``, ``w_k`` (lists),
     ``temperature``, ``causal``, ``query``, ``edit_matrix`` ("w_q" or "w_k"), ``edit_row``,
-    ``edit_col`` (the weight being edited), ``dim_labels``, and the results ``weights`` (T, T) and ``scores`` (T, T)
+    ``edit_col`` (the weight being edited), ``dim_labels``, ``show``, ``initial`` (what reset
+    restores: w_q, w_k and the controls), and the results ``weights`` (T, T) and ``scores`` (T, T)
     (q k^T / sqrt(d_head), before mask and temperature).
     """
 
-    _esm = esm_source("attention_explorer.js")
+    _esm = esm_source("attention_explorer.js", libs=("views.js",))
 
     tokens = List(Unicode()).tag(sync=True)
     x = List(List(Float())).tag(sync=True)
@@ -201,11 +214,13 @@ class AttentionExplorer(_Explorer):
     edit_row = Int(0).tag(sync=True)
     edit_col = Int(0).tag(sync=True)
     dim_labels = List(Unicode()).tag(sync=True)
+    show = Unicode("weights").tag(sync=True)
+    initial = traitlets.Dict().tag(sync=True)
     weights = List(List(Float())).tag(sync=True)
     scores = List(List(Float())).tag(sync=True)
 
     def __init__(self, tokens, x, w_q, w_k, *, temperature: float = 1.0, causal: bool = False, query: int = 0,
-                 dim_labels=None, **kwargs):
+                 dim_labels=None, show: str = "weights", **kwargs):
         x_t = _matrix("x", x)
         T, d_model = x_t.shape
         toks = _tokens("tokens", tokens, T, f" (one per row of x, which has shape {tuple(x_t.shape)})")
@@ -215,9 +230,21 @@ class AttentionExplorer(_Explorer):
         q = _index("query", query, T, "a token index")
         dims = [str(i) for i in range(d_model)] if dim_labels is None else _tokens(
             "dim_labels", dim_labels, d_model, f" (one per embedding dimension: d_model = {d_model})")
-        super().__init__(tokens=toks, x=_lists(x_t), w_q=_lists(wq), w_k=_lists(wk), temperature=temp,
-                         causal=bool(causal), query=q, dim_labels=dims, **kwargs)
+        show = _show("AttentionExplorer", show)
+        start = {"w_q": _lists(wq), "w_k": _lists(wk), "temperature": temp, "causal": bool(causal),
+                 "query": q, "edit_matrix": "w_q", "edit_row": 0, "edit_col": 0, "show": show}
+        super().__init__(tokens=toks, x=_lists(x_t), dim_labels=dims, initial=start, **start, **kwargs)
         self._refresh()
+
+    def reset(self) -> None:
+        """Back to the weights and the controls the widget started with (the "reset" button)."""
+        with self.hold_trait_notifications():
+            for name, value in self.initial.items():
+                setattr(self, name, value)
+
+    @traitlets.validate("show")
+    def _check_show(self, proposal):
+        return _show("AttentionExplorer", proposal["value"])
 
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal):
@@ -245,8 +272,8 @@ class AttentionExplorer(_Explorer):
     def compute(self) -> dict:
         """Recompute with attnlib from the current traits.
 
-        Returns a dict of float64 tensors: ``q`` and ``k`` (T, d_head), ``scores`` (T, T) =
-        q k^T / sqrt(d_head), and ``weights`` (T, T) from
+        Returns a dict of float64 tensors: ``q`` and ``k`` (T, d_head), ``raw`` (T, T) = q k^T,
+        ``scores`` (T, T) = q k^T / sqrt(d_head), and ``weights`` (T, T) from
         ``attnlib.attention(q, k, k, is_causal=causal, scale=1/sqrt(d_head)/temperature, return_weights=True)``.
         """
         x = _matrix("x", self.x)
@@ -255,7 +282,181 @@ class AttentionExplorer(_Explorer):
         q, k = x @ wq, x @ wk  # (T, d_head)
         scale = 1.0 / math.sqrt(q.shape[-1])
         _, weights = attention(q, k, k, is_causal=self.causal, scale=scale / self.temperature, return_weights=True)
-        return {"q": q, "k": k, "scores": (q @ k.T) * scale, "weights": weights}
+        return {"q": q, "k": k, "raw": q @ k.T, "scores": (q @ k.T) * scale, "weights": weights}
+
+    def shown(self) -> torch.Tensor:
+        """The grid the widget shows now (``show``): the raw, the scaled scores or the weights."""
+        return self.compute()[{"raw": "raw", "scaled": "scores", "weights": "weights"}[self.show]]
+
+
+_SHOW = ("weights", "scaled", "raw")
+
+
+def _show(who: str, val) -> str:
+    if not isinstance(val, str):
+        raise TypeError(f"{who}: show must be a str, one of {_SHOW}, got {_describe(val)}")
+    if val not in _SHOW:
+        raise ValueError(f"{who}: show must be one of {_SHOW}, got {val!r}")
+    return val
+
+
+# --------------------------------------------------------------------------- QueryKeyArrows
+
+
+class QueryKeyArrows(_Explorer):
+    """One query against every key, drawn as arrows in a 2-D query/key space: the reader rotates
+    the query (angle slider) and stretches it (length slider), or drags it with the pointer, and
+    reads each key's dot product q·k, its scaled score q·k / sqrt(d_head) and its softmax weight.
+
+    Args:
+        tokens: T key labels.
+        keys: the keys (T, 2) in the picture's two coordinates.
+        query: the query (2,) the widget starts from (not zero): its angle and length set the sliders.
+        d_head: the head's size; scores = q·k / sqrt(d_head). Default 2, the picture's own size;
+            pass the head's size when the two coordinates carry a larger head's dot products
+            exactly (as chapter 2's picture does for its 4-wide head).
+        causal: start with the causal mask on: the query sees keys 0 .. query_index only.
+        query_index: the position of the query's token among the keys (None: no mask offered).
+        query_label: the query's name in the picture, e.g. "query of creature".
+        axis_labels: names of the picture's (horizontal, vertical) coordinates.
+        max_length: the length slider's upper end, also the picture's half-width (default: 1.25
+            times the longest of the query and the keys, rounded up).
+        title: the widget's heading.
+
+    Synced traits: inputs ``tokens``, ``key_vectors`` (the keys; ipywidgets reserves ``keys``), ``angle`` (degrees, counter-clockwise from the
+    horizontal axis, in (-180, 180]), ``length`` (in [0, max_length]), ``causal``, ``query_index``
+    (-1 for None), ``d_head``, ``max_length``, ``query_label``, ``axis_labels``, ``title``,
+    ``initial`` (the angle, length and causal flag that "reset" restores); results ``query`` (2,),
+    ``dots``, ``scores`` and ``weights`` (T,). ``compute()`` recomputes them with attnlib.
+    """
+
+    _esm = esm_source("query_key_arrows.js", libs=("views.js",))
+    _css = _CSS + "\n" + _read_static("query_key_arrows.css")
+
+    tokens = List(Unicode()).tag(sync=True)
+    key_vectors = List(List(Float())).tag(sync=True)
+    angle = Float(0.0).tag(sync=True)
+    length = Float(1.0).tag(sync=True)
+    causal = Bool(False).tag(sync=True)
+    query_index = Int(-1).tag(sync=True)
+    d_head = Int(2).tag(sync=True)
+    max_length = Float(1.0).tag(sync=True)
+    query_label = Unicode("query").tag(sync=True)
+    axis_labels = List(Unicode()).tag(sync=True)
+    title = Unicode("").tag(sync=True)
+    initial = traitlets.Dict().tag(sync=True)
+    query = List(Float()).tag(sync=True)
+    dots = List(Float()).tag(sync=True)
+    scores = List(Float()).tag(sync=True)
+    weights = List(Float()).tag(sync=True)
+
+    def __init__(self, tokens, keys, query, *, d_head: int = 2, causal: bool = False,
+                 query_index: int | None = None, query_label: str = "query",
+                 axis_labels=("coordinate 0", "coordinate 1"), max_length: float | None = None,
+                 title: str = "A query and its keys as arrows", **kwargs):
+        from . import _validate as V
+
+        who = "QueryKeyArrows"
+        k = _matrix("keys", keys, cols=2, what=" (T, 2): one 2-D key per token")
+        T = k.shape[0]
+        toks = _tokens("tokens", tokens, T, f" (one per row of keys, which has shape {tuple(k.shape)})")
+        q = _vector("query", query, 2, " (a 2-D query)")
+        q_len = float(q.norm())
+        if q_len == 0:
+            raise ValueError(f"{who}: query must not be zero (it has no direction to rotate), got {q.tolist()}")
+        d_head = V.positive_int(who, "d_head", d_head)
+        causal = _flag(who, "causal", causal)
+        if query_index is not None:
+            query_index = V.index(who, "query_index", query_index, T, "a position among the keys")
+        elif causal:
+            raise ValueError(f"{who}: causal=True needs query_index, the position of the query's token "
+                             "(the mask hides the keys after it), got query_index=None")
+        query_label, title = _text(who, "query_label", query_label), _text(who, "title", title)
+        axes = _label_pair(who, "axis_labels", axis_labels)
+        longest = max(q_len, float(k.norm(dim=-1).max()))
+        if max_length is None:
+            from .viz import nice_limit
+
+            max_length = nice_limit(1.25 * longest)
+        max_length = V.finite_float(who, "max_length", max_length, low=0.0, low_open=True)
+        if max_length < q_len:
+            raise ValueError(f"{who}: max_length must be at least the query's length {q_len:.4g} (the "
+                             f"slider must reach it), got {max_length!r}")
+        angle = math.degrees(math.atan2(float(q[1]), float(q[0])))
+        start = {"angle": angle, "length": q_len, "causal": causal}
+        super().__init__(tokens=toks, key_vectors=_lists(k), angle=angle, length=q_len, causal=causal,
+                         query_index=-1 if query_index is None else query_index, d_head=d_head,
+                         max_length=max_length, query_label=query_label, axis_labels=axes, title=title,
+                         initial=start, **kwargs)
+        self._refresh()
+
+    @traitlets.validate("angle")
+    def _check_angle(self, proposal):
+        a = float(proposal["value"])
+        if not math.isfinite(a):
+            raise ValueError(f"QueryKeyArrows: angle must be a finite number of degrees, got {a!r}")
+        return a if -180.0 < a <= 180.0 else a - 360.0 * math.ceil((a - 180.0) / 360.0)
+
+    @traitlets.validate("length")
+    def _check_length(self, proposal):
+        x = float(proposal["value"])
+        if not 0.0 <= x <= self.max_length + 1e-9:
+            raise ValueError(f"QueryKeyArrows: length must lie in [0, max_length={self.max_length}], got {x!r}")
+        return x
+
+    @traitlets.validate("causal")
+    def _check_causal(self, proposal):
+        if proposal["value"] and self.query_index < 0:
+            raise ValueError("QueryKeyArrows: causal=True needs query_index (the query's position)")
+        return proposal["value"]
+
+    @traitlets.observe("key_vectors", "angle", "length", "causal", "query_index", "d_head")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        self.query = _lists(r["query"])
+        self.dots, self.scores, self.weights = (_lists(r[n]) for n in ("dots", "scores", "weights"))
+
+    def reset(self) -> None:
+        """Back to the angle, length and mask the widget started with (the "reset" button)."""
+        with self.hold_trait_notifications():
+            self.causal = self.initial["causal"]
+            self.angle, self.length = self.initial["angle"], self.initial["length"]
+
+    def compute(self) -> dict:
+        """Float64 tensors: ``query`` (2,) from the angle and length, ``dots`` = keys @ query (T,),
+        ``scores`` = dots / sqrt(d_head), ``weights`` = attnlib.softmax of the scores, the keys
+        after ``query_index`` set to -inf when causal."""
+        k = _matrix("keys", self.key_vectors, cols=2)
+        a = math.radians(self.angle)
+        q = self.length * torch.tensor([math.cos(a), math.sin(a)], dtype=torch.float64)
+        dots = k @ q
+        scores = dots / math.sqrt(self.d_head)
+        later = torch.arange(k.shape[0]) > self.query_index
+        masked = scores.masked_fill(later, float("-inf")) if self.causal else scores
+        return {"query": q, "dots": dots, "scores": scores, "weights": softmax(masked, dim=-1)}
+
+
+def _flag(who: str, name: str, val) -> bool:
+    if not isinstance(val, bool):
+        raise TypeError(f"{who}: {name} must be True or False, got {_describe(val)}")
+    return val
+
+
+def _text(who: str, name: str, val) -> str:
+    if not isinstance(val, str):
+        raise TypeError(f"{who}: {name} must be a str, got {_describe(val)}")
+    return val
+
+
+def _label_pair(who: str, name: str, val) -> list[str]:
+    if isinstance(val, str) or not isinstance(val, (list, tuple)) or not all(isinstance(s, str) for s in val):
+        raise TypeError(f"{who}: {name} must be a pair of str (horizontal, vertical), got {_describe(val)}")
+    if len(val) != 2:
+        raise ValueError(f"{who}: {name} must name 2 coordinates (horizontal, vertical), got {len(val)}: {val!r}")
+    return list(val)
 
 
 # --------------------------------------------------------------------------- SoftmaxExplorer
@@ -415,33 +616,53 @@ class ValueUpdateExplorer(_Explorer):
         values: value vectors (T, 2), the change each token proposes.
         query: index of the token being updated.
         weights: the query's weights on the T keys (T,), non-negative; renormalised to sum to 1
-            (all zeros: no change). Default: uniform.
+            (all zeros: no change). Default: uniform (over the keys the query may see).
+        causal: apply the causal mask: the query takes only from itself and earlier tokens, so the
+            keys after it get weight 0 (and no slider) and the rest are renormalised.
+            Given weights must then put nothing on those keys. The reader can switch it off.
+        axis_labels: names of the picture's (horizontal, vertical) coordinates, e.g. the two named
+            directions the points were projected on.
 
     The change is delta = sum_j weights[j] * values[j] (2,), and the updated embedding is
     points[query] + delta (the residual connection).
 
     Synced traits: ``tokens``, ``points``, ``values``, ``query``, ``weights`` (normalised; follows the
-    sliders) and the results ``delta`` (2,) and ``updated`` (2,).
+    sliders), ``causal``, ``axis_labels`` and the results ``delta`` (2,) and ``updated`` (2,).
     """
 
-    _esm = esm_source("value_update_explorer.js")
+    _esm = esm_source("value_update_explorer.js", libs=("views.js",))
 
     tokens = List(Unicode()).tag(sync=True)
     points = List(List(Float())).tag(sync=True)
     values = List(List(Float())).tag(sync=True)
     query = Int(0).tag(sync=True)
     weights = List(Float()).tag(sync=True)
+    causal = Bool(False).tag(sync=True)
+    axis_labels = List(Unicode()).tag(sync=True)
     delta = List(Float()).tag(sync=True)
     updated = List(Float()).tag(sync=True)
 
-    def __init__(self, tokens, points, values, query: int = 0, weights=None, **kwargs):
+    def __init__(self, tokens, points, values, query: int = 0, weights=None, *, causal: bool = False,
+                 axis_labels=("coordinate 0", "coordinate 1"), **kwargs):
+        who = "ValueUpdateExplorer"
         p = _matrix("points", points, cols=2, what=" (T, 2): one 2-D embedding per token")
         T = p.shape[0]
         toks = _tokens("tokens", tokens, T, f" (one per row of points, which has shape {tuple(p.shape)})")
         v = _matrix("values", values, rows=T, cols=2, what=" (T, 2): one 2-D value per token")
         q = _index("query", query, T, "a token index")
-        w = _normalised_weights(torch.full((T,), 1.0 / T, dtype=torch.float64) if weights is None else weights, T)
-        super().__init__(tokens=toks, points=_lists(p), values=_lists(v), query=q, weights=_lists(w), **kwargs)
+        causal = _flag(who, "causal", causal)
+        axes = _label_pair(who, "axis_labels", axis_labels)
+        if weights is None:
+            seen = q + 1 if causal else T
+            weights = [1.0 / seen if j < seen else 0.0 for j in range(T)]
+        w = _normalised_weights(weights, T)
+        if causal and (w[q + 1:] > 0).any():
+            later = [f"{toks[j]!r} ({float(w[j]):.3g})" for j in range(q + 1, T) if w[j] > 0]
+            raise ValueError(f"{who}: with causal=True the query {toks[q]!r} (position {q}) may not take "
+                             f"from later tokens, but weights puts weight on {', '.join(later)}; pass "
+                             "the pattern's causal row, or causal=False")
+        super().__init__(tokens=toks, points=_lists(p), values=_lists(v), query=q, weights=_lists(w),
+                         causal=causal, axis_labels=axes, **kwargs)
         self._refresh()
 
     @traitlets.validate("query")
@@ -458,7 +679,7 @@ class ValueUpdateExplorer(_Explorer):
         # rounding difference is echoed back to the sliders
         return list(w) if abs(sum(w) - 1.0) < 1e-9 else _lists(n)
 
-    @traitlets.observe("points", "values", "query", "weights")
+    @traitlets.observe("points", "values", "query", "weights", "causal")
     def _on_inputs(self, change):
         self._safe_refresh()
 
@@ -468,10 +689,13 @@ class ValueUpdateExplorer(_Explorer):
         self.updated = _lists(r["updated"])
 
     def compute(self) -> dict:
-        """Float64 tensors: ``weights`` (T,), ``delta`` = weights @ values (2,), ``updated`` (2,)."""
+        """Float64 tensors: ``weights`` (T,) (with ``causal``, those of the keys after the query
+        set to 0 and the rest renormalised), ``delta`` = weights @ values (2,), ``updated`` (2,)."""
         p = _matrix("points", self.points, cols=2)
         v = _matrix("values", self.values, rows=p.shape[0], cols=2)
         w = _normalised_weights(self.weights, p.shape[0])
+        if self.causal:
+            w = _normalised_weights(w.masked_fill(torch.arange(len(w)) > self.query, 0.0), len(w))
         delta = w @ v  # (2,)
         return {"weights": w, "delta": delta, "updated": p[self.query] + delta}
 
