@@ -506,6 +506,51 @@ class SoftmaxExplorer(_Explorer):
 # --------------------------------------------------------------------------- PatternViewer
 
 
+def _named_patterns(patterns) -> tuple[list[str], list[torch.Tensor]]:
+    """(names, matrices) of PatternViewer's ``patterns``: a dict {name: (T_q, T_k)} or a stack
+    (n, T_q, T_k) named "head 0", "head 1", ...; not empty, all of one shape."""
+    if isinstance(patterns, Mapping):
+        if not patterns:
+            raise ValueError("patterns must not be empty")
+        names = [str(n) for n in patterns]
+        mats = [_matrix(f"patterns[{n!r}]", p) for n, p in patterns.items()]
+    else:
+        stack = _as_tensor("patterns", patterns, 3)
+        if stack.shape[0] == 0:
+            raise ValueError("patterns must not be empty")
+        names = [f"head {i}" for i in range(stack.shape[0])]
+        mats = list(stack)
+    T_q, T_k = mats[0].shape
+    for n, m in zip(names, mats, strict=True):
+        if m.shape != (T_q, T_k):
+            raise ValueError(f"patterns must all have one shape (T_q, T_k) = {(T_q, T_k)}, but {n!r} has "
+                             f"{tuple(m.shape)}")
+    return names, mats
+
+
+def _pattern_limits(mats, vmin, vmax) -> tuple[float, float]:
+    """PatternViewer's colour range: the given (vmin, vmax), checked, or when neither is given
+    [0, 1] for weights, symmetric rounded limits for signed values, else [0, rounded max]."""
+    lo = min(float(m.min()) for m in mats)
+    top = max(float(m.max()) for m in mats)
+    if vmin is None and vmax is None:  # rounded limits: a float32 1.0000001 is read as 1
+        from .viz import nice_limit
+
+        if lo >= 0 and top <= 1 + 1e-6:
+            vmin, vmax = 0.0, 1.0
+        elif lo < 0:
+            big = nice_limit(max(abs(lo), abs(top)))
+            vmin, vmax = -big, big
+        else:
+            vmin, vmax = 0.0, nice_limit(top)
+    elif vmin is None or vmax is None:
+        raise ValueError("vmin and vmax must be given together (or neither)")
+    vmin, vmax = float(vmin), float(vmax)
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+        raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
+    return vmin, vmax
+
+
 class PatternViewer(_Explorer):
     """Show one of several attention patterns (heads, layers, ...), chosen from a dropdown.
 
@@ -546,22 +591,8 @@ class PatternViewer(_Explorer):
     def __init__(self, patterns, q_tokens, k_tokens=None, *, selected: str | None = None, decimals: int = 2,
                  vmin: float | None = None, vmax: float | None = None, title: str = "Attention patterns",
                  caption: str = "", row_name: str = "query", col_name: str = "key", **kwargs):
-        if isinstance(patterns, Mapping):
-            if not patterns:
-                raise ValueError("patterns must not be empty")
-            names = [str(n) for n in patterns]
-            mats = [_matrix(f"patterns[{n!r}]", p) for n, p in patterns.items()]
-        else:
-            stack = _as_tensor("patterns", patterns, 3)
-            if stack.shape[0] == 0:
-                raise ValueError("patterns must not be empty")
-            names = [f"head {i}" for i in range(stack.shape[0])]
-            mats = list(stack)
+        names, mats = _named_patterns(patterns)
         T_q, T_k = mats[0].shape
-        for n, m in zip(names, mats, strict=True):
-            if m.shape != (T_q, T_k):
-                raise ValueError(f"patterns must all have one shape (T_q, T_k) = {(T_q, T_k)}, but {n!r} has "
-                                 f"{tuple(m.shape)}")
         qt = _tokens("q_tokens", q_tokens, T_q, f" (one per row: the patterns are {(T_q, T_k)})")
         kt = qt if k_tokens is None else _tokens("k_tokens", k_tokens, T_k,
                                                  f" (one per column: the patterns are {(T_q, T_k)})")
@@ -572,23 +603,7 @@ class PatternViewer(_Explorer):
             raise ValueError(f"selected must be one of {names}, got {selected!r}")
         if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
             raise ValueError(f"decimals must be an int in [0, 6], got {decimals!r}")
-        lo = min(float(m.min()) for m in mats)
-        top = max(float(m.max()) for m in mats)
-        if vmin is None and vmax is None:  # rounded limits: a float32 1.0000001 is read as 1
-            from .viz import nice_limit
-
-            if lo >= 0 and top <= 1 + 1e-6:
-                vmin, vmax = 0.0, 1.0
-            elif lo < 0:
-                big = nice_limit(max(abs(lo), abs(top)))
-                vmin, vmax = -big, big
-            else:
-                vmin, vmax = 0.0, nice_limit(top)
-        elif vmin is None or vmax is None:
-            raise ValueError("vmin and vmax must be given together (or neither)")
-        vmin, vmax = float(vmin), float(vmax)
-        if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
-            raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
+        vmin, vmax = _pattern_limits(mats, vmin, vmax)
         super().__init__(names=names, patterns=[_lists(m) for m in mats], q_tokens=qt, k_tokens=kt,
                          selected=sel, decimals=decimals, vmin=vmin, vmax=vmax, title=str(title),
                          caption=str(caption), row_name=str(row_name), col_name=str(col_name), **kwargs)
@@ -1171,6 +1186,57 @@ def _split_prompt(text: str, stoi: dict, unk) -> tuple[list[str], list[int], lis
     return words, ids, unknown
 
 
+def _check_model_size(who: str, model, max_params: int) -> None:
+    """The model's weights travel inside the page: at most ``max_params`` of them."""
+    n_params = sum(p.numel() for p in model.parameters())  # a tied weight counts once
+    if n_params > max_params:
+        raise ValueError(
+            f"{who}: model must have at most max_params={max_params:,} parameters (the weights "
+            f"travel inside the page, about 5.3 bytes each at float32), got {n_params:,}; train a "
+            "smaller model, or raise max_params knowing the page grows"
+        )
+
+
+def _check_tokenizer(who: str, tokenizer, vocab_size: int) -> None:
+    """An attnlib.Tokenizer with the model's ``vocab_size`` words."""
+    from .tokenizer import Tokenizer
+
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"{who}: tokenizer must be an attnlib.Tokenizer, got {_describe(tokenizer)}")
+    if len(tokenizer) != vocab_size:
+        raise ValueError(f"{who}: tokenizer must have the model's vocab_size={vocab_size} "
+                         f"words, got one with {len(tokenizer)}")
+
+
+def _explorer_prompts(who: str, prompt, presets, tokenizer) -> list[str]:
+    """The prompt, then the presets: each a str of at least one word, every word in the vocabulary."""
+    prompts = []
+    for name, text in [("prompt", prompt)] + [(f"presets[{i}]", p) for i, p in enumerate(
+            _preset_list(who, presets))]:
+        if not isinstance(text, str):
+            raise TypeError(f"{who}: {name} must be a str, got {_describe(text)}")
+        words, _, unknown = _split_prompt(text, tokenizer.stoi, None)
+        if not words:
+            raise ValueError(f"{who}: {name} must contain at least one word, got {text!r}")
+        if unknown:
+            raise ValueError(f"{who}: {name} must use only the model's {len(tokenizer)} words, got "
+                             f"{', '.join(map(repr, unknown))} in {text!r}")
+        prompts.append(text)
+    return prompts
+
+
+def _explorer_weights(who: str, model, tie_embeddings: bool, dtype: str) -> dict:
+    """The model's state dict, finite, encoded for the page ({name: {dtype, shape, data}}); a tied
+    unembedding is not stored twice."""
+    state = model.state_dict()
+    if tie_embeddings:
+        state.pop("unembed.weight")  # the same tensor as embed.tok.weight
+    for name, t in state.items():
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{who}: model's {name} must be finite, got nan or inf")
+    return {name: _encode_tensor(t, dtype) for name, t in state.items()}
+
+
 class ModelExplorer(_Explorer):
     """A trained ``attnlib.Decoder`` running in the page: type a prompt, read the next-token
     distribution, generate, look at every head's pattern and switch heads off.
@@ -1232,37 +1298,14 @@ class ModelExplorer(_Explorer):
                  n_new: int = 6, sample: bool = False, seed: int = 0, dtype: str = "float32",
                  max_params: int = 1_000_000, title: str = "Model explorer", **kwargs):
         from . import _validate as V
-        from .tokenizer import Tokenizer
 
         who = "ModelExplorer"
         cfg = _explorer_config(who, model)
-        max_params = V.positive_int(who, "max_params", max_params)
-        n_params = sum(p.numel() for p in model.parameters())  # a tied weight counts once
-        if n_params > max_params:
-            raise ValueError(
-                f"{who}: model must have at most max_params={max_params:,} parameters (the weights "
-                f"travel inside the page, about 5.3 bytes each at float32), got {n_params:,}; train a "
-                "smaller model, or raise max_params knowing the page grows"
-            )
-        if not isinstance(tokenizer, Tokenizer):
-            raise TypeError(f"{who}: tokenizer must be an attnlib.Tokenizer, got {_describe(tokenizer)}")
-        if len(tokenizer) != cfg["vocab_size"]:
-            raise ValueError(f"{who}: tokenizer must have the model's vocab_size={cfg['vocab_size']} "
-                             f"words, got one with {len(tokenizer)}")
+        _check_model_size(who, model, V.positive_int(who, "max_params", max_params))
+        _check_tokenizer(who, tokenizer, cfg["vocab_size"])
         if dtype not in _EXPLORER_DTYPES:
             raise ValueError(f"{who}: dtype must be 'float32' or 'float16', got {dtype!r}")
-        prompts = []
-        for name, text in [("prompt", prompt)] + [(f"presets[{i}]", p) for i, p in enumerate(
-                _preset_list(who, presets))]:
-            if not isinstance(text, str):
-                raise TypeError(f"{who}: {name} must be a str, got {_describe(text)}")
-            words, _, unknown = _split_prompt(text, tokenizer.stoi, None)
-            if not words:
-                raise ValueError(f"{who}: {name} must contain at least one word, got {text!r}")
-            if unknown:
-                raise ValueError(f"{who}: {name} must use only the model's {len(tokenizer)} words, got "
-                                 f"{', '.join(map(repr, unknown))} in {text!r}")
-            prompts.append(text)
+        prompts = _explorer_prompts(who, prompt, presets, tokenizer)
         temperature = V.finite_float(who, "temperature", temperature, low=0.0, low_open=True)
         top_k = V.positive_int(who, "top_k", top_k)
         layer = V.index(who, "layer", layer, cfg["n_layers"], "a layer of the model")
@@ -1272,13 +1315,7 @@ class ModelExplorer(_Explorer):
         n_new = V.nonneg_int(who, "n_new", n_new)
         seed = V.nonneg_int(who, "seed", seed)
         off = _ablated_list(who, ablated, cfg["n_layers"], cfg["n_heads"])
-        state = model.state_dict()
-        if cfg["tie_embeddings"]:
-            state.pop("unembed.weight")  # the same tensor as embed.tok.weight
-        for name, t in state.items():
-            if not torch.isfinite(t).all():
-                raise ValueError(f"{who}: model's {name} must be finite, got nan or inf")
-        weights = {name: _encode_tensor(t, dtype) for name, t in state.items()}
+        weights = _explorer_weights(who, model, cfg["tie_embeddings"], dtype)
         super().__init__(title=str(title), config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
                          weights=weights, prompt=prompt, presets=list(dict.fromkeys(prompts)),
                          temperature=temperature, top_k=top_k, layer=layer, head=head, query=query,
