@@ -775,33 +775,41 @@ class NumberSpec:
                                                                                       strict=True))
         return not isinstance(got, tuple) and _same_number(got, want, self.rel)
 
+    def answers(self, fn: Callable) -> tuple[list, list]:
+        """(gots, wants): the reader's converted answer and the reference's, case by case."""
+        wants, gots = [], []
+        for label, args, kwargs in self.cases:
+            want = self.reference(*args, **kwargs)
+            n_items = len(want) if isinstance(want, tuple) else None
+            with case(label):
+                raw = call(fn, *args, hint=self.hint, **kwargs)
+                if self.pre is not None:
+                    self.pre(raw, args)
+                gots.append(self.convert(raw, n_items))
+            wants.append(want)
+        return gots, wants
+
+    def makes(self, m: Mistake, gots: list) -> bool:
+        """Do the reader's answers ``gots`` match mistake ``m``'s output in every case?"""
+        wrongs = []
+        for _, args, kwargs in self.cases:
+            w = _wrong_output(m, args, kwargs)
+            try:
+                wrongs.append(None if w is None else self.convert(
+                    w, len(w) if isinstance(w, tuple) else None))
+            except CheckFailure:
+                wrongs.append(None)
+        return all(w is not None and self.matches(g, w) for g, w in zip(gots, wrongs, strict=True))
+
     def run(self, fn: Callable) -> CheckResult:
         def body():
-            wants, gots = [], []
-            for label, args, kwargs in self.cases:
-                want = self.reference(*args, **kwargs)
-                n_items = len(want) if isinstance(want, tuple) else None
-                with case(label):
-                    raw = call(fn, *args, hint=self.hint, **kwargs)
-                    if self.pre is not None:
-                        self.pre(raw, args)
-                    gots.append(self.convert(raw, n_items))
-                wants.append(want)
+            gots, wants = self.answers(fn)
             if all(self.matches(g, w) for g, w in zip(gots, wants, strict=True)):
                 return len(wants)
             if len({g for g in gots}) == 1 and len({w for w in wants}) > 1 and len(gots) > 1:
                 fail(f"{HARD_CODED} (it returned {fmt(gots[0])} every time)")
             for m in self.mistakes:
-                wrongs = []
-                for _, args, kwargs in self.cases:
-                    w = _wrong_output(m, args, kwargs)
-                    try:
-                        wrongs.append(None if w is None else self.convert(
-                            w, len(w) if isinstance(w, tuple) else None))
-                    except CheckFailure:
-                        wrongs.append(None)
-                if all(w is not None and self.matches(g, w) for g, w in zip(gots, wrongs,
-                                                                             strict=True)):
+                if self.makes(m, gots):
                     fail(m.message)
             for (label, _, _), g, w in zip(self.cases, gots, wants, strict=True):
                 if not self.matches(g, w):
