@@ -311,6 +311,20 @@ def _is(what: str) -> str:
 
 def _temperature(answer) -> float:
     """The reader's answer as a float, or a diagnosis saying what it is instead of one number."""
+    _reject_non_number(answer)
+    answer = _one_item(answer)  # a Python number (or bool) from now on
+    if isinstance(answer, bool):
+        fail(_is(f"a bool ({answer}): write a number"))
+    if not isinstance(answer, numbers.Real):
+        fail(_is(f"of type {type(answer).__name__}: write one real number"))
+    if not math.isfinite(float(answer)):
+        fail(_is(f"{float(answer)}: write a finite number"))
+    return float(as_number(answer, "your temperature"))
+
+
+def _reject_non_number(answer) -> None:
+    """Name what the answer is when it is plainly not a number: the stub, None, a string, the
+    widget, a function or a container."""
     if answer is Ellipsis:
         raise NotImplementedYet(NOT_IMPLEMENTED)
     if answer is None:
@@ -325,19 +339,17 @@ def _temperature(answer) -> float:
         n = len(answer)
         fail(_is(f"a {type(answer).__name__} of {n} item{'s' * (n != 1)}: give one number, the "
                  "temperature (explorer.weights holds the weights)"))
+
+
+def _one_item(answer):
+    """A tensor or numpy value of one element as a Python number; anything else unchanged."""
     if isinstance(answer, torch.Tensor) or type(answer).__module__.startswith("numpy"):
         size = answer.numel() if isinstance(answer, torch.Tensor) else answer.size
         if size != 1:
             fail(_is(f"an array of shape {shape_str(answer.shape)}: give one number, the "
                      "temperature (explorer.weights holds the weights)"))
-        answer = answer.item()  # a Python number (or bool) from now on
-    if isinstance(answer, bool):
-        fail(_is(f"a bool ({answer}): write a number"))
-    if not isinstance(answer, numbers.Real):
-        fail(_is(f"of type {type(answer).__name__}: write one real number"))
-    if not math.isfinite(float(answer)):
-        fail(_is(f"{float(answer)}: write a finite number"))
-    return float(as_number(answer, "your temperature"))
+        return answer.item()
+    return answer
 
 
 # The mistakes, in the order they are tried on a temperature the slider can show that does not
