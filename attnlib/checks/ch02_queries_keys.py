@@ -74,6 +74,53 @@ _VERB_SENTENCES = (
 )
 
 
+def _causal_pattern(wq, wk, x):
+    """The causal attention pattern of the head (wq, wk) on embeddings x (T, d_model)."""
+    q, k = x @ wq, x @ wk
+    return attention(q, k, k, is_causal=True, return_weights=True)[1]
+
+
+def _check_qk_shapes(W_Q, W_K, d_model: int) -> None:
+    """W_Q and W_K: tensors of one shape (d_model, d_head)."""
+    for name, w in (("W_Q", W_Q), ("W_K", W_K)):
+        if not isinstance(w, torch.Tensor):
+            fail(f"{name} must be a torch.Tensor, got {type(w).__name__}")
+        if w.ndim != 2 or w.shape[0] != d_model:
+            fail(f"{name} must have shape (d_model, d_head) = ({d_model}, d_head), got "
+                 f"{shape_str(w.shape)}")
+    if W_Q.shape != W_K.shape:
+        fail(f"W_Q and W_K must have the same shape (queries are dotted with keys), got "
+             f"{shape_str(W_Q.shape)} and {shape_str(W_K.shape)}")
+
+
+def _diagnose_verb(wq, wk, x, toks, verb, subject, threshold) -> None:
+    """Say why ``verb`` does not attend to ``subject`` with weight > threshold (always fails)."""
+    w = _causal_pattern(wq, wk, x)[toks.index(verb)]
+    got = float(w[toks.index(subject)])
+    swapped = float(_causal_pattern(wk, wq, x)[toks.index(verb), toks.index(subject)])
+    if swapped > threshold:
+        fail("the roles of W_Q and W_K are swapped: the verb ASKS (its query, x @ W_Q, "
+             "should read the verb direction) and the noun ANSWERS (its key, x @ W_K, "
+             "should read the noun direction)")
+    visible = w[: toks.index(verb) + 1]
+    if float(visible.max() - visible.min()) < 1e-4:
+        fail(f"{verb!r} spreads its weight evenly over every word it can see: all its "
+             "scores are equal (a head of zeros does that). Set entries so that a verb's "
+             "query matches a noun's key")
+    top = int(w.argmax())
+    if top == toks.index(verb) - 1 and toks[top] != subject:
+        fail(f"{verb!r} attends to the token right before it ({toks[top]!r}), not to "
+             f"its subject {subject!r}: a previous-token head only looks right when "
+             "the subject happens to come just before the verb. Match a verb's query "
+             "with a NOUN's key (read 'verb' in W_Q and 'noun' in W_K)")
+    if toks[top] == subject:
+        fail(f"{verb!r} attends most to {subject!r}, but only with weight {got:.2f} "
+             f"(needs > {threshold}): make the matching weights larger")
+    fail(f"{verb!r} puts weight {got:.2f} on {subject!r} and {float(w[top]):.2f} on "
+         f"{toks[top]!r}; its query should match the key of a noun (read 'verb' in W_Q "
+         "and 'noun' in W_K in the same column)")
+
+
 def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     """Check a designed head (W_Q, W_K): every verb attends to its subject with weight > threshold.
 
@@ -86,50 +133,15 @@ def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     """
     from .. import example
 
-    def pattern(wq, wk, x):
-        q, k = x @ wq, x @ wk
-        return attention(q, k, k, is_causal=True, return_weights=True)[1]
-
     def body():
-        for name, w in (("W_Q", W_Q), ("W_K", W_K)):
-            if not isinstance(w, torch.Tensor):
-                fail(f"{name} must be a torch.Tensor, got {type(w).__name__}")
-            if w.ndim != 2 or w.shape[0] != example.D_MODEL:
-                fail(f"{name} must have shape (d_model, d_head) = ({example.D_MODEL}, d_head), got "
-                     f"{shape_str(w.shape)}")
-        if W_Q.shape != W_K.shape:
-            fail(f"W_Q and W_K must have the same shape (queries are dotted with keys), got "
-                 f"{shape_str(W_Q.shape)} and {shape_str(W_K.shape)}")
+        _check_qk_shapes(W_Q, W_K, example.D_MODEL)
         wq, wk = W_Q.detach().float(), W_K.detach().float()
         for sentence, verb, subject in _VERB_SENTENCES:
             with case(sentence):
                 toks, x = example.embed(sentence)
-                w = pattern(wq, wk, x)[toks.index(verb)]
-                got = float(w[toks.index(subject)])
-                if got > threshold:
-                    continue
-                swapped = float(pattern(wk, wq, x)[toks.index(verb), toks.index(subject)])
-                if swapped > threshold:
-                    fail("the roles of W_Q and W_K are swapped: the verb ASKS (its query, x @ W_Q, "
-                         "should read the verb direction) and the noun ANSWERS (its key, x @ W_K, "
-                         "should read the noun direction)")
-                visible = w[: toks.index(verb) + 1]
-                if float(visible.max() - visible.min()) < 1e-4:
-                    fail(f"{verb!r} spreads its weight evenly over every word it can see: all its "
-                         "scores are equal (a head of zeros does that). Set entries so that a verb's "
-                         "query matches a noun's key")
-                top = int(w.argmax())
-                if top == toks.index(verb) - 1 and toks[top] != subject:
-                    fail(f"{verb!r} attends to the token right before it ({toks[top]!r}), not to "
-                         f"its subject {subject!r}: a previous-token head only looks right when "
-                         "the subject happens to come just before the verb. Match a verb's query "
-                         "with a NOUN's key (read 'verb' in W_Q and 'noun' in W_K)")
-                if toks[top] == subject:
-                    fail(f"{verb!r} attends most to {subject!r}, but only with weight {got:.2f} "
-                         f"(needs > {threshold}): make the matching weights larger")
-                fail(f"{verb!r} puts weight {got:.2f} on {subject!r} and {float(w[top]):.2f} on "
-                     f"{toks[top]!r}; its query should match the key of a noun (read 'verb' in W_Q "
-                     "and 'noun' in W_K in the same column)")
+                w = _causal_pattern(wq, wk, x)[toks.index(verb)]
+                if float(w[toks.index(subject)]) <= threshold:
+                    _diagnose_verb(wq, wk, x, toks, verb, subject, threshold)
         return len(_VERB_SENTENCES)
 
     return run_check("verb head", body, unit="sentences")
@@ -196,6 +208,21 @@ def _position(item, tokens: list[str], what: str) -> int:
          f"got {type(item).__name__} {item!r}")
 
 
+def _by_query(prediction: dict, tokens: list[str]) -> list:
+    """The values of a dict prediction {query: key} in the phrase's order, every query once."""
+    by_query: dict[int, object] = {}
+    for q, v in prediction.items():
+        i = _position(q, tokens, "a query of your dict")
+        if i in by_query:
+            fail(f"your dict names the query {tokens[i]!r} twice")
+        by_query[i] = v
+    missing = [tokens[i] for i in range(len(tokens)) if i not in by_query]
+    if missing:
+        fail(f"no prediction for {_quoted(missing)}: give every query of the phrase "
+             f"({_quoted(tokens)}) the key you expect it to score highest")
+    return [by_query[i] for i in range(len(tokens))]
+
+
 def _as_prediction(prediction, tokens: list[str]) -> list[int]:
     """The reader's prediction as one key position per query, or a diagnosis.
 
@@ -218,17 +245,7 @@ def _as_prediction(prediction, tokens: list[str]) -> list[int]:
         raise NotImplementedYet("not implemented yet: replace each ... with the key word you "
                                 "predict")
     if isinstance(prediction, dict):
-        by_query: dict[int, object] = {}
-        for q, v in prediction.items():
-            i = _position(q, tokens, "a query of your dict")
-            if i in by_query:
-                fail(f"your dict names the query {tokens[i]!r} twice")
-            by_query[i] = v
-        missing = [tokens[i] for i in range(T) if i not in by_query]
-        if missing:
-            fail(f"no prediction for {_quoted(missing)}: give every query of the phrase "
-                 f"({_quoted(tokens)}) the key you expect it to score highest")
-        items = [by_query[i] for i in range(T)]
+        items = _by_query(prediction, tokens)
     elif len(items) != T:
         fail(f"expected {T} predictions, one per query ({_quoted(tokens)}), got {len(items)}")
     blank = [tokens[i] for i, v in enumerate(items) if v is Ellipsis]
@@ -239,6 +256,18 @@ def _as_prediction(prediction, tokens: list[str]) -> list[int]:
 
 def _near(values: torch.Tensor, target: float, tol: float) -> set[int]:
     return {int(j) for j in torch.nonzero((values - target).abs() <= tol).flatten()}
+
+
+def _check_exercise_head(W_Q, W_K, d_model: int) -> None:
+    """The exercise's W_Q and W_K: tensors of one shape (d_model, d_head)."""
+    for name, w in (("W_Q", W_Q), ("W_K", W_K)):
+        if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] != d_model:
+            got = shape_str(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            fail(f"pass the exercise's {name}, a (d_model, d_head) = ({d_model}, "
+                 f"d_head) tensor, got {got}")
+    if W_Q.shape != W_K.shape:
+        fail(f"W_Q and W_K must have the same shape, got {shape_str(W_Q.shape)} and "
+             f"{shape_str(W_K.shape)}")
 
 
 def check_predicted_winners(prediction, W_Q, W_K):
@@ -256,14 +285,7 @@ def check_predicted_winners(prediction, W_Q, W_K):
     from .. import example
 
     def body():
-        for name, w in (("W_Q", W_Q), ("W_K", W_K)):
-            if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] != example.D_MODEL:
-                got = shape_str(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-                fail(f"pass the exercise's {name}, a (d_model, d_head) = ({example.D_MODEL}, "
-                     f"d_head) tensor, got {got}")
-        if W_Q.shape != W_K.shape:
-            fail(f"W_Q and W_K must have the same shape, got {shape_str(W_Q.shape)} and "
-                 f"{shape_str(W_K.shape)}")
+        _check_exercise_head(W_Q, W_K, example.D_MODEL)
         tokens, s = _phrase_grid(W_Q, W_K)
         pred = _as_prediction(prediction, tokens)
         T = len(tokens)
