@@ -179,11 +179,8 @@ def _inplace_names(err: CheckFailure) -> str | None:
     return text.split("changed its input ", 1)[1].split(" in place", 1)[0]
 
 
-def _value_maps(out):
-    """The reader's (W_down, W_up) as float64 tensors, or a diagnosis of their form and shapes."""
-    from .. import example
-
-    d = example.D_MODEL
+def _check_pair_of_matrices(out) -> None:
+    """The reader's answer is a pair (W_down, W_up) of 2-D tensors."""
     if out is None:
         fail("your function returned None - is the TODO still open, or is a `return` missing?")
     if isinstance(out, torch.Tensor):
@@ -200,6 +197,14 @@ def _value_maps(out):
                  f"{type(w).__name__}")
         if w.ndim != 2:
             fail(f"{name} must be a matrix (2 dims), got shape {shape_str(w.shape)}")
+
+
+def _value_maps(out):
+    """The reader's (W_down, W_up) as float64 tensors, or a diagnosis of their form and shapes."""
+    from .. import example
+
+    d = example.D_MODEL
+    _check_pair_of_matrices(out)
     W_down, W_up = (w.detach().cpu().double() for w in out)
     if W_down.shape[0] != d and W_down.shape[1] == d and W_up.shape[0] == d:
         fail(f"value-down and value-up are swapped or transposed: yours have shapes "
@@ -227,6 +232,62 @@ def _source(M: torch.Tensor, target: int, skip: int | None = None) -> int:
     return int(col.argmax())
 
 
+def _diagnose_leak(M, names, tokens, name, flat_d, others, moved, tex, identity) -> None:
+    """Say what moves a coordinate other than the colours (``moved``: the largest change of each
+    of ``others``; ``tex``: the texture's coordinate); always fails."""
+    j = others[int(moved.argmax())] if moved[others.index(tex)] <= LEAK_TOL else tex
+    row = int(flat_d[:, j].abs().argmax())
+    if tokens is not None and "creature" in tokens:  # name "creature" if it moved
+        mine = tokens.index("creature")
+        row = mine if abs(float(flat_d[mine, j])) > LEAK_TOL else row
+    where = _where(tokens, row, name)
+    got = float(flat_d[row, j])
+    src = _source(M, j)
+    if identity:
+        fail(f"your value map is the identity (W_down W_up = I, or a multiple): it "
+             f"passes on every coordinate, the texture too ({where} gains {got:.2f} "
+             "along `texture`, and noun, animal, ... move as well). Read only `blue` "
+             "and `green` and write each back into its own coordinate")
+    if j == tex and src == tex:
+        fail(f"your map still copies the texture: {where} gains {got:.2f} along "
+             "`texture`. Leave it out: no column of value-down may read `texture` "
+             "(or value-up must write nothing into it)")
+    if names[src] in COLOURS:
+        fail(f"the colour read from `{names[src]}` is written into `{names[j]}` "
+             f"({where} gains {got:.2f} there): value-up must write each colour back "
+             "into its own coordinate")
+    fail(f"your map writes into `{names[j]}` what it reads from `{names[src]}` "
+         f"({where} gains {got:.2f} along `{names[j]}`): a colour head writes "
+         "nothing but `blue` and `green`")
+
+
+def _check_colour_arrives(M, names, tokens, name, c, d, a) -> None:
+    """Colour ``c`` arrives in proportion to the colour attended to: the change ``d`` along it is
+    a multiple of at least MIN_STRENGTH of ``a``, what each token attends to along it."""
+    strength = float(d @ a / (a @ a))
+    miss = (d - strength * a).abs()
+    if float(miss.max()) > LEAK_TOL * max(1.0, abs(strength)):
+        row = int(miss.argmax())
+        src = _source(M, c, skip=c)
+        where = _where(tokens, row, name)
+        if names[src] in COLOURS and abs(float(M[c, c])) < 1e-3:
+            fail(f"the colours are crossed: `{names[c]}` receives what your map reads "
+                 f"from `{names[src]}` ({where}). Write each colour back into its own "
+                 "coordinate: the column that reads `blue` must write `blue`")
+        if names[src] in COLOURS:
+            fail(f"`{names[c]}` also receives what your map reads from "
+                 f"`{names[src]}` ({where}): the two colours share a column, or "
+                 "value-up crosses them. Give each colour its own column and write "
+                 "it back into its own coordinate")
+        fail(f"your map writes into `{names[c]}` what it reads from "
+             f"`{names[src]}`, so a token takes that colour from words that have "
+             f"none ({where} gets {float(d[row]):.2f} of {names[c]} where it "
+             f"attends to {float(a[row]):.2f}). A token's colour is its own `blue` "
+             "and `green`: read those")
+    if strength < MIN_STRENGTH:
+        fail(_weak(names[c], strength, float(M[c, c])))
+
+
 def _judge_colour_maps(M: torch.Tensor, names: list[str]) -> int:
     """Run the value map M = W_down W_up on every case; fail with the first mistake found."""
     tex = names.index("texture")
@@ -244,55 +305,10 @@ def _judge_colour_maps(M: torch.Tensor, names: list[str]) -> int:
             # 1. texture (and, 2., every other coordinate but the colours) must not move
             moved = flat_d[:, others].abs().amax(0)  # (len(others),)
             if float(moved.max()) > LEAK_TOL:
-                j = others[int(moved.argmax())] if moved[others.index(tex)] <= LEAK_TOL else tex
-                row = int(flat_d[:, j].abs().argmax())
-                if tokens is not None and "creature" in tokens:  # name "creature" if it moved
-                    mine = tokens.index("creature")
-                    row = mine if abs(float(flat_d[mine, j])) > LEAK_TOL else row
-                where = _where(tokens, row, name)
-                got = float(flat_d[row, j])
-                src = _source(M, j)
-                if identity:
-                    fail(f"your value map is the identity (W_down W_up = I, or a multiple): it "
-                         f"passes on every coordinate, the texture too ({where} gains {got:.2f} "
-                         "along `texture`, and noun, animal, ... move as well). Read only `blue` "
-                         "and `green` and write each back into its own coordinate")
-                if j == tex and src == tex:
-                    fail(f"your map still copies the texture: {where} gains {got:.2f} along "
-                         "`texture`. Leave it out: no column of value-down may read `texture` "
-                         "(or value-up must write nothing into it)")
-                if names[src] in COLOURS:
-                    fail(f"the colour read from `{names[src]}` is written into `{names[j]}` "
-                         f"({where} gains {got:.2f} there): value-up must write each colour back "
-                         "into its own coordinate")
-                fail(f"your map writes into `{names[j]}` what it reads from `{names[src]}` "
-                     f"({where} gains {got:.2f} along `{names[j]}`): a colour head writes "
-                     "nothing but `blue` and `green`")
+                _diagnose_leak(M, names, tokens, name, flat_d, others, moved, tex, identity)
             # 3. each colour arrives, in proportion to the colour attended to
             for c in colours:
-                d, a = flat_d[:, c], flat_a[:, c]
-                strength = float(d @ a / (a @ a))
-                miss = (d - strength * a).abs()
-                if float(miss.max()) > LEAK_TOL * max(1.0, abs(strength)):
-                    row = int(miss.argmax())
-                    src = _source(M, c, skip=c)
-                    where = _where(tokens, row, name)
-                    if names[src] in COLOURS and abs(float(M[c, c])) < 1e-3:
-                        fail(f"the colours are crossed: `{names[c]}` receives what your map reads "
-                             f"from `{names[src]}` ({where}). Write each colour back into its own "
-                             "coordinate: the column that reads `blue` must write `blue`")
-                    if names[src] in COLOURS:
-                        fail(f"`{names[c]}` also receives what your map reads from "
-                             f"`{names[src]}` ({where}): the two colours share a column, or "
-                             "value-up crosses them. Give each colour its own column and write "
-                             "it back into its own coordinate")
-                    fail(f"your map writes into `{names[c]}` what it reads from "
-                         f"`{names[src]}`, so a token takes that colour from words that have "
-                         f"none ({where} gets {float(d[row]):.2f} of {names[c]} where it "
-                         f"attends to {float(a[row]):.2f}). A token's colour is its own `blue` "
-                         "and `green`: read those")
-                if strength < MIN_STRENGTH:
-                    fail(_weak(names[c], strength, float(M[c, c])))
+                _check_colour_arrives(M, names, tokens, name, c, flat_d[:, c], flat_a[:, c])
     return len(cases)
 
 
