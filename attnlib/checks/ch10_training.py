@@ -217,6 +217,15 @@ def _train_step_ref(model, opt, x, y, grad_clip):
     return loss.item()
 
 
+def _clip_before_step(model, clip, grad_clip):
+    """Clip the gradients as a step built by _step_with does before the optimiser step: to
+    ``grad_clip`` ("before"), to a fixed 1.0 ("fixed"), or not at all."""
+    if clip == "before":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    elif clip == "fixed":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+
+
 def _step_with(loss_fn, *, zero=True, clip="before", step="after", mode=None):
     """A training step built from parts: how each known mistake is made."""
     def train_step(model, opt, x, y, grad_clip):
@@ -227,15 +236,10 @@ def _step_with(loss_fn, *, zero=True, clip="before", step="after", mode=None):
             opt.zero_grad()
         if step == "before":
             opt.step()
+        loss.backward()
         if zero == "after backward":
-            loss.backward()
             opt.zero_grad()
-        else:
-            loss.backward()
-        if clip == "before":
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        elif clip == "fixed":
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        _clip_before_step(model, clip, grad_clip)
         if step == "after":
             opt.step()
         if clip == "after":
@@ -606,12 +610,18 @@ def _prompt_caches(model, ids):
 
 def _step_output(out, L: int, B: int, T: int, V: int):
     """The reader's (logits (B, V), caches) after the checks of their form."""
-    from ..multihead import KVCache
     if out is None:
         fail("your function returned None - is the TODO still open, or is a `return` missing?")
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(PAIR)
     logits, caches = out
+    _check_step_caches(caches, L, T)
+    return _step_logits(logits, B, T, V), caches
+
+
+def _check_step_caches(caches, L: int, T: int) -> None:
+    """One KVCache per layer, each holding the T positions of ids (known wrong counts named)."""
+    from ..multihead import KVCache
     if not isinstance(caches, (list, tuple)) or len(caches) != L or not all(
             isinstance(c, KVCache) for c in caches):
         kind = type(caches).__name__
@@ -634,6 +644,10 @@ def _step_output(out, L: int, B: int, T: int, V: int):
     if n != T:
         fail(f"your caches hold {n} positions; after the step they hold all {T} tokens of ids "
              f"(the prompt's {T - 1} and the new one)")
+
+
+def _step_logits(logits, B: int, T: int, V: int) -> torch.Tensor:
+    """The new position's logits as a (B, V) tensor ((B, 1, V) is accepted)."""
     logits = tensor_output(logits, what="your logits")
     if tuple(logits.shape) == (B, 1, V):
         logits = logits[:, 0]
@@ -642,7 +656,34 @@ def _step_output(out, L: int, B: int, T: int, V: int):
              "one token, so return the new position's logits, (B, vocab_size)")
     if tuple(logits.shape) != (B, V):
         fail(f"expected logits of shape (B, vocab_size) = {(B, V)}, got {tuple(logits.shape)}")
-    return logits, caches
+    return logits
+
+
+def _diagnose_step_logits(model, ids, logits, want) -> None:
+    """Name the known mistake whose logits the reader's match, else say by how much they differ
+    from a full run (always fails)."""
+    for m in _VALUE_MISTAKES:
+        with torch.no_grad():
+            try:
+                wrong = m.fn(model, ids, _prompt_caches(model, ids))[0]
+            except Exception:  # a mistake that cannot run here matches nothing
+                continue
+        if close(logits, wrong, atol=1e-4, rtol=1e-4):
+            fail(m.message)
+    diff = (logits.double() - want.double()).abs().max().item()
+    fail(f"your logits differ from a full run of the model on ids (by up to "
+         f"{diff:.3g}): the new token needs its own position, every layer's "
+         "cache, and the final LayerNorm")
+
+
+def _check_cache_contents(caches, full) -> None:
+    """Each layer's cache holds the keys and values of a full run on ids."""
+    for i, (c, r) in enumerate(zip(caches, full, strict=True)):
+        if not (close(c.k, r.k, atol=1e-4, rtol=1e-4)
+                and close(c.v, r.v, atol=1e-4, rtol=1e-4)):
+            fail(f"the logits are right, but layer {i}'s cache holds other keys or "
+                 "values than a full run on ids: let each layer's attention update "
+                 "its own cache (kv_cache=caches[i])")
 
 
 def check_cached_step(fn):
@@ -679,24 +720,8 @@ def check_cached_step(fn):
                         h.remove()
                 logits, caches = _step_output(out, cfg.n_layers, B, T, cfg.vocab_size)
                 if not close(logits, want, atol=1e-4, rtol=1e-4):
-                    for m in _VALUE_MISTAKES:
-                        with torch.no_grad():
-                            try:
-                                wrong = m.fn(model, ids, _prompt_caches(model, ids))[0]
-                            except Exception:  # a mistake that cannot run here matches nothing
-                                continue
-                        if close(logits, wrong, atol=1e-4, rtol=1e-4):
-                            fail(m.message)
-                    diff = (logits.double() - want.double()).abs().max().item()
-                    fail(f"your logits differ from a full run of the model on ids (by up to "
-                         f"{diff:.3g}): the new token needs its own position, every layer's "
-                         "cache, and the final LayerNorm")
-                for i, (c, r) in enumerate(zip(caches, full, strict=True)):
-                    if not (close(c.k, r.k, atol=1e-4, rtol=1e-4)
-                            and close(c.v, r.v, atol=1e-4, rtol=1e-4)):
-                        fail(f"the logits are right, but layer {i}'s cache holds other keys or "
-                             "values than a full run on ids: let each layer's attention update "
-                             "its own cache (kv_cache=caches[i])")
+                    _diagnose_step_logits(model, ids, logits, want)
+                _check_cache_contents(caches, full)
                 if max(widths, default=1) > 1:
                     fail(RECOMPUTED.format(T=max(widths)))
         return len(_cache_cases())
