@@ -299,7 +299,7 @@ def _all_positions(model, ids, caches):
 @pytest.mark.parametrize("answer, words", [
     (_edits_ids, ["input `ids` in place"]),
     (_squeezes_ids, ["input `ids` in place"]),
-    (_edits_model, ["input `model` in place"]),
+    (_edits_model, ["the model `model` in place (ln_f.weight"]),
     (_kv_pairs, ["attnlib.KVCache"]),
     (_all_positions, ["one row per position"]),
     (lambda model, ids, caches: (None, cached_by_parts(model, ids, caches)[1]),

@@ -47,6 +47,19 @@ SINCE: dict[str, str] = {
     "torch.promote_types": "1.5",  # tiled_attention's working dtype
     "Tensor.prod": "1.0",
     "Tensor.new_empty": "1.0",
+    # old APIs, all in torch 1.0, that the checkers and widgets began to use
+    "torch.random.fork_rng": "1.0",
+    "torch.random.fork_rng(devices=)": "1.0",
+    "torch.nn.functional.cross_entropy(reduction=)": "1.0",
+    "torch.clamp": "1.0",
+    "torch.clamp(max=)": "1.0",
+    "torch.nonzero": "1.0",
+    "torch.diag": "1.0",
+    "Tensor.roll": "1.0",
+    "Tensor.mul": "1.0",
+    "Tensor.diagonal": "1.0",
+    "Tensor.ne": "1.0",
+    "Tensor.atan2": "1.0",
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor
