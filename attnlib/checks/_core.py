@@ -844,3 +844,18 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.T
     """Seeded standard normal numbers, the same on every machine (generated on the CPU)."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def make_every_piece_matter(module: torch.nn.Module, *, vector_spread: float,
+                            matrix_std: float = 0.3) -> torch.nn.Module:
+    """Redraw a module's parameters (from torch's global generator, seeded by the caller) so that
+    every piece changes the output: 1-D parameters (LayerNorm scales, biases) around 1 with spread
+    ``vector_spread``, matrices N(0, ``matrix_std``), larger than at initialisation. In place;
+    returns the module."""
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.ndim == 1:
+                p.copy_(1 + vector_spread * torch.randn_like(p))
+            else:
+                p.normal_(0, matrix_std)
+    return module

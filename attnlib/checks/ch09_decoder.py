@@ -12,7 +12,20 @@ import torch.nn.functional as F
 
 from ..decoder import Decoder, DecoderBlock, DecoderConfig
 from ..params import count_parameters
-from ._core import Case, Causal, Mistake, NumberSpec, TensorSpec, call, case, checker, fail, randn, run_check
+from ._core import (
+    Case,
+    Causal,
+    Mistake,
+    NumberSpec,
+    TensorSpec,
+    call,
+    case,
+    checker,
+    fail,
+    make_every_piece_matter,
+    randn,
+    run_check,
+)
 
 __all__ = ["check_layernorm", "check_block", "check_block_parameters", "check_reach"]
 
@@ -101,14 +114,8 @@ def check_layernorm(fn):
 
 def _reference_block(d_model=16, n_heads=2, seed=0) -> DecoderBlock:
     torch.manual_seed(seed)
-    blk = DecoderBlock(d_model, n_heads).eval()
-    with torch.no_grad():  # make every piece matter: non-trivial LayerNorm scales, larger weights
-        for p in blk.parameters():
-            if p.ndim == 1:
-                p.copy_(1 + 0.5 * torch.randn_like(p))
-            else:
-                p.normal_(0, 0.3)
-    return blk
+    # non-trivial LayerNorm scales, larger weights
+    return make_every_piece_matter(DecoderBlock(d_model, n_heads).eval(), vector_spread=0.5)
 
 
 # The correct block and its mistaken versions, each fn(x, blk) on a DecoderBlock's parts.

@@ -26,6 +26,7 @@ from ._core import (
     checker,
     close,
     fail,
+    make_every_piece_matter,
     randn,
     run_check,
     tensor_output,
@@ -589,14 +590,7 @@ def _cache_model(cfg, seed):
     """A seeded decoder whose every piece matters: larger weights than at initialisation."""
     from ..decoder import Decoder
     torch.manual_seed(seed)
-    model = Decoder(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim == 1:
-                p.copy_(1 + 0.3 * torch.randn_like(p))
-            else:
-                p.normal_(0, 0.3)
-    return model
+    return make_every_piece_matter(Decoder(cfg).eval(), vector_spread=0.3)
 
 
 def _prompt_caches(model, ids):
