@@ -47,6 +47,9 @@ SINCE: dict[str, str] = {
     "torch.promote_types": "1.5",  # tiled_attention's working dtype
     "Tensor.prod": "1.0",
     "Tensor.new_empty": "1.0",
+    # MultiHeadAttention's fused projections: built on "meta", then materialised and drawn part by part
+    "torch.nn.Linear(device=)": "1.9",  # the factory kwargs of modules
+    "Module.to_empty": "1.10",  # not seen by the collector (a Module method); recorded for the reader
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor
@@ -91,6 +94,8 @@ Tensor.zero_ Tensor.fill_ Tensor.repeat Tensor.flatten Tensor.squeeze Tensor.lon
 Tensor.type Tensor.size Tensor.dim Tensor.matmul Tensor.pow Tensor.round Tensor.contiguous
 torch.allclose(equal_nan=) torch.isinf torch.eye torch.eye(dtype=) Tensor.isnan Tensor.select
 Tensor.triu Tensor.flip Tensor.where Tensor.floor Tensor.ceil Tensor.log10
+torch.nn.init.kaiming_uniform_ torch.nn.init.kaiming_uniform_(a=) torch.nn.init.uniform_
+torch.nn.functional.linear torch.clamp torch.clamp(max=)
 """.split():
     SINCE.setdefault(_name, OLD)
 
