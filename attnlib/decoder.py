@@ -174,8 +174,9 @@ class _Embed(nn.Module):
                 f"{self.cfg.context_len}; crop it (generate() does this for you)"
             )
 
-    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        self.check(tokens, start)
+    def forward(self, tokens: torch.Tensor, start: int = 0, *, check: bool = True) -> torch.Tensor:
+        if check:  # Decoder.forward has checked them already (with everything else)
+            self.check(tokens, start)
         T = tokens.shape[1]
         pos = torch.arange(start, start + T, device=tokens.device)
         x = self.tok(tokens) + self.pos(pos)  # (B, T, d_model)
@@ -245,7 +246,7 @@ class Decoder(nn.Module):
         Every argument is checked before anything is computed or any cache changes.
         """
         start = self._check_forward(tokens, targets, context, context_mask, kv_caches)
-        x = self.embed(tokens, start)  # (B, T, d_model): the residual stream
+        x = self.embed(tokens, start, check=False)  # (B, T, d_model): the residual stream
         self_ws, cross_ws = [], []
         for i, block in enumerate(self.blocks):
             cache = None if kv_caches is None else kv_caches[i]

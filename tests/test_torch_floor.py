@@ -50,6 +50,7 @@ SINCE: dict[str, str] = {
     # MultiHeadAttention's fused projections: built on "meta", then materialised and drawn part by part
     "torch.nn.Linear(device=)": "1.9",  # the factory kwargs of modules
     "Module.to_empty": "1.10",  # not seen by the collector (a Module method); recorded for the reader
+    "torch.aminmax": "1.11",  # _validate.targets: min and max in one reduction
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor
