@@ -213,26 +213,9 @@ def tiled_attention(
     keeps every tile for the backward pass; FlashAttention avoids that by recomputing the tiles in
     a hand-written backward, which this teaching version does not do.
     """
-    who = "tiled_attention"
-    V.qkv(q, k, v, who)
-    if block_size is not None and block_k is not None:
-        raise ValueError(f"{who}: give block_k or its earlier name block_size, not both")
-    if block_size is not None:
-        block_k = V.positive_int(who, "block_size", block_size)
-    else:
-        block_k = 128 if block_k is None else V.positive_int(who, "block_k", block_k)
-    block_q = V.optional_positive_int(who, "block_q", block_q)
+    mask, scale, bq, block_k = _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k)
     T_q, T_k = q.shape[-2], k.shape[-2]
     d, d_v = q.shape[-1], v.shape[-1]
-    if scale is None:
-        scale = 1.0 / math.sqrt(d)
-    else:
-        scale = V.finite_float(who, "scale", scale)
-    if mask is not None:
-        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, who, bool_only=True)
-        if mask.ndim < 2:
-            mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
-    bq = max(T_q, 1) if block_q is None else block_q
     n_batch = math.prod(q.shape[:-2])
     stats = TileStats(block_q=bq, block_k=block_k, n_q_tiles=-(-T_q // bq), n_k_tiles=-(-T_k // block_k))
 
@@ -246,24 +229,10 @@ def tiled_attention(
         q_tile = m = l = acc = None  # loaded and created at the tile's first computed pair
         for ks in range(0, T_k, block_k):
             ke = min(ks + block_k, T_k)
-            causal_part = False  # does the causal diagonal cut through this tile?
-            if is_causal:
-                if ks > qe - 1 + offset:  # even the tile's last query sees none of these keys
-                    stats.tiles_skipped += 1
-                    continue
-                causal_part = ke - 1 > qs + offset  # the tile's first query misses some key
-            allowed = None  # None: every entry of the tile may be attended to
-            if causal_part:
-                allowed = torch.arange(ks, ke, device=q.device) <= (
-                    torch.arange(qs, qe, device=q.device).unsqueeze(1) + offset
-                )  # (bq, bk); not all False: the tile's last query sees key ks
-            if mask is not None:
-                mb = mask[..., _tile(mask, -2, qs, qe), _tile(mask, -1, ks, ke)]
-                stats.mask_reads += mb.numel()
-                allowed = mb if allowed is None else allowed & mb
-                if not allowed.any():  # the mask (with the diagonal) blocks the whole tile
-                    stats.tiles_skipped += 1
-                    continue
+            blocked, allowed = _tile_mask(mask, is_causal, offset, qs, qe, ks, ke, q.device, stats)
+            if blocked:  # the mask (or the causal diagonal) blocks the whole tile: skip it
+                stats.tiles_skipped += 1
+                continue
             stats.tiles_computed += 1
             if q_tile is None:
                 q_tile = q[..., qs:qe, :].to(ct) * scale  # (..., bq, d), loaded once per query tile
@@ -298,6 +267,56 @@ def tiled_attention(
         stats.out_writes += n_batch * (qe - qs) * d_v
 
     return (out, stats) if return_stats else out
+
+
+def _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k):
+    """The checked arguments of :func:`tiled_attention`: (mask, scale, block_q, block_k), with the
+    mask at least 2-D, the default scale 1/sqrt(d), block_q the queries per tile actually used
+    (every query when None) and block_k from either of its two names (default 128)."""
+    who = "tiled_attention"
+    V.qkv(q, k, v, who)
+    if block_size is not None and block_k is not None:
+        raise ValueError(f"{who}: give block_k or its earlier name block_size, not both")
+    if block_size is not None:
+        block_k = V.positive_int(who, "block_size", block_size)
+    else:
+        block_k = 128 if block_k is None else V.positive_int(who, "block_k", block_k)
+    block_q = V.optional_positive_int(who, "block_q", block_q)
+    T_q, T_k = q.shape[-2], k.shape[-2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    else:
+        scale = V.finite_float(who, "scale", scale)
+    if mask is not None:
+        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, who, bool_only=True)
+        if mask.ndim < 2:
+            mask = mask.reshape((1,) * (2 - mask.ndim) + tuple(mask.shape))
+    block_q = max(T_q, 1) if block_q is None else block_q
+    return mask, scale, block_q, block_k
+
+
+def _tile_mask(mask, is_causal, offset, qs, qe, ks, ke, device, stats):
+    """(blocked, allowed) for the pair (queries qs..qe, keys ks..ke) of :func:`tiled_attention`:
+    ``blocked`` when no entry of the tile may be attended to, else ``allowed`` the bool tile (True =
+    may attend), or None when every entry may. Reads the mask's tile (counted in ``stats``) unless
+    the causal diagonal already blocks the whole tile."""
+    causal_part = False  # does the causal diagonal cut through this tile?
+    if is_causal:
+        if ks > qe - 1 + offset:  # even the tile's last query sees none of these keys
+            return True, None
+        causal_part = ke - 1 > qs + offset  # the tile's first query misses some key
+    allowed = None  # None: every entry of the tile may be attended to
+    if causal_part:
+        allowed = torch.arange(ks, ke, device=device) <= (
+            torch.arange(qs, qe, device=device).unsqueeze(1) + offset
+        )  # (bq, bk); not all False: the tile's last query sees key ks
+    if mask is not None:
+        mb = mask[..., _tile(mask, -2, qs, qe), _tile(mask, -1, ks, ke)]
+        stats.mask_reads += mb.numel()
+        allowed = mb if allowed is None else allowed & mb
+        if not allowed.any():  # the mask (with the diagonal) blocks the whole tile
+            return True, None
+    return False, allowed
 
 
 def _tile(mask: torch.Tensor, dim: int, start: int, stop: int) -> slice:

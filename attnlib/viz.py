@@ -354,15 +354,7 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     _labels_fit("plot_heatmap", w.shape, row_labels, col_labels)
     _limits("plot_heatmap", vmin, vmax)
     decimals = V.nonneg_int("plot_heatmap", "decimals", decimals)
-    hidden = ~np.isfinite(w)
-    kept = np.ones(w.shape, dtype=bool)
-    if mask is not None:
-        m = _np(mask).astype(bool)
-        if m.shape != w.shape:
-            raise ValueError(f"plot_heatmap: mask has shape {m.shape}, expected {w.shape} like the values")
-        hidden = hidden | ~m
-        kept = m
-    nan = np.isnan(w) & kept  # a NaN the caller did not mask is a bug: drawn black, never as masked
+    hidden, nan = _hidden_cells(w, mask)
     masked = hidden & ~nan
     cmap, norm, _ = _scale(np.where(hidden, np.nan, w), vmin, vmax, cmap)
     if ax is None:
@@ -371,43 +363,73 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     shown = np.ma.masked_array(np.where(hidden, 0.0, w), mask=hidden)
     cmap = cmap.with_extremes(bad=MASKED_COLOR)
     im = ax.imshow(shown, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    _draw_hidden_cells(ax, masked, nan)
+    label_size = 9 if max(w.shape) <= 8 else 8 if max(w.shape) <= 12 else 7
+    _label_ticks(ax, col_labels, row_labels, label_size, rotate_labels)
+    _set_titles(ax, title, xlabel, ylabel)
+    if annotate is None:
+        annotate = max(w.shape) <= 12
+    if annotate:
+        fontsize, decimals = _annotation_size(ax, np.where(hidden, np.nan, w), decimals, colorbar)
+        if fontsize > 0:
+            _annotate_cells(ax, w, hidden, nan, fontsize, decimals, cmap, norm)
+    if colorbar:
+        _colorbar(ax.figure, im, ax, label=colorbar_label, masked=bool(masked.any()), nan=bool(nan.any()))
+    elif hidden.any():
+        _masked_legend(ax, masked=bool(masked.any()), nan=bool(nan.any()))
+    return ax
+
+
+def _hidden_cells(w, mask):
+    """(hidden, nan) for :func:`plot_heatmap`: the cells not drawn in colour (non-finite or masked
+    out) and, among them, the NaNs the caller did not mask (a bug: drawn black, never as masked)."""
+    hidden = ~np.isfinite(w)
+    kept = np.ones(w.shape, dtype=bool)
+    if mask is not None:
+        m = _np(mask).astype(bool)
+        if m.shape != w.shape:
+            raise ValueError(f"plot_heatmap: mask has shape {m.shape}, expected {w.shape} like the values")
+        hidden = hidden | ~m
+        kept = m
+    return hidden, np.isnan(w) & kept
+
+
+def _draw_hidden_cells(ax, masked, nan):
+    """Hatch the masked cells grey and fill the unmasked NaNs black."""
     for i, j in zip(*np.nonzero(masked), strict=True):
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=MASKED_HATCH, edgecolor="0.55",
                                linewidth=0))
     for i, j in zip(*np.nonzero(nan), strict=True):
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=NAN_COLOR, linewidth=0))
-    label_size = 9 if max(w.shape) <= 8 else 8 if max(w.shape) <= 12 else 7
-    _label_ticks(ax, col_labels, row_labels, label_size, rotate_labels)
+
+
+def _set_titles(ax, title, xlabel, ylabel):
+    """Set whichever of the title and axis labels is given."""
     if xlabel:
         ax.set_xlabel(xlabel)
     if ylabel:
         ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
-    if annotate is None:
-        annotate = max(w.shape) <= 12
-    if annotate:
-        fontsize, decimals = _annotation_size(ax, np.where(hidden, np.nan, w), decimals, colorbar)
-        annotate = fontsize > 0
-    if annotate:
-        for i in range(w.shape[0]):
-            for j in range(w.shape[1]):
-                val = w[i, j]
-                if np.isneginf(val):
-                    if fontsize >= 7.5:
-                        ax.text(j, i, "\u2212inf", ha="center", va="center", fontsize=fontsize, color="black")
-                elif nan[i, j]:
-                    ax.text(j, i, "NaN", ha="center", va="center", fontsize=fontsize, color="white")
-                elif not hidden[i, j]:
-                    txt = f"{val:.{decimals}f}"
-                    txt = txt.replace("-", "\u2212") if float(txt) != 0 else f"{0:.{decimals}f}"
-                    ax.text(j, i, txt, ha="center", va="center", fontsize=fontsize,
-                            color=text_color(cmap(norm(val))))
-    if colorbar:
-        _colorbar(ax.figure, im, ax, label=colorbar_label, masked=bool(masked.any()), nan=bool(nan.any()))
-    elif hidden.any():
-        _masked_legend(ax, masked=bool(masked.any()), nan=bool(nan.any()))
-    return ax
+
+
+def _annotate_cells(ax, w, hidden, nan, fontsize, decimals, cmap, norm):
+    """Write each cell's value on it: "-inf" for -inf (when the font is big enough), "NaN" in
+    white for an unmasked NaN, nothing on a masked cell, else the value with ``decimals`` decimals
+    in black or white by the cell's luminance."""
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            val = w[i, j]
+            if np.isneginf(val):
+                if fontsize >= 7.5:
+                    ax.text(j, i, "\u2212inf", ha="center", va="center", fontsize=fontsize, color="black")
+            elif nan[i, j]:
+                ax.text(j, i, "NaN", ha="center", va="center", fontsize=fontsize, color="white")
+            elif not hidden[i, j]:
+                txt = f"{val:.{decimals}f}"
+                txt = txt.replace("-", "\u2212") if float(txt) != 0 else f"{0:.{decimals}f}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=fontsize,
+                        color=text_color(cmap(norm(val))))
 
 
 def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, suptitle=None,
@@ -424,37 +446,21 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
     _labels_fit("plot_heatmaps", (rows, cols), row_labels, col_labels, grid="grids")
     if titles is not None and _n_labels("plot_heatmaps", "titles", titles) != n:
         raise ValueError(f"plot_heatmaps: {len(titles)} titles for {n} grids")
-    if masks is not None:
-        masks = [_array("plot_heatmaps", "masks", m).astype(bool) for m in masks]
-        if len(masks) != n:
-            raise ValueError(f"plot_heatmaps: {len(masks)} masks for {n} grids")
-        for i, m in enumerate(masks):
-            if m.shape != (rows, cols):
-                raise ValueError(f"plot_heatmaps: masks[{i}] has shape {m.shape}, expected {(rows, cols)} "
-                                 "like the grids")
+    masks = _panel_masks(masks, gs.shape)
     _limits("plot_heatmaps", vmin, vmax)
     ncols = V.optional_positive_int("plot_heatmaps", "ncols", ncols)
     if panel_width is not None:
         V.finite_float("plot_heatmaps", "panel_width", panel_width, low=0.0, low_open=True)
-    if ncols is None:  # as many panels a row as fit the page, at most 4
-        annotated = kwargs.get("annotate")
-        annotated = max(rows, cols) <= 12 if annotated is None else annotated
-        min_width = 0.34 * cols + 0.9 if annotated else max(1.6, 0.12 * cols + 0.8)
-        ncols = min(n, 4, max(1, int(PAGE_WIDTH_IN // min_width)))
+    if ncols is None:
+        ncols = _default_ncols(n, rows, cols, kwargs.get("annotate"))
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     hidden = ~np.isfinite(gs)
     if masks is not None:
         hidden |= ~np.stack(masks)
     cmap_, norm, _ = _scale(np.where(hidden, np.nan, gs), vmin, vmax, cmap)
-    if norm.__class__ is CenteredNorm:
-        vmin_, vmax_ = -norm.halfrange, norm.halfrange
-    else:
-        vmin_, vmax_ = norm.vmin, norm.vmax
-    panel_w = PAGE_WIDTH_IN / ncols if panel_width is None else panel_width
-    width = min(PAGE_WIDTH_IN, panel_w * ncols + 0.6)
-    panel_h = min(panel_w * 0.95, 0.3 * rows + 1.3) if rows <= 16 else panel_w
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_h * nrows + (0.4 if suptitle else 0)),
+    vmin_, vmax_ = _shared_limits(norm)
+    fig, axes = plt.subplots(nrows, ncols, figsize=_panels_size(nrows, ncols, rows, panel_width, suptitle),
                              squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         if i >= n:
@@ -463,24 +469,75 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
         plot_heatmap(gs[i], row_labels, col_labels, ax=ax, colorbar=False, cmap=cmap_, vmin=vmin_, vmax=vmax_,
                      title=None if titles is None else titles[i],
                      mask=None if masks is None else masks[i], **kwargs)
-        if xlabel and i // ncols == nrows - 1:
-            ax.set_xlabel(xlabel)
-        if ylabel and i % ncols == 0:
-            ax.set_ylabel(ylabel)
-        if i % ncols:
-            ax.set_ylabel("")
-            ax.tick_params(labelleft=False)
+        _label_panel(ax, i, ncols, nrows, xlabel, ylabel)
+    _shared_colorbar(fig, axes, gs, hidden, masks, colorbar_label)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    return fig
+
+
+def _shared_limits(norm):
+    """The (vmin, vmax) that make each panel draw on the shared scale ``norm``."""
+    if norm.__class__ is CenteredNorm:
+        return -norm.halfrange, norm.halfrange
+    return norm.vmin, norm.vmax
+
+
+def _panels_size(nrows, ncols, rows, panel_width, suptitle):
+    """The figure size (inches) of ``nrows`` x ``ncols`` panels of grids with ``rows`` rows: the page
+    width shared by the columns unless ``panel_width`` is given, plus room for a suptitle."""
+    panel_w = PAGE_WIDTH_IN / ncols if panel_width is None else panel_width
+    width = min(PAGE_WIDTH_IN, panel_w * ncols + 0.6)
+    panel_h = min(panel_w * 0.95, 0.3 * rows + 1.3) if rows <= 16 else panel_w
+    return width, panel_h * nrows + (0.4 if suptitle else 0)
+
+
+def _shared_colorbar(fig, axes, gs, hidden, masks, label):
+    """ONE colour bar for the panels of :func:`plot_heatmaps` (the first ``len(gs)`` of ``axes``),
+    noting masked and NaN cells, in place of each panel's own legend."""
     # hide the redundant legend entries of the panels: the shared colour bar carries the note
     for ax in axes.flat:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    used = [ax for ax in axes.flat[:n]]
+    used = [ax for ax in axes.flat[:len(gs)]]
     nans = np.isnan(gs) & (True if masks is None else np.stack(masks))
-    _colorbar(fig, used[0].images[0], used, label=colorbar_label, masked=bool((hidden & ~nans).any()),
+    _colorbar(fig, used[0].images[0], used, label=label, masked=bool((hidden & ~nans).any()),
               nan=bool(nans.any()))
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
-    return fig
+
+
+def _panel_masks(masks, shape):
+    """The ``masks`` of :func:`plot_heatmaps` as bool arrays, one per grid of ``shape`` (n, rows,
+    cols), or None."""
+    if masks is None:
+        return None
+    n, rows, cols = shape
+    masks = [_array("plot_heatmaps", "masks", m).astype(bool) for m in masks]
+    if len(masks) != n:
+        raise ValueError(f"plot_heatmaps: {len(masks)} masks for {n} grids")
+    for i, m in enumerate(masks):
+        if m.shape != (rows, cols):
+            raise ValueError(f"plot_heatmaps: masks[{i}] has shape {m.shape}, expected {(rows, cols)} "
+                             "like the grids")
+    return masks
+
+
+def _default_ncols(n, rows, cols, annotate):
+    """As many panels a row as fit the page, at most 4 (annotated panels need more room)."""
+    annotated = max(rows, cols) <= 12 if annotate is None else annotate
+    min_width = 0.34 * cols + 0.9 if annotated else max(1.6, 0.12 * cols + 0.8)
+    return min(n, 4, max(1, int(PAGE_WIDTH_IN // min_width)))
+
+
+def _label_panel(ax, i, ncols, nrows, xlabel, ylabel):
+    """Axis labels on panel ``i`` of a grid of panels: x labels on the bottom row, y labels (and
+    the row tick labels) on the first column only."""
+    if xlabel and i // ncols == nrows - 1:
+        ax.set_xlabel(xlabel)
+    if ylabel and i % ncols == 0:
+        ax.set_ylabel(ylabel)
+    if i % ncols:
+        ax.set_ylabel("")
+        ax.tick_params(labelleft=False)
 
 
 def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None,
@@ -653,14 +710,9 @@ def plot_decoder_flow(n_layers: int = 2, d_model: int | str = "d_model", vocab_s
     return ax
 
 
-def plot_stream_flow(tokens, n_layers: int = 2, patterns=None, *, ax=None,
-                     title="Information across positions: one residual stream per token"):
-    """The decoder of :func:`plot_decoder_flow` seen across positions: one residual stream (a
-    column) per token, going up through ``n_layers`` blocks. At each attention sub-layer, arrows
-    bring information from a position to itself and to every later one (the causal mask), never
-    backwards; at each MLP sub-layer, each position computes alone (a box on its own column).
-    ``patterns``, if given, is one (T, T) attention pattern per layer (e.g. averaged over the
-    heads); each arrow's width and darkness then follow its weight. Returns the Axes."""
+def _stream_flow_args(tokens, n_layers, patterns):
+    """The checked arguments of :func:`plot_stream_flow`: the tokens as strings and the patterns
+    as arrays (or None)."""
     tokens = [str(t) for t in tokens]
     T = len(tokens)
     if not 1 <= T <= 8:
@@ -675,6 +727,41 @@ def plot_stream_flow(tokens, n_layers: int = 2, patterns=None, *, ax=None,
         if any(np.triu(p_, 1).any() for p_ in patterns):
             raise ValueError("plot_stream_flow: a pattern puts weight on a later key; the figure shows a "
                              "causal decoder")
+    return tokens, patterns
+
+
+def _draw_stream_layer(ax, xs, layer, pattern, ink):
+    """One decoder block of :func:`plot_stream_flow`: the attention sub-layer's arrows from each
+    earlier position (width and darkness by ``pattern``'s weight, uniform when None) into a "+" on
+    every stream, then the MLP sub-layer's box on each stream alone."""
+    T = len(xs)
+    ya, ym = 2 * layer + 1, 2 * layer + 2
+    ax.text(xs[0] - 0.75, ya, f"attention {layer}", ha="right", va="center", fontsize=8, color="#2b5d9b")
+    ax.text(xs[0] - 0.75, ym, f"MLP {layer}", ha="right", va="center", fontsize=8, color="#3a7d34")
+    for i in range(T):
+        for j in range(i + 1):  # key j -> query i, j <= i
+            w = 1.0 / (i + 1) if pattern is None else float(pattern[i, j])
+            if i == j:
+                continue  # a position's own contribution needs no arrow
+            ax.annotate("", xy=(xs[i], ya + 0.12), xytext=(xs[j], ya - 0.45),
+                        arrowprops=dict(arrowstyle="->", color=plt.get_cmap("Blues")(0.35 + 0.65 * w),
+                                        lw=0.4 + 2.6 * w, connectionstyle="arc3,rad=-0.25",
+                                        shrinkA=2, shrinkB=4), zorder=2)
+        ax.plot(xs[i], ya, "o", ms=9, mfc="#c6dbef", mec=ink, mew=0.8, zorder=3)  # "+": added in
+        ax.add_patch(FancyBboxPatch((xs[i] - 0.3, ym - 0.17), 0.6, 0.34, boxstyle="round,pad=0.03",
+                                    fc="#c7e9c0", ec=ink, lw=0.8, zorder=3))
+
+
+def plot_stream_flow(tokens, n_layers: int = 2, patterns=None, *, ax=None,
+                     title="Information across positions: one residual stream per token"):
+    """The decoder of :func:`plot_decoder_flow` seen across positions: one residual stream (a
+    column) per token, going up through ``n_layers`` blocks. At each attention sub-layer, arrows
+    bring information from a position to itself and to every later one (the causal mask), never
+    backwards; at each MLP sub-layer, each position computes alone (a box on its own column).
+    ``patterns``, if given, is one (T, T) attention pattern per layer (e.g. averaged over the
+    heads); each arrow's width and darkness then follow its weight. Returns the Axes."""
+    tokens, patterns = _stream_flow_args(tokens, n_layers, patterns)
+    T = len(tokens)
     if ax is None:
         _, ax = plt.subplots(figsize=_fit(1.05 * T + 1.9, 1.45 * n_layers + 1.6), layout="constrained")
     ax.axis("off")
@@ -689,21 +776,7 @@ def plot_stream_flow(tokens, n_layers: int = 2, patterns=None, *, ax=None,
         ax.text(x, top, "next?", ha="center", va="center", fontsize=7.5,
                 bbox=dict(boxstyle="round,pad=0.25", fc="#eeeeee", ec=ink, lw=0.8))
     for layer in range(n_layers):
-        ya, ym = 2 * layer + 1, 2 * layer + 2
-        ax.text(xs[0] - 0.75, ya, f"attention {layer}", ha="right", va="center", fontsize=8, color="#2b5d9b")
-        ax.text(xs[0] - 0.75, ym, f"MLP {layer}", ha="right", va="center", fontsize=8, color="#3a7d34")
-        for i in range(T):
-            for j in range(i + 1):  # key j -> query i, j <= i
-                w = 1.0 / (i + 1) if patterns is None else float(patterns[layer][i, j])
-                if i == j:
-                    continue  # a position's own contribution needs no arrow
-                ax.annotate("", xy=(xs[i], ya + 0.12), xytext=(xs[j], ya - 0.45),
-                            arrowprops=dict(arrowstyle="->", color=plt.get_cmap("Blues")(0.35 + 0.65 * w),
-                                            lw=0.4 + 2.6 * w, connectionstyle="arc3,rad=-0.25",
-                                            shrinkA=2, shrinkB=4), zorder=2)
-            ax.plot(xs[i], ya, "o", ms=9, mfc="#c6dbef", mec=ink, mew=0.8, zorder=3)  # "+": added in
-            ax.add_patch(FancyBboxPatch((xs[i] - 0.3, ym - 0.17), 0.6, 0.34, boxstyle="round,pad=0.03",
-                                        fc="#c7e9c0", ec=ink, lw=0.8, zorder=3))
+        _draw_stream_layer(ax, xs, layer, None if patterns is None else patterns[layer], ink)
     ax.set_xlim(xs[0] - 2.0, xs[-1] + 0.6)
     ax.set_ylim(-0.5, top + 0.5)
     if title:

@@ -8,11 +8,14 @@ lists of floats and strings) and reads the results back: in a live kernel every 
 ``sync=True`` follows the browser (``explorer.temperature``, ``explorer.weights``, ...), and each
 widget's ``compute()`` recomputes the same quantities with attnlib so the two can be compared.
 
-    AttentionExplorer(tokens, x, w_q, w_k, *, temperature=1.0, causal=False, query=0)
+    AttentionExplorer(tokens, x, w_q, w_k, *, temperature=1.0, causal=False, query=0, show="weights")
+    QueryKeyArrows(tokens, keys, query, *, d_head=2, causal=False, query_index=None, ...)
     SoftmaxExplorer(labels, scores, *, temperature=1.0)
     PatternViewer(patterns, q_tokens, k_tokens=None, *, selected=None)
-    ValueUpdateExplorer(tokens, points, values, query=0, weights=None)
+    ValueUpdateExplorer(tokens, points, values, query=0, weights=None, *, causal=False, axis_labels=...)
     CostExplorer(context_lens=..., n_heads=96, n_layers=96, bytes_per_entry=2, *, context_len=None)
+    OnlineSoftmaxStepper(scores, values, *, labels=None, block=2, step=0)
+    TileExplorer(T=1024, *, block=64, causal=True, window=0, sparse_block=0, d_head=64, ...)
     ModelExplorer(model, tokenizer, prompt, *, presets=(), temperature=1.0, ...)
 
 Conventions: patterns are (T_q, T_k), rows = query tokens, columns = key tokens; masks are causal
@@ -37,10 +40,13 @@ from .mlp import MLP
 
 __all__ = [
     "AttentionExplorer",
+    "QueryKeyArrows",
     "SoftmaxExplorer",
     "PatternViewer",
     "ValueUpdateExplorer",
     "CostExplorer",
+    "OnlineSoftmaxStepper",
+    "TileExplorer",
     "ModelExplorer",
     "esm_source",
 ]
@@ -143,7 +149,12 @@ def _lists(t: torch.Tensor) -> list:
 
 
 class _Explorer(anywidget.AnyWidget):
-    """Common base: the shared stylesheet and a guard for recomputing results on the Python side."""
+    """Common base: the shared stylesheet and a guard for recomputing results on the Python side.
+
+    The shared math (static/math.js) and helpers (static/ui.js) are part of every widget's module, so a
+    change to them changes every saved widget: re-execute every chapter with a widget. Code that only
+    some widgets need goes into a separate file (views.js, and the widget's own .js and .css).
+    """
 
     _css = _CSS
 
@@ -175,16 +186,22 @@ class AttentionExplorer(_Explorer):
         query: index of the query token whose weights are listed.
         dim_labels: optional names of the d_model embedding dimensions (the rows of w_q and w_k),
             shown in the weight editor; default "0", "1", ...
+        show: what the grid shows: "weights" (the pattern, the default), "scaled" (the scores
+            q k^T / sqrt(d_head)) or "raw" (the dot products q k^T); the reader switches it.
+
+    A "reset" button (and ``reset()``) restores the weights and the controls the widget started
+    with (``initial``).
 
     The head's maps of attnlib fit as they are: ``mha.W_Q[h]``, ``mha.W_K[h]`` (d_model, d_head).
 
     Synced traits (read them back in a live kernel): ``tokens``, ``x``, ``w_q``, ``w_k`` (lists),
     ``temperature``, ``causal``, ``query``, ``edit_matrix`` ("w_q" or "w_k"), ``edit_row``,
-    ``edit_col`` (the weight being edited), ``dim_labels``, and the results ``weights`` (T, T) and ``scores`` (T, T)
+    ``edit_col`` (the weight being edited), ``dim_labels``, ``show``, ``initial`` (what reset
+    restores: w_q, w_k and the controls), and the results ``weights`` (T, T) and ``scores`` (T, T)
     (q k^T / sqrt(d_head), before mask and temperature).
     """
 
-    _esm = esm_source("attention_explorer.js")
+    _esm = esm_source("attention_explorer.js", libs=("views.js",))
 
     tokens = List(Unicode()).tag(sync=True)
     x = List(List(Float())).tag(sync=True)
@@ -197,11 +214,13 @@ class AttentionExplorer(_Explorer):
     edit_row = Int(0).tag(sync=True)
     edit_col = Int(0).tag(sync=True)
     dim_labels = List(Unicode()).tag(sync=True)
+    show = Unicode("weights").tag(sync=True)
+    initial = traitlets.Dict().tag(sync=True)
     weights = List(List(Float())).tag(sync=True)
     scores = List(List(Float())).tag(sync=True)
 
     def __init__(self, tokens, x, w_q, w_k, *, temperature: float = 1.0, causal: bool = False, query: int = 0,
-                 dim_labels=None, **kwargs):
+                 dim_labels=None, show: str = "weights", **kwargs):
         x_t = _matrix("x", x)
         T, d_model = x_t.shape
         toks = _tokens("tokens", tokens, T, f" (one per row of x, which has shape {tuple(x_t.shape)})")
@@ -211,9 +230,21 @@ class AttentionExplorer(_Explorer):
         q = _index("query", query, T, "a token index")
         dims = [str(i) for i in range(d_model)] if dim_labels is None else _tokens(
             "dim_labels", dim_labels, d_model, f" (one per embedding dimension: d_model = {d_model})")
-        super().__init__(tokens=toks, x=_lists(x_t), w_q=_lists(wq), w_k=_lists(wk), temperature=temp,
-                         causal=bool(causal), query=q, dim_labels=dims, **kwargs)
+        show = _show("AttentionExplorer", show)
+        start = {"w_q": _lists(wq), "w_k": _lists(wk), "temperature": temp, "causal": bool(causal),
+                 "query": q, "edit_matrix": "w_q", "edit_row": 0, "edit_col": 0, "show": show}
+        super().__init__(tokens=toks, x=_lists(x_t), dim_labels=dims, initial=start, **start, **kwargs)
         self._refresh()
+
+    def reset(self) -> None:
+        """Back to the weights and the controls the widget started with (the "reset" button)."""
+        with self.hold_trait_notifications():
+            for name, value in self.initial.items():
+                setattr(self, name, value)
+
+    @traitlets.validate("show")
+    def _check_show(self, proposal):
+        return _show("AttentionExplorer", proposal["value"])
 
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal):
@@ -241,8 +272,8 @@ class AttentionExplorer(_Explorer):
     def compute(self) -> dict:
         """Recompute with attnlib from the current traits.
 
-        Returns a dict of float64 tensors: ``q`` and ``k`` (T, d_head), ``scores`` (T, T) =
-        q k^T / sqrt(d_head), and ``weights`` (T, T) from
+        Returns a dict of float64 tensors: ``q`` and ``k`` (T, d_head), ``raw`` (T, T) = q k^T,
+        ``scores`` (T, T) = q k^T / sqrt(d_head), and ``weights`` (T, T) from
         ``attnlib.attention(q, k, k, is_causal=causal, scale=1/sqrt(d_head)/temperature, return_weights=True)``.
         """
         x = _matrix("x", self.x)
@@ -251,7 +282,181 @@ class AttentionExplorer(_Explorer):
         q, k = x @ wq, x @ wk  # (T, d_head)
         scale = 1.0 / math.sqrt(q.shape[-1])
         _, weights = attention(q, k, k, is_causal=self.causal, scale=scale / self.temperature, return_weights=True)
-        return {"q": q, "k": k, "scores": (q @ k.T) * scale, "weights": weights}
+        return {"q": q, "k": k, "raw": q @ k.T, "scores": (q @ k.T) * scale, "weights": weights}
+
+    def shown(self) -> torch.Tensor:
+        """The grid the widget shows now (``show``): the raw, the scaled scores or the weights."""
+        return self.compute()[{"raw": "raw", "scaled": "scores", "weights": "weights"}[self.show]]
+
+
+_SHOW = ("weights", "scaled", "raw")
+
+
+def _show(who: str, val) -> str:
+    if not isinstance(val, str):
+        raise TypeError(f"{who}: show must be a str, one of {_SHOW}, got {_describe(val)}")
+    if val not in _SHOW:
+        raise ValueError(f"{who}: show must be one of {_SHOW}, got {val!r}")
+    return val
+
+
+# --------------------------------------------------------------------------- QueryKeyArrows
+
+
+class QueryKeyArrows(_Explorer):
+    """One query against every key, drawn as arrows in a 2-D query/key space: the reader rotates
+    the query (angle slider) and stretches it (length slider), or drags it with the pointer, and
+    reads each key's dot product q·k, its scaled score q·k / sqrt(d_head) and its softmax weight.
+
+    Args:
+        tokens: T key labels.
+        keys: the keys (T, 2) in the picture's two coordinates.
+        query: the query (2,) the widget starts from (not zero): its angle and length set the sliders.
+        d_head: the head's size; scores = q·k / sqrt(d_head). Default 2, the picture's own size;
+            pass the head's size when the two coordinates carry a larger head's dot products
+            exactly (as chapter 2's picture does for its 4-wide head).
+        causal: start with the causal mask on: the query sees keys 0 .. query_index only.
+        query_index: the position of the query's token among the keys (None: no mask offered).
+        query_label: the query's name in the picture, e.g. "query of creature".
+        axis_labels: names of the picture's (horizontal, vertical) coordinates.
+        max_length: the length slider's upper end, also the picture's half-width (default: 1.25
+            times the longest of the query and the keys, rounded up).
+        title: the widget's heading.
+
+    Synced traits: inputs ``tokens``, ``key_vectors`` (the keys; ipywidgets reserves ``keys``), ``angle`` (degrees, counter-clockwise from the
+    horizontal axis, in (-180, 180]), ``length`` (in [0, max_length]), ``causal``, ``query_index``
+    (-1 for None), ``d_head``, ``max_length``, ``query_label``, ``axis_labels``, ``title``,
+    ``initial`` (the angle, length and causal flag that "reset" restores); results ``query`` (2,),
+    ``dots``, ``scores`` and ``weights`` (T,). ``compute()`` recomputes them with attnlib.
+    """
+
+    _esm = esm_source("query_key_arrows.js", libs=("views.js",))
+    _css = _CSS + "\n" + _read_static("query_key_arrows.css")
+
+    tokens = List(Unicode()).tag(sync=True)
+    key_vectors = List(List(Float())).tag(sync=True)
+    angle = Float(0.0).tag(sync=True)
+    length = Float(1.0).tag(sync=True)
+    causal = Bool(False).tag(sync=True)
+    query_index = Int(-1).tag(sync=True)
+    d_head = Int(2).tag(sync=True)
+    max_length = Float(1.0).tag(sync=True)
+    query_label = Unicode("query").tag(sync=True)
+    axis_labels = List(Unicode()).tag(sync=True)
+    title = Unicode("").tag(sync=True)
+    initial = traitlets.Dict().tag(sync=True)
+    query = List(Float()).tag(sync=True)
+    dots = List(Float()).tag(sync=True)
+    scores = List(Float()).tag(sync=True)
+    weights = List(Float()).tag(sync=True)
+
+    def __init__(self, tokens, keys, query, *, d_head: int = 2, causal: bool = False,
+                 query_index: int | None = None, query_label: str = "query",
+                 axis_labels=("coordinate 0", "coordinate 1"), max_length: float | None = None,
+                 title: str = "A query and its keys as arrows", **kwargs):
+        from . import _validate as V
+
+        who = "QueryKeyArrows"
+        k = _matrix("keys", keys, cols=2, what=" (T, 2): one 2-D key per token")
+        T = k.shape[0]
+        toks = _tokens("tokens", tokens, T, f" (one per row of keys, which has shape {tuple(k.shape)})")
+        q = _vector("query", query, 2, " (a 2-D query)")
+        q_len = float(q.norm())
+        if q_len == 0:
+            raise ValueError(f"{who}: query must not be zero (it has no direction to rotate), got {q.tolist()}")
+        d_head = V.positive_int(who, "d_head", d_head)
+        causal = _flag(who, "causal", causal)
+        if query_index is not None:
+            query_index = V.index(who, "query_index", query_index, T, "a position among the keys")
+        elif causal:
+            raise ValueError(f"{who}: causal=True needs query_index, the position of the query's token "
+                             "(the mask hides the keys after it), got query_index=None")
+        query_label, title = _text(who, "query_label", query_label), _text(who, "title", title)
+        axes = _label_pair(who, "axis_labels", axis_labels)
+        longest = max(q_len, float(k.norm(dim=-1).max()))
+        if max_length is None:
+            from .viz import nice_limit
+
+            max_length = nice_limit(1.25 * longest)
+        max_length = V.finite_float(who, "max_length", max_length, low=0.0, low_open=True)
+        if max_length < q_len:
+            raise ValueError(f"{who}: max_length must be at least the query's length {q_len:.4g} (the "
+                             f"slider must reach it), got {max_length!r}")
+        angle = math.degrees(math.atan2(float(q[1]), float(q[0])))
+        start = {"angle": angle, "length": q_len, "causal": causal}
+        super().__init__(tokens=toks, key_vectors=_lists(k), angle=angle, length=q_len, causal=causal,
+                         query_index=-1 if query_index is None else query_index, d_head=d_head,
+                         max_length=max_length, query_label=query_label, axis_labels=axes, title=title,
+                         initial=start, **kwargs)
+        self._refresh()
+
+    @traitlets.validate("angle")
+    def _check_angle(self, proposal):
+        a = float(proposal["value"])
+        if not math.isfinite(a):
+            raise ValueError(f"QueryKeyArrows: angle must be a finite number of degrees, got {a!r}")
+        return a if -180.0 < a <= 180.0 else a - 360.0 * math.ceil((a - 180.0) / 360.0)
+
+    @traitlets.validate("length")
+    def _check_length(self, proposal):
+        x = float(proposal["value"])
+        if not 0.0 <= x <= self.max_length + 1e-9:
+            raise ValueError(f"QueryKeyArrows: length must lie in [0, max_length={self.max_length}], got {x!r}")
+        return x
+
+    @traitlets.validate("causal")
+    def _check_causal(self, proposal):
+        if proposal["value"] and self.query_index < 0:
+            raise ValueError("QueryKeyArrows: causal=True needs query_index (the query's position)")
+        return proposal["value"]
+
+    @traitlets.observe("key_vectors", "angle", "length", "causal", "query_index", "d_head")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        self.query = _lists(r["query"])
+        self.dots, self.scores, self.weights = (_lists(r[n]) for n in ("dots", "scores", "weights"))
+
+    def reset(self) -> None:
+        """Back to the angle, length and mask the widget started with (the "reset" button)."""
+        with self.hold_trait_notifications():
+            self.causal = self.initial["causal"]
+            self.angle, self.length = self.initial["angle"], self.initial["length"]
+
+    def compute(self) -> dict:
+        """Float64 tensors: ``query`` (2,) from the angle and length, ``dots`` = keys @ query (T,),
+        ``scores`` = dots / sqrt(d_head), ``weights`` = attnlib.softmax of the scores, the keys
+        after ``query_index`` set to -inf when causal."""
+        k = _matrix("keys", self.key_vectors, cols=2)
+        a = math.radians(self.angle)
+        q = self.length * torch.tensor([math.cos(a), math.sin(a)], dtype=torch.float64)
+        dots = k @ q
+        scores = dots / math.sqrt(self.d_head)
+        later = torch.arange(k.shape[0]) > self.query_index
+        masked = scores.masked_fill(later, float("-inf")) if self.causal else scores
+        return {"query": q, "dots": dots, "scores": scores, "weights": softmax(masked, dim=-1)}
+
+
+def _flag(who: str, name: str, val) -> bool:
+    if not isinstance(val, bool):
+        raise TypeError(f"{who}: {name} must be True or False, got {_describe(val)}")
+    return val
+
+
+def _text(who: str, name: str, val) -> str:
+    if not isinstance(val, str):
+        raise TypeError(f"{who}: {name} must be a str, got {_describe(val)}")
+    return val
+
+
+def _label_pair(who: str, name: str, val) -> list[str]:
+    if isinstance(val, str) or not isinstance(val, (list, tuple)) or not all(isinstance(s, str) for s in val):
+        raise TypeError(f"{who}: {name} must be a pair of str (horizontal, vertical), got {_describe(val)}")
+    if len(val) != 2:
+        raise ValueError(f"{who}: {name} must name 2 coordinates (horizontal, vertical), got {len(val)}: {val!r}")
+    return list(val)
 
 
 # --------------------------------------------------------------------------- SoftmaxExplorer
@@ -301,6 +506,51 @@ class SoftmaxExplorer(_Explorer):
 # --------------------------------------------------------------------------- PatternViewer
 
 
+def _named_patterns(patterns) -> tuple[list[str], list[torch.Tensor]]:
+    """(names, matrices) of PatternViewer's ``patterns``: a dict {name: (T_q, T_k)} or a stack
+    (n, T_q, T_k) named "head 0", "head 1", ...; not empty, all of one shape."""
+    if isinstance(patterns, Mapping):
+        if not patterns:
+            raise ValueError("patterns must not be empty")
+        names = [str(n) for n in patterns]
+        mats = [_matrix(f"patterns[{n!r}]", p) for n, p in patterns.items()]
+    else:
+        stack = _as_tensor("patterns", patterns, 3)
+        if stack.shape[0] == 0:
+            raise ValueError("patterns must not be empty")
+        names = [f"head {i}" for i in range(stack.shape[0])]
+        mats = list(stack)
+    T_q, T_k = mats[0].shape
+    for n, m in zip(names, mats, strict=True):
+        if m.shape != (T_q, T_k):
+            raise ValueError(f"patterns must all have one shape (T_q, T_k) = {(T_q, T_k)}, but {n!r} has "
+                             f"{tuple(m.shape)}")
+    return names, mats
+
+
+def _pattern_limits(mats, vmin, vmax) -> tuple[float, float]:
+    """PatternViewer's colour range: the given (vmin, vmax), checked, or when neither is given
+    [0, 1] for weights, symmetric rounded limits for signed values, else [0, rounded max]."""
+    lo = min(float(m.min()) for m in mats)
+    top = max(float(m.max()) for m in mats)
+    if vmin is None and vmax is None:  # rounded limits: a float32 1.0000001 is read as 1
+        from .viz import nice_limit
+
+        if lo >= 0 and top <= 1 + 1e-6:
+            vmin, vmax = 0.0, 1.0
+        elif lo < 0:
+            big = nice_limit(max(abs(lo), abs(top)))
+            vmin, vmax = -big, big
+        else:
+            vmin, vmax = 0.0, nice_limit(top)
+    elif vmin is None or vmax is None:
+        raise ValueError("vmin and vmax must be given together (or neither)")
+    vmin, vmax = float(vmin), float(vmax)
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+        raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
+    return vmin, vmax
+
+
 class PatternViewer(_Explorer):
     """Show one of several attention patterns (heads, layers, ...), chosen from a dropdown.
 
@@ -341,22 +591,8 @@ class PatternViewer(_Explorer):
     def __init__(self, patterns, q_tokens, k_tokens=None, *, selected: str | None = None, decimals: int = 2,
                  vmin: float | None = None, vmax: float | None = None, title: str = "Attention patterns",
                  caption: str = "", row_name: str = "query", col_name: str = "key", **kwargs):
-        if isinstance(patterns, Mapping):
-            if not patterns:
-                raise ValueError("patterns must not be empty")
-            names = [str(n) for n in patterns]
-            mats = [_matrix(f"patterns[{n!r}]", p) for n, p in patterns.items()]
-        else:
-            stack = _as_tensor("patterns", patterns, 3)
-            if stack.shape[0] == 0:
-                raise ValueError("patterns must not be empty")
-            names = [f"head {i}" for i in range(stack.shape[0])]
-            mats = list(stack)
+        names, mats = _named_patterns(patterns)
         T_q, T_k = mats[0].shape
-        for n, m in zip(names, mats, strict=True):
-            if m.shape != (T_q, T_k):
-                raise ValueError(f"patterns must all have one shape (T_q, T_k) = {(T_q, T_k)}, but {n!r} has "
-                                 f"{tuple(m.shape)}")
         qt = _tokens("q_tokens", q_tokens, T_q, f" (one per row: the patterns are {(T_q, T_k)})")
         kt = qt if k_tokens is None else _tokens("k_tokens", k_tokens, T_k,
                                                  f" (one per column: the patterns are {(T_q, T_k)})")
@@ -367,23 +603,7 @@ class PatternViewer(_Explorer):
             raise ValueError(f"selected must be one of {names}, got {selected!r}")
         if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
             raise ValueError(f"decimals must be an int in [0, 6], got {decimals!r}")
-        lo = min(float(m.min()) for m in mats)
-        top = max(float(m.max()) for m in mats)
-        if vmin is None and vmax is None:  # rounded limits: a float32 1.0000001 is read as 1
-            from .viz import nice_limit
-
-            if lo >= 0 and top <= 1 + 1e-6:
-                vmin, vmax = 0.0, 1.0
-            elif lo < 0:
-                big = nice_limit(max(abs(lo), abs(top)))
-                vmin, vmax = -big, big
-            else:
-                vmin, vmax = 0.0, nice_limit(top)
-        elif vmin is None or vmax is None:
-            raise ValueError("vmin and vmax must be given together (or neither)")
-        vmin, vmax = float(vmin), float(vmax)
-        if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
-            raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
+        vmin, vmax = _pattern_limits(mats, vmin, vmax)
         super().__init__(names=names, patterns=[_lists(m) for m in mats], q_tokens=qt, k_tokens=kt,
                          selected=sel, decimals=decimals, vmin=vmin, vmax=vmax, title=str(title),
                          caption=str(caption), row_name=str(row_name), col_name=str(col_name), **kwargs)
@@ -411,33 +631,53 @@ class ValueUpdateExplorer(_Explorer):
         values: value vectors (T, 2), the change each token proposes.
         query: index of the token being updated.
         weights: the query's weights on the T keys (T,), non-negative; renormalised to sum to 1
-            (all zeros: no change). Default: uniform.
+            (all zeros: no change). Default: uniform (over the keys the query may see).
+        causal: apply the causal mask: the query takes only from itself and earlier tokens, so the
+            keys after it get weight 0 (and no slider) and the rest are renormalised.
+            Given weights must then put nothing on those keys. The reader can switch it off.
+        axis_labels: names of the picture's (horizontal, vertical) coordinates, e.g. the two named
+            directions the points were projected on.
 
     The change is delta = sum_j weights[j] * values[j] (2,), and the updated embedding is
     points[query] + delta (the residual connection).
 
     Synced traits: ``tokens``, ``points``, ``values``, ``query``, ``weights`` (normalised; follows the
-    sliders) and the results ``delta`` (2,) and ``updated`` (2,).
+    sliders), ``causal``, ``axis_labels`` and the results ``delta`` (2,) and ``updated`` (2,).
     """
 
-    _esm = esm_source("value_update_explorer.js")
+    _esm = esm_source("value_update_explorer.js", libs=("views.js",))
 
     tokens = List(Unicode()).tag(sync=True)
     points = List(List(Float())).tag(sync=True)
     values = List(List(Float())).tag(sync=True)
     query = Int(0).tag(sync=True)
     weights = List(Float()).tag(sync=True)
+    causal = Bool(False).tag(sync=True)
+    axis_labels = List(Unicode()).tag(sync=True)
     delta = List(Float()).tag(sync=True)
     updated = List(Float()).tag(sync=True)
 
-    def __init__(self, tokens, points, values, query: int = 0, weights=None, **kwargs):
+    def __init__(self, tokens, points, values, query: int = 0, weights=None, *, causal: bool = False,
+                 axis_labels=("coordinate 0", "coordinate 1"), **kwargs):
+        who = "ValueUpdateExplorer"
         p = _matrix("points", points, cols=2, what=" (T, 2): one 2-D embedding per token")
         T = p.shape[0]
         toks = _tokens("tokens", tokens, T, f" (one per row of points, which has shape {tuple(p.shape)})")
         v = _matrix("values", values, rows=T, cols=2, what=" (T, 2): one 2-D value per token")
         q = _index("query", query, T, "a token index")
-        w = _normalised_weights(torch.full((T,), 1.0 / T, dtype=torch.float64) if weights is None else weights, T)
-        super().__init__(tokens=toks, points=_lists(p), values=_lists(v), query=q, weights=_lists(w), **kwargs)
+        causal = _flag(who, "causal", causal)
+        axes = _label_pair(who, "axis_labels", axis_labels)
+        if weights is None:
+            seen = q + 1 if causal else T
+            weights = [1.0 / seen if j < seen else 0.0 for j in range(T)]
+        w = _normalised_weights(weights, T)
+        if causal and (w[q + 1:] > 0).any():
+            later = [f"{toks[j]!r} ({float(w[j]):.3g})" for j in range(q + 1, T) if w[j] > 0]
+            raise ValueError(f"{who}: with causal=True the query {toks[q]!r} (position {q}) may not take "
+                             f"from later tokens, but weights puts weight on {', '.join(later)}; pass "
+                             "the pattern's causal row, or causal=False")
+        super().__init__(tokens=toks, points=_lists(p), values=_lists(v), query=q, weights=_lists(w),
+                         causal=causal, axis_labels=axes, **kwargs)
         self._refresh()
 
     @traitlets.validate("query")
@@ -454,7 +694,7 @@ class ValueUpdateExplorer(_Explorer):
         # rounding difference is echoed back to the sliders
         return list(w) if abs(sum(w) - 1.0) < 1e-9 else _lists(n)
 
-    @traitlets.observe("points", "values", "query", "weights")
+    @traitlets.observe("points", "values", "query", "weights", "causal")
     def _on_inputs(self, change):
         self._safe_refresh()
 
@@ -464,10 +704,13 @@ class ValueUpdateExplorer(_Explorer):
         self.updated = _lists(r["updated"])
 
     def compute(self) -> dict:
-        """Float64 tensors: ``weights`` (T,), ``delta`` = weights @ values (2,), ``updated`` (2,)."""
+        """Float64 tensors: ``weights`` (T,) (with ``causal``, those of the keys after the query
+        set to 0 and the rest renormalised), ``delta`` = weights @ values (2,), ``updated`` (2,)."""
         p = _matrix("points", self.points, cols=2)
         v = _matrix("values", self.values, rows=p.shape[0], cols=2)
         w = _normalised_weights(self.weights, p.shape[0])
+        if self.causal:
+            w = _normalised_weights(w.masked_fill(torch.arange(len(w)) > self.query, 0.0), len(w))
         delta = w @ v  # (2,)
         return {"weights": w, "delta": delta, "updated": p[self.query] + delta}
 
@@ -559,6 +802,304 @@ class CostExplorer(_Explorer):
                 "bytes_per_layer": per_layer * b, "bytes_total": total * b}
 
 
+# --------------------------------------------------------------------------- OnlineSoftmaxStepper
+
+
+def _named(who: str, check, *args):
+    """Run one of the array checks above with the class's name in front of its message."""
+    try:
+        return check(*args)
+    except ValueError as err:
+        raise ValueError(f"{who}: {err}") from None
+
+
+class OnlineSoftmaxStepper(_Explorer):
+    """The online softmax of one query, stepped through its keys one tile at a time.
+
+    Args:
+        scores: the query's T scores against its keys (1-D).
+        values: the keys' values, (T, d_v), or (T,) for one number per key.
+        labels: T key labels (default "k0", "k1", ...).
+        block: keys per tile, in [1, T]; the last tile is shorter when block does not divide T.
+        step: tiles folded in so far, in [0, ceil(T / block)]; 0 = before the first tile.
+
+    After each tile the widget shows the running max m, the factor exp(m_old - m) that rescales
+    the old sums (below 1 exactly when the tile raised the max), the running sum l of
+    exp(score - m) and the accumulator acc of exp(score - m) * value; after the last tile acc / l
+    equals softmax(scores) @ values. The browser computes it all (static/tiling.js).
+
+    Synced traits: ``labels``, ``scores``, ``values`` (T, d_v), ``block`` and ``step`` (follow the
+    controls), and the state after ``step`` tiles: ``m``, ``rescale``, ``l`` (None before the first
+    tile), ``acc`` (d_v,) and ``out`` = acc / l ([] before the first tile).
+    """
+
+    _esm = esm_source("online_softmax_stepper.js", libs=("tiling.js",))
+    _css = _CSS + "\n" + _read_static("tiling.css")
+
+    labels = List(Unicode()).tag(sync=True)
+    scores = List(Float()).tag(sync=True)
+    values = List(List(Float())).tag(sync=True)
+    block = Int(2).tag(sync=True)
+    step = Int(0).tag(sync=True)
+    m = Float(None, allow_none=True).tag(sync=True)
+    rescale = Float(None, allow_none=True).tag(sync=True)
+    l = Float(None, allow_none=True).tag(sync=True)  # the book's name for the running sum
+    acc = List(Float()).tag(sync=True)
+    out = List(Float()).tag(sync=True)
+
+    _who = "OnlineSoftmaxStepper"
+
+    def __init__(self, scores, values, *, labels=None, block: int = 2, step: int = 0, **kwargs):
+        from . import _validate as V
+
+        who = self._who
+        s = _named(who, _vector, "scores", scores)
+        T = s.numel()
+        try:
+            v = values.detach().cpu().double() if isinstance(values, torch.Tensor) else torch.as_tensor(
+                values, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{who}: values must be a (T, d_v) or (T,) array of numbers, got "
+                            f"{V.describe(values)}") from None
+        v = _named(who, _matrix, "values", v.reshape(-1, 1) if v.ndim == 1 else v, T, None,
+                   f" (one row per score: T = {T})")
+        labs = [f"k{j}" for j in range(T)] if labels is None else _named(
+            who, _tokens, "labels", labels, T, f" (one per score: T = {T})")
+        block = V.positive_int(who, "block", block)
+        if block > T:
+            raise ValueError(f"{who}: block must be an int in [1, T={T}] (keys per tile), got {block}")
+        n = -(-T // block)
+        step = V.nonneg_int(who, "step", step)
+        if step > n:
+            raise ValueError(f"{who}: step must be an int in [0, {n}] (tiles done; T={T} keys in tiles "
+                             f"of {block}), got {step}")
+        super().__init__(labels=labs, scores=_lists(s), values=_lists(v), block=block, step=step, **kwargs)
+        self._refresh()
+
+    def n_tiles(self) -> int:
+        """ceil(T / block): how many tiles the keys make."""
+        return -(-len(self.scores) // self.block)
+
+    @traitlets.validate("block")
+    def _check_block(self, proposal):
+        from . import _validate as V
+
+        block, T = V.positive_int(self._who, "block", proposal["value"]), len(self.scores)
+        if T and block > T:
+            raise ValueError(f"{self._who}: block must be an int in [1, T={T}], got {block}")
+        return block
+
+    @traitlets.validate("step")
+    def _check_step(self, proposal):
+        from . import _validate as V
+
+        step = V.nonneg_int(self._who, "step", proposal["value"])
+        if self.scores and step > self.n_tiles():
+            raise ValueError(f"{self._who}: step must be an int in [0, {self.n_tiles()}], got {step}")
+        return step
+
+    @traitlets.observe("scores", "values", "block", "step")
+    def _on_inputs(self, change):
+        self._safe_refresh()
+
+    def _refresh(self) -> None:
+        steps = self.compute()["steps"]
+        now = steps[self.step - 1] if 0 < self.step <= len(steps) else None
+        self.m = None if now is None else now["m"]
+        self.rescale = None if now is None else now["rescale"]
+        self.l = None if now is None else now["l"]
+        self.acc = [] if now is None else _lists(now["acc"])
+        self.out = [] if now is None else _lists(now["acc"] / now["l"])
+
+    def compute(self) -> dict:
+        """The online softmax in float64, as the page runs it. Returns ``steps``, one dict per tile
+        (``start``, ``end``: its keys; ``m``, ``rescale``, ``l``: floats; ``acc``: a (d_v,) tensor),
+        ``out`` = acc / l after the last tile, and ``softmax`` = attnlib.softmax(scores) @ values,
+        which ``out`` equals."""
+        s = _vector("scores", self.scores)
+        v = _matrix("values", self.values, rows=s.numel())
+        m, l, acc, steps = -math.inf, 0.0, torch.zeros(v.shape[1], dtype=torch.float64), []
+        for start in range(0, s.numel(), self.block):
+            end = min(start + self.block, s.numel())
+            m_new = max(m, float(s[start:end].max()))
+            rescale = math.exp(m - m_new)  # 0 on the first tile, 1 when the max did not grow
+            p = torch.exp(s[start:end] - m_new)
+            l = l * rescale + float(p.sum())
+            acc = acc * rescale + p @ v[start:end]
+            m = m_new
+            steps.append({"start": start, "end": end, "m": m, "rescale": rescale, "l": l, "acc": acc})
+        return {"steps": steps, "out": acc / l, "softmax": softmax(s, dim=-1) @ v}
+
+
+# --------------------------------------------------------------------------- TileExplorer
+
+
+class TileExplorer(_Explorer):
+    """Which (query tile, key tile) pairs tiled attention computes, skips or masks in part, and
+    what that saves in memory and in slow-memory traffic.
+
+    Args:
+        T: queries and keys (self-attention), in [1, 2048].
+        block: the tile size a side (``block_q = block_k``), one of ``blocks``.
+        blocks: the tile sizes the slider offers (default: those of 16, 24, 32, 48, 64, 100, 128,
+            256, 512 that give at most 64 tiles a side, plus ``block``); each in [1, T] with
+            ceil(T / block) <= 64.
+        causal: the causal mask.
+        window: a sliding window (0 = none): query i sees keys with |i - j| < window, the
+            ``window`` most recent ones when causal (``efficient.sliding_window_mask``).
+        sparse_block: the fixed block-sparse pattern (0 = none): its own block and the last key of
+            every block (``efficient.block_sparse_mask`` with one summary key).
+        d_head: the head's width (d = d_v), for the memory counts.
+        bytes_per_entry: bytes per number (default 4: float32).
+
+    The masks are combined by AND. The counts are those of ``efficient.tiled_attention(q, k, v,
+    mask, is_causal=causal, block_q=block, block_k=block, return_stats=True)`` for one head, with
+    ``mask`` the window and block-sparse masks, and of ``efficient.explicit_slow_memory``; the
+    browser computes them (static/tiling.js). A step's working set is one query tile's q, m, l,
+    accumulator and tile of scores: block (2 d + block + 2) numbers, as ``efficient.TileStats``
+    describes.
+
+    Synced traits: ``T``, ``blocks``, ``block``, ``causal``, ``window``, ``sparse_block`` (follow
+    the controls), ``d_head``, ``bytes_per_entry``, and the results ``tiles_computed``,
+    ``tiles_skipped``, ``tiles_partial`` (computed but partly masked), ``scores_kept`` (allowed
+    pairs), ``tiled_traffic`` (elements read plus written: ``TileStats.reads + writes``, the mask's
+    reads included; the page shows those apart) and ``explicit_traffic`` (the same for the explicit
+    path).
+    """
+
+    _esm = esm_source("tile_explorer.js", libs=("tiling.js",))
+    _css = _CSS + "\n" + _read_static("tiling.css")
+
+    T = Int(1024).tag(sync=True)
+    blocks = List(Int()).tag(sync=True)
+    block = Int(64).tag(sync=True)
+    causal = Bool(True).tag(sync=True)
+    window = Int(0).tag(sync=True)
+    sparse_block = Int(0).tag(sync=True)
+    d_head = Int(64).tag(sync=True)
+    bytes_per_entry = Float(4.0).tag(sync=True)
+    tiles_computed = Int(0).tag(sync=True)
+    tiles_skipped = Int(0).tag(sync=True)
+    tiles_partial = Int(0).tag(sync=True)
+    scores_kept = Int(0).tag(sync=True)
+    tiled_traffic = Int(0).tag(sync=True)
+    explicit_traffic = Int(0).tag(sync=True)
+
+    _who = "TileExplorer"
+    MAX_T = 2048  # the page counts T * T entries on every change
+    MAX_TILES = 64  # tiles a side, so that the grid stays legible
+    _DEFAULT_BLOCKS = (16, 24, 32, 48, 64, 100, 128, 256, 512)
+
+    def __init__(self, T: int = 1024, *, block: int = 64, blocks=None, causal: bool = True, window: int = 0,
+                 sparse_block: int = 0, d_head: int = 64, bytes_per_entry: float = 4, **kwargs):
+        from . import _validate as V
+
+        who = self._who
+        T = V.positive_int(who, "T", T)
+        if T > self.MAX_T:
+            raise ValueError(f"{who}: T must be an int in [1, {self.MAX_T}] (the page counts T * T "
+                             f"entries whenever a control moves), got {T}")
+        block = self._valid_block(T, V.positive_int(who, "block", block), "block")
+        if blocks is None:
+            blocks = [b for b in self._DEFAULT_BLOCKS if b <= T and -(-T // b) <= self.MAX_TILES]
+        elif isinstance(blocks, str) or not hasattr(blocks, "__iter__"):
+            raise TypeError(f"{who}: blocks must be a list of tile sizes (ints), got {V.describe(blocks)}")
+        sizes = sorted({self._valid_block(T, V.positive_int(who, "blocks[...]", b), "blocks[...]")
+                        for b in blocks} | {block})
+        if not isinstance(causal, bool):
+            raise TypeError(f"{who}: causal must be True or False, got {V.describe(causal)}")
+        window = self._valid_span(T, "window", window)
+        sparse_block = self._valid_span(T, "sparse_block", sparse_block)
+        d_head = V.positive_int(who, "d_head", d_head)
+        b = V.finite_float(who, "bytes_per_entry", bytes_per_entry, low=0.0, low_open=True)
+        super().__init__(T=T, blocks=sizes, block=block, causal=causal, window=window,
+                         sparse_block=sparse_block, d_head=d_head, bytes_per_entry=b, **kwargs)
+        self._ready = True
+        self._refresh()
+
+    def _valid_block(self, T: int, block: int, name: str) -> int:
+        if block > T or -(-T // block) > self.MAX_TILES:
+            low = -(-T // self.MAX_TILES)
+            raise ValueError(f"{self._who}: {name} must be an int in [{low}, T={T}] (at most "
+                             f"{self.MAX_TILES} tiles a side), got {block}")
+        return block
+
+    def _valid_span(self, T: int, name: str, val) -> int:
+        from . import _validate as V
+
+        val = V.nonneg_int(self._who, name, val)
+        if val > T:
+            raise ValueError(f"{self._who}: {name} must be an int in [0, T={T}] (0 = none), got {val}")
+        return val
+
+    @traitlets.validate("block")
+    def _check_block(self, proposal):
+        if self.blocks and proposal["value"] not in self.blocks:
+            raise ValueError(f"{self._who}: block must be one of blocks {list(self.blocks)}, got "
+                             f"{proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("window", "sparse_block")
+    def _check_span(self, proposal):
+        return self._valid_span(self.T, proposal["trait"].name, proposal["value"])
+
+    @traitlets.observe("block", "causal", "window", "sparse_block", "d_head")
+    def _on_inputs(self, change):
+        if getattr(self, "_ready", False):  # __init__ refreshes once, after setting every trait
+            self._safe_refresh()
+
+    def _refresh(self) -> None:
+        r = self.compute()
+        st = r["stats"]
+        self.tiles_computed, self.tiles_skipped = st.tiles_computed, st.tiles_skipped
+        self.tiles_partial = r["tiles_partial"]
+        self.scores_kept = r["scores_kept"]
+        self.tiled_traffic = st.reads + st.writes
+        self.explicit_traffic = sum(r["explicit"])
+
+    def mask(self) -> torch.Tensor | None:
+        """The bool mask (T, T) the window and block-sparse settings pass to ``tiled_attention``
+        (None when both are 0; the causal mask is ``is_causal``)."""
+        from . import efficient
+
+        m = None
+        if self.window:
+            m = efficient.sliding_window_mask(self.T, self.window, causal=self.causal)
+        if self.sparse_block:
+            s = efficient.block_sparse_mask(self.T, self.sparse_block, causal=self.causal)
+            m = s if m is None else m & s
+        return m
+
+    def compute(self) -> dict:
+        """Run ``efficient.tiled_attention`` on one head of zeros with the current settings.
+
+        Returns a dict: ``stats`` (its ``TileStats``), ``kept`` (n, n): the allowed entries of each
+        pair of tiles, ``tiles_partial`` (computed pairs with some entries masked), ``scores_kept``
+        (``efficient.count_attended`` of the mask, causal included), ``explicit`` (the explicit
+        path's (reads, writes), ``efficient.explicit_slow_memory``) and ``working_set`` (numbers a
+        step holds: block (2 d + block + 2)).
+        """
+        from . import efficient
+        from .attention import causal_mask
+
+        T, B, d = self.T, self.block, self.d_head
+        mask = self.mask()
+        q = torch.zeros(1, T, d)
+        _, stats = efficient.tiled_attention(q, q, q, mask, is_causal=self.causal, block_q=B, block_k=B,
+                                             return_stats=True)
+        allowed = torch.ones(T, T, dtype=torch.bool) if mask is None else mask.clone()
+        if self.causal:
+            allowed &= causal_mask(T)
+        n = -(-T // B)
+        padded = torch.zeros(n * B, n * B, dtype=torch.int64)
+        padded[:T, :T] = allowed.long()
+        kept = padded.reshape(n, B, n, B).sum(dim=(1, 3))  # (n, n) allowed entries per pair
+        sizes = torch.tensor([min(B, T - i * B) for i in range(n)])
+        full = sizes.unsqueeze(1) * sizes.unsqueeze(0)
+        return {"stats": stats, "kept": kept, "tiles_partial": int(((kept > 0) & (kept < full)).sum()),
+                "scores_kept": efficient.count_attended(allowed),
+                "explicit": efficient.explicit_slow_memory(T, T, d), "working_set": B * (2 * d + B + 2)}
+
 # --------------------------------------------------------------------------- ModelExplorer
 
 _EXPLORER_DTYPES = {"float32": (torch.float32, "<f4"), "float16": (torch.float16, "<f2")}
@@ -645,6 +1186,57 @@ def _split_prompt(text: str, stoi: dict, unk) -> tuple[list[str], list[int], lis
     return words, ids, unknown
 
 
+def _check_model_size(who: str, model, max_params: int) -> None:
+    """The model's weights travel inside the page: at most ``max_params`` of them."""
+    n_params = sum(p.numel() for p in model.parameters())  # a tied weight counts once
+    if n_params > max_params:
+        raise ValueError(
+            f"{who}: model must have at most max_params={max_params:,} parameters (the weights "
+            f"travel inside the page, about 5.3 bytes each at float32), got {n_params:,}; train a "
+            "smaller model, or raise max_params knowing the page grows"
+        )
+
+
+def _check_tokenizer(who: str, tokenizer, vocab_size: int) -> None:
+    """An attnlib.Tokenizer with the model's ``vocab_size`` words."""
+    from .tokenizer import Tokenizer
+
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"{who}: tokenizer must be an attnlib.Tokenizer, got {_describe(tokenizer)}")
+    if len(tokenizer) != vocab_size:
+        raise ValueError(f"{who}: tokenizer must have the model's vocab_size={vocab_size} "
+                         f"words, got one with {len(tokenizer)}")
+
+
+def _explorer_prompts(who: str, prompt, presets, tokenizer) -> list[str]:
+    """The prompt, then the presets: each a str of at least one word, every word in the vocabulary."""
+    prompts = []
+    for name, text in [("prompt", prompt)] + [(f"presets[{i}]", p) for i, p in enumerate(
+            _preset_list(who, presets))]:
+        if not isinstance(text, str):
+            raise TypeError(f"{who}: {name} must be a str, got {_describe(text)}")
+        words, _, unknown = _split_prompt(text, tokenizer.stoi, None)
+        if not words:
+            raise ValueError(f"{who}: {name} must contain at least one word, got {text!r}")
+        if unknown:
+            raise ValueError(f"{who}: {name} must use only the model's {len(tokenizer)} words, got "
+                             f"{', '.join(map(repr, unknown))} in {text!r}")
+        prompts.append(text)
+    return prompts
+
+
+def _explorer_weights(who: str, model, tie_embeddings: bool, dtype: str) -> dict:
+    """The model's state dict, finite, encoded for the page ({name: {dtype, shape, data}}); a tied
+    unembedding is not stored twice."""
+    state = model.state_dict()
+    if tie_embeddings:
+        state.pop("unembed.weight")  # the same tensor as embed.tok.weight
+    for name, t in state.items():
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{who}: model's {name} must be finite, got nan or inf")
+    return {name: _encode_tensor(t, dtype) for name, t in state.items()}
+
+
 class ModelExplorer(_Explorer):
     """A trained ``attnlib.Decoder`` running in the page: type a prompt, read the next-token
     distribution, generate, look at every head's pattern and switch heads off.
@@ -706,37 +1298,14 @@ class ModelExplorer(_Explorer):
                  n_new: int = 6, sample: bool = False, seed: int = 0, dtype: str = "float32",
                  max_params: int = 1_000_000, title: str = "Model explorer", **kwargs):
         from . import _validate as V
-        from .tokenizer import Tokenizer
 
         who = "ModelExplorer"
         cfg = _explorer_config(who, model)
-        max_params = V.positive_int(who, "max_params", max_params)
-        n_params = sum(p.numel() for p in model.parameters())  # a tied weight counts once
-        if n_params > max_params:
-            raise ValueError(
-                f"{who}: model must have at most max_params={max_params:,} parameters (the weights "
-                f"travel inside the page, about 5.3 bytes each at float32), got {n_params:,}; train a "
-                "smaller model, or raise max_params knowing the page grows"
-            )
-        if not isinstance(tokenizer, Tokenizer):
-            raise TypeError(f"{who}: tokenizer must be an attnlib.Tokenizer, got {_describe(tokenizer)}")
-        if len(tokenizer) != cfg["vocab_size"]:
-            raise ValueError(f"{who}: tokenizer must have the model's vocab_size={cfg['vocab_size']} "
-                             f"words, got one with {len(tokenizer)}")
+        _check_model_size(who, model, V.positive_int(who, "max_params", max_params))
+        _check_tokenizer(who, tokenizer, cfg["vocab_size"])
         if dtype not in _EXPLORER_DTYPES:
             raise ValueError(f"{who}: dtype must be 'float32' or 'float16', got {dtype!r}")
-        prompts = []
-        for name, text in [("prompt", prompt)] + [(f"presets[{i}]", p) for i, p in enumerate(
-                _preset_list(who, presets))]:
-            if not isinstance(text, str):
-                raise TypeError(f"{who}: {name} must be a str, got {_describe(text)}")
-            words, _, unknown = _split_prompt(text, tokenizer.stoi, None)
-            if not words:
-                raise ValueError(f"{who}: {name} must contain at least one word, got {text!r}")
-            if unknown:
-                raise ValueError(f"{who}: {name} must use only the model's {len(tokenizer)} words, got "
-                                 f"{', '.join(map(repr, unknown))} in {text!r}")
-            prompts.append(text)
+        prompts = _explorer_prompts(who, prompt, presets, tokenizer)
         temperature = V.finite_float(who, "temperature", temperature, low=0.0, low_open=True)
         top_k = V.positive_int(who, "top_k", top_k)
         layer = V.index(who, "layer", layer, cfg["n_layers"], "a layer of the model")
@@ -746,13 +1315,7 @@ class ModelExplorer(_Explorer):
         n_new = V.nonneg_int(who, "n_new", n_new)
         seed = V.nonneg_int(who, "seed", seed)
         off = _ablated_list(who, ablated, cfg["n_layers"], cfg["n_heads"])
-        state = model.state_dict()
-        if cfg["tie_embeddings"]:
-            state.pop("unembed.weight")  # the same tensor as embed.tok.weight
-        for name, t in state.items():
-            if not torch.isfinite(t).all():
-                raise ValueError(f"{who}: model's {name} must be finite, got nan or inf")
-        weights = {name: _encode_tensor(t, dtype) for name, t in state.items()}
+        weights = _explorer_weights(who, model, cfg["tie_embeddings"], dtype)
         super().__init__(title=str(title), config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
                          weights=weights, prompt=prompt, presets=list(dict.fromkeys(prompts)),
                          temperature=temperature, top_k=top_k, layer=layer, head=head, query=query,

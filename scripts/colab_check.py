@@ -161,14 +161,7 @@ def check_installed(torch: str | None = None) -> None:
     if torch is not None:
         wanted.pop("torch", None)
         check_torch(torch)
-    bad = []
-    for name, version in sorted(wanted.items()):
-        try:
-            have = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            have = None
-        if have is None or have.split("+")[0] != version.split("+")[0]:
-            bad.append(f"{name}: pinned {version}, installed {have}")
+    bad = _not_as_pinned(wanted)
     if bad:
         fail("installing attnlib changed Colab's package set:\n  " + "\n  ".join(bad))
     main_torch = pins(ROOT / "requirements.txt").get("torch")
@@ -178,6 +171,30 @@ def check_installed(torch: str | None = None) -> None:
     if iw != "7.7.1" or not aw.startswith("0.9."):
         fail(f"expected ipywidgets 7.7.1 and anywidget 0.9.x, found {iw} and {aw}")
 
+    dist, static = _check_attnlib_copy()
+    check_widget_frontend()
+    print(f"installed: ipywidgets {iw}, anywidget {aw}, torch {metadata.version('torch')}, "
+          f"numpy {metadata.version('numpy')}, IPython {metadata.version('ipython')}, "
+          f"ipykernel {metadata.version('ipykernel')}, attnlib {dist.version} "
+          f"(non-editable, {len(static)} static files); nothing upgraded")
+
+
+def _not_as_pinned(wanted: dict[str, str]) -> list[str]:
+    """One line for each pinned package that is missing or installed at another version."""
+    bad = []
+    for name, version in sorted(wanted.items()):
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = None
+        if have is None or have.split("+")[0] != version.split("+")[0]:
+            bad.append(f"{name}: pinned {version}, installed {have}")
+    return bad
+
+
+def _check_attnlib_copy():
+    """attnlib is installed as the set-up cell installs it (a normal copy, with its static files,
+    the one ``import attnlib`` finds). Returns (its distribution, its static files)."""
     dist = metadata.distribution("attnlib")
     direct = json.loads(dist.read_text("direct_url.json") or "{}")
     if direct.get("dir_info", {}).get("editable"):
@@ -189,11 +206,7 @@ def check_installed(torch: str | None = None) -> None:
                          cwd=tempfile.gettempdir(), check=True, capture_output=True, text=True).stdout.strip()
     if not out.startswith(sys.prefix):
         fail(f"import attnlib finds {out}, not the copy installed in {sys.prefix}")
-    check_widget_frontend()
-    print(f"installed: ipywidgets {iw}, anywidget {aw}, torch {metadata.version('torch')}, "
-          f"numpy {metadata.version('numpy')}, IPython {metadata.version('ipython')}, "
-          f"ipykernel {metadata.version('ipykernel')}, attnlib {dist.version} "
-          f"(non-editable, {len(static)} static files); nothing upgraded")
+    return dist, static
 
 
 def check_widget_frontend() -> None:
@@ -258,6 +271,25 @@ def run_notebook(path: Path, timeout: int) -> dict:
     return {"error": error, "seconds": seconds, "pre": pre, "post": post, "device": device}
 
 
+def _run_problems(res: dict) -> list[str]:
+    """What went wrong in one chapter's run (``run_notebook``'s result): its error, or what the
+    preamble and postamble say about the kernel, the widget manager, attnlib and the device."""
+    if res["error"] is not None:
+        return [res["error"]]
+    problems = []
+    prefix = re.search(r"KERNEL_PREFIX=(.*)", res["pre"])
+    if not prefix or Path(prefix.group(1).strip()).resolve() != Path(sys.prefix).resolve():
+        problems.append(f"kernel ran {prefix.group(1) if prefix else '?'}, not {sys.prefix}")
+    if "COLAB_CALLS=enable_custom_widget_manager" not in res["post"]:
+        problems.append("the set-up cell did not call output.enable_custom_widget_manager()")
+    where = re.search(r"ATTNLIB_FILE=(.*)", res["post"])
+    if not where or not where.group(1).startswith(sys.prefix):
+        problems.append(f"the chapter imported attnlib from {where.group(1) if where else '?'}")
+    if res["device"] is None:
+        problems.append("no cell prints attnlib.get_device()")
+    return problems
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/*.ipynb")
@@ -286,20 +318,7 @@ def main(argv=None) -> int:
     for nb_path in notebooks:
         res = run_notebook(Path(nb_path).resolve(), args.timeout)
         total += res["seconds"]
-        problems = []
-        if res["error"] is None:
-            prefix = re.search(r"KERNEL_PREFIX=(.*)", res["pre"])
-            if not prefix or Path(prefix.group(1).strip()).resolve() != Path(sys.prefix).resolve():
-                problems.append(f"kernel ran {prefix.group(1) if prefix else '?'}, not {sys.prefix}")
-            if "COLAB_CALLS=enable_custom_widget_manager" not in res["post"]:
-                problems.append("the set-up cell did not call output.enable_custom_widget_manager()")
-            where = re.search(r"ATTNLIB_FILE=(.*)", res["post"])
-            if not where or not where.group(1).startswith(sys.prefix):
-                problems.append(f"the chapter imported attnlib from {where.group(1) if where else '?'}")
-            if res["device"] is None:
-                problems.append("no cell prints attnlib.get_device()")
-        else:
-            problems.append(res["error"])
+        problems = _run_problems(res)
         status = "ok" if not problems else "FAILED"
         print(f"{Path(nb_path).name:<34} {res['seconds']:>8.1f}  {str(res['device']):<8} {status}")
         if problems:

@@ -192,6 +192,27 @@ def run(path: Path, offset: int, timeout: int = 600) -> tuple[str | None, float,
     return error, seconds, calls
 
 
+def _split_offsets(items: list[str]) -> tuple[list[int], list[Path]]:
+    """`--offsets 1 2 notebooks/x.ipynb`: the leading integers are offsets, the rest notebooks."""
+    offsets, extra = [], []
+    for item in items:
+        if not extra and re.fullmatch(r"-?\d+", item):
+            offsets.append(int(item))
+        else:
+            extra.append(Path(item))
+    return offsets, extra
+
+
+def _notebooks_problem(notebooks: list[Path]) -> str | None:
+    """Why the notebooks cannot be run (none, or some missing), or None."""
+    if not notebooks:
+        return "no notebook to run"
+    missing = [str(n) for n in notebooks if not n.is_file()]
+    if missing:
+        return f"no such notebook: {', '.join(missing)}"
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("notebooks", nargs="*", type=Path,
@@ -202,25 +223,16 @@ def main(argv=None) -> int:
                    f"{' '.join(map(str, DEFAULT_OFFSETS))}); notebooks may follow them")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = p.parse_args(argv)
-    # `--offsets 1 2 notebooks/x.ipynb`: the leading integers are offsets, the rest notebooks
-    offsets, extra = [], []
-    for item in args.offsets or []:
-        if not extra and re.fullmatch(r"-?\d+", item):
-            offsets.append(int(item))
-        else:
-            extra.append(Path(item))
+    offsets, extra = _split_offsets(args.offsets or [])
     if args.offsets is not None and not offsets:
         p.error(f"--offsets needs at least one integer, got {' '.join(args.offsets)}")
     args.offsets = offsets or None
     args.notebooks = [*extra, *args.notebooks]
 
     notebooks = [n.resolve() for n in args.notebooks] or training_notebooks()
-    if not notebooks:
-        print("seed-check: FAILED: no notebook to run", file=sys.stderr)
-        return 1
-    missing = [str(n) for n in notebooks if not n.is_file()]
-    if missing:
-        print(f"seed-check: FAILED: no such notebook: {', '.join(missing)}", file=sys.stderr)
+    problem = _notebooks_problem(notebooks)
+    if problem:
+        print(f"seed-check: FAILED: {problem}", file=sys.stderr)
         return 1
     # "python3" is this environment's kernel, ahead of any user-wide kernelspec.
     os.environ["JUPYTER_PATH"] = os.pathsep.join(

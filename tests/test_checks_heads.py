@@ -35,8 +35,8 @@ def stub(*args, **kwargs):
 
 
 ALL = [checks.check_value_update, checks.check_projection, checks.check_value_params, checks.check_head,
-       checks.check_head_params, checks.check_leak_detector, checks.check_split_heads,
-       checks.check_merge_heads, checks.check_multihead, checks.check_param_count,
+       checks.check_head_params, checks.check_leak_detector, checks.check_bug_fix, checks.check_split_heads,
+       checks.check_merge_heads, checks.check_multihead, checks.check_ablation, checks.check_param_count,
        checks.check_cross_attention, checks.check_cross_attention_mask, checks.check_alignment_accuracy]
 
 
@@ -170,6 +170,88 @@ def test_leak_detector(capsys):
     fails_with(capsys, checks.check_leak_detector, first_token, "flagged a correct")
 
 
+def masked_head(x, W_Q, W_K, W_V, W_O, *, diagonal=1, fill=float("-inf")):
+    """chapter 6's suspect_head with diagonal=2; diagonal=1 is the fix"""
+    q, k, v = x @ W_Q, x @ W_K, x @ W_V
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    T = x.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(diagonal)
+    return scores.masked_fill(future, fill).softmax(dim=-1) @ v @ W_O
+
+
+def weights_masked(x, W_Q, W_K, W_V, W_O, *, fill=0.0, renormalise=False, by_hand=False):
+    """wrong fixes that mask the weights after a softmax over every key"""
+    q, k, v = x @ W_Q, x @ W_K, x @ W_V
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    keep = torch.ones(scores.shape[-1], scores.shape[-1]).tril()
+    w = scores.exp() if by_hand else scores.softmax(dim=-1)
+    w = w * keep if fill == 0.0 else w.masked_fill(keep == 0, fill)
+    if renormalise or by_hand:
+        w = w / w.sum(dim=-1, keepdim=True)
+    return w @ v @ W_O
+
+
+def test_bug_fix_accepts_every_right_fix(capsys):
+    passes(capsys, checks.check_bug_fix, masked_head)  # triu(1): the one-character fix
+    passes(capsys, checks.check_bug_fix, head_sdpa)
+    passes(capsys, checks.check_bug_fix, head_matmul)
+    passes(capsys, checks.check_bug_fix, lambda *a: masked_head(*a, fill=-1e9))  # float32 only
+
+    def keep_tril(x, W_Q, W_K, W_V, W_O):  # a "may attend" mask, True on and below the diagonal
+        s = (x @ W_Q) @ (x @ W_K).transpose(-2, -1) / math.sqrt(W_Q.shape[-1])
+        T = s.shape[-1]
+        keep = torch.arange(T)[None, :] <= torch.arange(T)[:, None]
+        s = torch.where(keep, s, torch.finfo(s.dtype).min)
+        return torch.softmax(s.double(), dim=-1).to(x.dtype) @ (x @ W_V) @ W_O
+
+    passes(capsys, checks.check_bug_fix, keep_tril)
+
+
+def test_bug_fix_names_each_wrong_fix(capsys):
+    fails_with(capsys, checks.check_bug_fix, lambda *a: masked_head(*a, diagonal=2), "suspect_head unchanged")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: masked_head(*a, diagonal=0), "over-correction")
+    fails_with(capsys, checks.check_bug_fix, weights_masked, "mask after the softmax")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: weights_masked(*a, fill=float("-inf")),
+               "-inf after the softmax")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: weights_masked(*a, renormalise=True),
+               "renormalised the rows by hand")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: weights_masked(*a, by_hand=True),
+               "without subtracting each row's max")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: masked_head(*a, fill=0.0), "0 instead of -inf")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: masked_head(*a, diagonal=99), "no causal mask")
+    fails_with(capsys, checks.check_bug_fix, lambda x, *W: x + masked_head(x, *W), "change only")
+
+
+def test_bug_fix_names_an_in_place_edit_and_never_raises(capsys):
+    def folded_scale(x, W_Q, W_K, W_V, W_O):  # right values, but the caller's W_Q is rescaled
+        W_Q /= W_Q.shape[-1] ** 0.5  # the scale folded into W_Q, in place
+        q, k, v = x @ W_Q, x @ W_K, x @ W_V
+        T = x.shape[-2]
+        s = (q @ k.transpose(-2, -1)).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        return s.softmax(dim=-1) @ v @ W_O
+
+    fails_with(capsys, checks.check_bug_fix, folded_scale, "changed its input `W_Q` in place")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: masked_head(*a).numpy(), "numpy")
+    fails_with(capsys, checks.check_bug_fix, lambda *a: masked_head(*a)[..., :2], "shape")
+    fails_with(capsys, checks.check_bug_fix, lambda x, *W: masked_head(x[None], *W), "shape")
+
+
+def test_suspect_head_in_the_checker_is_the_chapters():
+    import json
+    from pathlib import Path
+
+    from attnlib.checks.ch06_one_head import suspect_head
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "06_one_head.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    shown = next(s for s in sources if s.startswith("def suspect_head("))
+    namespace = {"torch": torch}
+    exec(shown.split("\n\n\n")[0], namespace)
+    x = torch.randn(2, 6, 8)
+    W = [torch.randn(8, 3) for _ in range(3)] + [torch.randn(3, 8)]
+    torch.testing.assert_close(namespace["suspect_head"](x, *W), suspect_head(x, *W))
+
+
 # ---------------------------------------------------------------- chapter 7
 
 
@@ -212,6 +294,142 @@ def test_multihead(capsys):
                "sqrt(d_model)")
     fails_with(capsys, checks.check_multihead, lambda x, *W: x + mh_einsum(x, *W), "output only")
     fails_with(capsys, checks.check_multihead, lambda x, *W: head_matmul(x, *(w[0] for w in W)), "one head only")
+
+
+def heads_out(block, x):
+    """(B, H, T, d_head): every head's pattern-weighted values, causal, as the chapter computes them"""
+    B, T, _ = x.shape
+    q, k, v = (p(x).view(B, T, block.n_heads, block.d_head).transpose(1, 2)
+               for p in (block.q_proj, block.k_proj, block.v_proj))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def ablate_by_subtraction(block, x, h):
+    return block(x, is_causal=True) - heads_out(block, x)[:, h] @ block.W_O[h]
+
+
+def ablate_on_a_copy(block, x, h):
+    import copy
+
+    twin = copy.deepcopy(block)
+    with torch.no_grad():
+        twin.W_O[h] = 0  # the view writes out_proj's columns of head h
+    return twin(x, is_causal=True)
+
+
+def ablate_with_the_hook(block, x, h):
+    from attnlib.hooks import ablate_heads
+
+    with ablate_heads(block, {"": [h]}):
+        return block(x, is_causal=True)
+
+
+def ablate_and_restore(block, x, h):
+    cols = slice(h * block.d_head, (h + 1) * block.d_head)
+    with torch.no_grad():
+        saved = block.out_proj.weight[:, cols].clone()
+        block.out_proj.weight[:, cols] = 0
+        y = block(x, is_causal=True)
+        block.out_proj.weight[:, cols] = saved
+    return y
+
+
+def ablate_in_float64(block, x, h):
+    import copy
+
+    twin = copy.deepcopy(block).double()  # the caller's block stays float32
+    return ablate_by_subtraction(twin, x.double(), h).float()
+
+
+def test_ablation_accepts_every_right_answer(capsys):
+    passes(capsys, checks.check_ablation, ablate_by_subtraction)
+    passes(capsys, checks.check_ablation, ablate_on_a_copy)
+    passes(capsys, checks.check_ablation, ablate_with_the_hook)
+    passes(capsys, checks.check_ablation, ablate_and_restore)
+    passes(capsys, checks.check_ablation, ablate_in_float64)
+
+    def merged_slice_zeroed(block, x, h):  # the heads' outputs side by side, head h's slice zeroed
+        o = heads_out(block, x).clone()
+        o[:, h] = 0
+        B, H, T, dh = o.shape
+        return block.out_proj(o.transpose(1, 2).reshape(B, T, H * dh))
+
+    def loop_over_the_other_heads(block, x, h):
+        o = heads_out(block, x)
+        bias = 0 if block.out_proj.bias is None else block.out_proj.bias
+        return sum(o[:, g] @ block.W_O[g] for g in range(block.n_heads) if g != h) + bias
+
+    passes(capsys, checks.check_ablation, merged_slice_zeroed)
+    passes(capsys, checks.check_ablation, loop_over_the_other_heads)
+
+
+def test_ablation_names_each_mistake(capsys):
+    import copy
+
+    def on_copy(edit):
+        def answer(block, x, h):
+            twin = copy.deepcopy(block)
+            with torch.no_grad():
+                edit(twin, h, twin.d_head)
+            return twin(x, is_causal=True)
+        return answer
+
+    def rows(m, h, dh):
+        m.out_proj.weight[h * dh:(h + 1) * dh, :] = 0
+
+    def one_based(m, h, dh):
+        m.out_proj.weight[:, (h - 1) * dh:h * dh] = 0
+
+    def queries(m, h, dh):
+        m.W_Q[h] = 0
+
+    def values(m, h, dh):
+        m.W_V[h] = 0
+
+    fails_with(capsys, checks.check_ablation, on_copy(rows), "ROWS")
+    fails_with(capsys, checks.check_ablation, on_copy(one_based), "neighbour")
+    fails_with(capsys, checks.check_ablation, on_copy(queries), "W_Q or W_K")
+    fails_with(capsys, checks.check_ablation, on_copy(values), "value bias")
+    fails_with(capsys, checks.check_ablation,
+               lambda b, x, h: ablate_by_subtraction(b, x, h) * b.n_heads / (b.n_heads - 1), "rescaled")
+    fails_with(capsys, checks.check_ablation,
+               lambda b, x, h: sum(heads_out(b, x)[:, g] @ b.W_O[g] for g in range(b.n_heads) if g != h),
+               "bias is missing")
+    fails_with(capsys, checks.check_ablation, lambda b, x, h: heads_out(b, x)[:, h] @ b.W_O[h], "own change")
+    fails_with(capsys, checks.check_ablation, lambda b, x, h: b(x, is_causal=True), "still contains")
+
+    def not_causal(block, x, h):
+        twin = copy.deepcopy(block)
+        with torch.no_grad():
+            twin.W_O[h] = 0
+        return twin(x)
+
+    fails_with(capsys, checks.check_ablation, not_causal, "without is_causal")
+    fails_with(capsys, checks.check_ablation, lambda b, x, h: x + ablate_by_subtraction(b, x, h),
+               "output only")
+
+
+def test_ablation_names_a_model_changed_in_place(capsys):
+    def zero_for_good(block, x, h):  # right output, but the caller's model has lost head h
+        with torch.no_grad():
+            block.W_O[h] = 0
+        return block(x, is_causal=True)
+
+    ok, out = verdict(capsys, checks.check_ablation, zero_for_good)
+    assert not ok and "changed the model `block` in place" in out and "out_proj.weight" in out, out
+
+    def without_no_grad(block, x, h):  # an in-place write to a parameter that requires grad
+        block.W_O[h] = 0
+        return block(x, is_causal=True)
+
+    fails_with(capsys, checks.check_ablation, without_no_grad, "requires grad")
+
+
+def test_ablation_never_raises(capsys):
+    fails_with(capsys, checks.check_ablation, lambda b, x, h: ablate_by_subtraction(b, x, h).detach().numpy(),
+               "numpy")
+    fails_with(capsys, checks.check_ablation, lambda b, x, h: ablate_by_subtraction(b, x, h)[0], "shape")
+    fails_with(capsys, checks.check_ablation, lambda b, x, h: b.W_O[h + 10], "raised IndexError")
 
 
 def test_param_count(capsys):

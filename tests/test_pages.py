@@ -213,6 +213,22 @@ SOLUTION_DIRECTIVE = re.compile(r"^(?:`{3,}|:{3,})\{solution(?:-start)?\}[ \t]+(
 HINT_DIRECTIVE = re.compile(r"^(?:`{3,}|:{3,})\{admonition\}[ \t]+Hint\b[^\n]*\n" + _OPTIONS, re.M)
 
 
+def _hint_problem(hints, start, stub, end, following) -> str | None:
+    """What is wrong with the hints of one exercise (starting at ``start``, its stub at ``stub``,
+    its solution at ``end``, the next exercise at ``following``), or None when a folded hint sits
+    between the stub and the solution. ``hints``: (position, folded) of every hint of the notebook."""
+    between = [folded for pos, folded in hints if stub < pos < end]
+    if any(between):
+        return None
+    if between:
+        return "its hint is not folded (write `:class: dropdown tip`)"
+    if any(end < pos < following for pos, _ in hints):
+        return "its hint comes after its solution; move it between the stub and the solution"
+    if any(start < pos < stub for pos, _ in hints):
+        return "its hint sits above the stub; move it between the stub and the solution"
+    return "no hint between its stub and its solution"
+
+
 def missing_hints(nb: dict) -> list[str]:
     """The exercises of a notebook without a folded hint where a reader needs it, as
     `label: what is wrong` (empty when every exercise has one).
@@ -221,6 +237,24 @@ def missing_hints(nb: dict) -> list[str]:
     folds it), after the exercise's stub (its first code cell; the exercise box itself when it has
     none) and before its `{solution-start}`: in a cell of its own or above the solution-start in
     the same cell."""
+    exercises, solutions, hints, code = _exercise_parts(nb)
+    problems = []
+    for k, (label, start) in enumerate(exercises):
+        following = exercises[k + 1][1] if k + 1 < len(exercises) else (len(nb["cells"]), 0)
+        if label not in solutions:
+            problems.append(f"{label}: no solution ({{solution-start}} {label}) to put a hint before")
+            continue
+        end = solutions[label]
+        stub = next(((c, 0) for c in code if start[0] < c < end[0]), start)
+        problem = _hint_problem(hints, start, stub, end, following)
+        if problem:
+            problems.append(f"{label}: {problem}")
+    return problems
+
+
+def _exercise_parts(nb: dict):
+    """Where a notebook's exercises, solutions, hints and code cells are, as (cell, offset)
+    positions: ([(label, start)], {label: solution start}, [(hint start, folded)], [code cell])."""
     exercises, solutions, hints, code = [], {}, [], []
     for n, cell in enumerate(nb["cells"]):
         text = _text(cell["source"])
@@ -236,28 +270,7 @@ def missing_hints(nb: dict) -> list[str]:
                 folded = any(line.strip().startswith(":class:") and "dropdown" in line.split()[1:]
                              for line in m.group(1).splitlines())
                 hints.append(((n, m.start()), folded))
-    problems = []
-    for k, (label, start) in enumerate(exercises):
-        following = exercises[k + 1][1] if k + 1 < len(exercises) else (len(nb["cells"]), 0)
-        if label not in solutions:
-            problems.append(f"{label}: no solution ({{solution-start}} {label}) to put a hint before")
-            continue
-        end = solutions[label]
-        stub = next(((c, 0) for c in code if start[0] < c < end[0]), start)
-        between = [folded for pos, folded in hints if stub < pos < end]
-        if any(between):
-            continue
-        if between:
-            problems.append(f"{label}: its hint is not folded (write `:class: dropdown tip`)")
-        elif any(end < pos < following for pos, _ in hints):
-            problems.append(f"{label}: its hint comes after its solution; move it between the stub and "
-                            "the solution")
-        elif any(start < pos < stub for pos, _ in hints):
-            problems.append(f"{label}: its hint sits above the stub; move it between the stub and the "
-                            "solution")
-        else:
-            problems.append(f"{label}: no hint between its stub and its solution")
-    return problems
+    return exercises, solutions, hints, code
 
 
 # ----------------------------------------------------------------------------- chapter checks

@@ -51,6 +51,19 @@ SINCE: dict[str, str] = {
     "torch.nn.Linear(device=)": "1.9",  # the factory kwargs of modules
     "Module.to_empty": "1.10",  # not seen by the collector (a Module method); recorded for the reader
     "torch.aminmax": "1.11",  # _validate.targets: min and max in one reduction
+    # old APIs, all in torch 1.0, that the checkers and widgets began to use
+    "torch.random.fork_rng": "1.0",
+    "torch.random.fork_rng(devices=)": "1.0",
+    "torch.nn.functional.cross_entropy(reduction=)": "1.0",
+    "torch.clamp": "1.0",
+    "torch.clamp(max=)": "1.0",
+    "torch.nonzero": "1.0",
+    "torch.diag": "1.0",
+    "Tensor.roll": "1.0",
+    "Tensor.mul": "1.0",
+    "Tensor.diagonal": "1.0",
+    "Tensor.ne": "1.0",
+    "Tensor.atan2": "1.0",
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor
@@ -96,7 +109,7 @@ Tensor.type Tensor.size Tensor.dim Tensor.matmul Tensor.pow Tensor.round Tensor.
 torch.allclose(equal_nan=) torch.isinf torch.eye torch.eye(dtype=) Tensor.isnan Tensor.select
 Tensor.triu Tensor.flip Tensor.where Tensor.floor Tensor.ceil Tensor.log10
 torch.nn.init.kaiming_uniform_ torch.nn.init.kaiming_uniform_(a=) torch.nn.init.uniform_
-torch.nn.functional.linear torch.clamp torch.clamp(max=)
+torch.nn.functional.linear
 """.split():
     SINCE.setdefault(_name, OLD)
 
@@ -112,51 +125,68 @@ def torch_floor() -> str:
     return m.group(1)
 
 
+def _torch_aliases(tree: ast.AST) -> dict[str, str]:
+    """The names a module binds to torch or its members: {local name: dotted torch name}."""
+    alias: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "torch":
+                    alias[a.asname or "torch"] = a.name if a.asname else "torch"
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            for a in node.names:
+                alias[a.asname or a.name] = f"{node.module}.{a.name}"
+    return alias
+
+
+def _dotted(n: ast.AST, alias: dict[str, str]) -> str | None:
+    """The torch name an attribute chain (torch.nn.functional.x, F.x) spells, or None."""
+    parts = []
+    while isinstance(n, ast.Attribute):
+        parts.append(n.attr)
+        n = n.value
+    if isinstance(n, ast.Name) and n.id in alias:
+        return ".".join([alias[n.id], *parts[::-1]])
+    return None
+
+
+def _name_use(node: ast.AST, alias: dict[str, str]) -> str | None:
+    """The torch name a node refers to, or None."""
+    if isinstance(node, ast.Attribute):
+        return _dotted(node, alias)
+    if isinstance(node, ast.Name):
+        return alias.get(node.id)
+    return None
+
+
+def _call_uses(node: ast.Call, alias: dict[str, str]) -> list[str]:
+    """A call's uses: ``name(kw=)`` for each keyword of a torch function, else ``Tensor.method``
+    for a method that torch.Tensor has."""
+    func = node.func
+    d = _dotted(func, alias) if isinstance(func, ast.Attribute) else (
+        alias.get(func.id) if isinstance(func, ast.Name) else None)
+    if d:
+        return [f"{d}({k.arg}=)" for k in node.keywords if k.arg]
+    if isinstance(func, ast.Attribute) and hasattr(torch.Tensor, func.attr):
+        return [f"Tensor.{func.attr}"]
+    return []
+
+
 def torch_uses(package: Path = ROOT / "attnlib") -> dict[str, set[str]]:
     """Every torch name, torch keyword argument and Tensor method used under ``package``, with files."""
     uses: dict[str, set[str]] = {}
     for path in sorted(package.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
-        alias: dict[str, str] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.name.split(".")[0] == "torch":
-                        alias[a.asname or "torch"] = a.name if a.asname else "torch"
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
-                for a in node.names:
-                    alias[a.asname or a.name] = f"{node.module}.{a.name}"
-
-        def dotted(n, alias=alias):
-            parts = []
-            while isinstance(n, ast.Attribute):
-                parts.append(n.attr)
-                n = n.value
-            if isinstance(n, ast.Name) and n.id in alias:
-                return ".".join([alias[n.id], *parts[::-1]])
-            return None
-
+        alias = _torch_aliases(tree)
         rel = str(path.relative_to(package.parent))
         names = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute):
-                d = dotted(node)
-            elif isinstance(node, ast.Name):
-                d = alias.get(node.id)
-            else:
-                d = None
+            d = _name_use(node, alias)
             if d:
                 names.add(d)
             if isinstance(node, ast.Call):
-                func = node.func
-                d = dotted(func) if isinstance(func, ast.Attribute) else (
-                    alias.get(func.id) if isinstance(func, ast.Name) else None)
-                if d:
-                    for k in node.keywords:
-                        if k.arg:
-                            uses.setdefault(f"{d}({k.arg}=)", set()).add(rel)
-                elif isinstance(func, ast.Attribute) and hasattr(torch.Tensor, func.attr):
-                    uses.setdefault(f"Tensor.{func.attr}", set()).add(rel)
+                for use in _call_uses(node, alias):
+                    uses.setdefault(use, set()).add(rel)
         for n in names:  # keep the longest chains only (torch.nn.functional.x, not torch.nn)
             if not any(o.startswith(n + ".") for o in names):
                 uses.setdefault(n, set()).add(rel)

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import attnlib
+from attnlib import example
 from attnlib import widgets as W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,11 +163,151 @@ def test_js_format_helpers(tmp_path):
     assert got == [{"bytes": "768.0 MiB", "int": "4,194,304"}, {"bytes": "512 B", "int": "0"}]
 
 
+@needs_node
+def test_js_nice_limit_matches_viz(tmp_path):
+    from attnlib.viz import nice_limit
+
+    xs = [0.0, 0.004, 0.37, 1.0, 1.0000001192092896, 1.36, 4.53, 9.99, 12.92, 163.0, -7.31]
+    (got,) = _run_node([{"op": "nice_limit", "xs": xs}], tmp_path)
+    assert got == [nice_limit(x) for x in xs]
+
+
+@needs_node
+def test_js_explorer_grid_switch_matches_compute(tmp_path):
+    """The raw / scaled / softmax switch: the grid the browser shows equals compute()'s "raw",
+    "scores" and "weights" (widget.shown()), and its colour range is 0..1 for weights and symmetric
+    around 0, rounded up from the largest visible |score|, for scores."""
+    from attnlib.viz import nice_limit
+
+    g = torch.Generator().manual_seed(5)
+    cases, widgets = [], []
+    for T, d_model, d_head in [(4, 6, 3), (1, 2, 1), (7, 5, 4)]:
+        for causal in (False, True):
+            for show in ("raw", "scaled", "weights"):
+                temp = float(torch.empty(1).uniform_(0.2, 3.0, generator=g))
+                x = torch.randn(T, d_model, generator=g) * 2
+                wq, wk = torch.randn(d_model, d_head, generator=g), torch.randn(d_model, d_head, generator=g)
+                e = W.AttentionExplorer([f"t{i}" for i in range(T)], x, wq, wk, temperature=temp,
+                                        causal=causal, show=show)
+                widgets.append(e)
+                cases.append({"op": "explorer_grid", "x": e.x, "w_q": e.w_q, "w_k": e.w_k, "show": show,
+                              "causal": causal, "temperature": temp})
+    got = _run_node(cases, tmp_path)
+    for e, r in zip(widgets, got, strict=True):
+        ref = e.shown()
+        torch.testing.assert_close(_t(r["values"]), ref, atol=1e-9, rtol=1e-9)
+        key = {"raw": "raw", "scaled": "scores", "weights": "weights"}[e.show]
+        torch.testing.assert_close(ref, e.compute()[key])
+        if e.show == "weights":
+            assert (r["vmin"], r["vmax"]) == (0, 1)
+            if e.causal:
+                assert torch.all(_t(r["values"]).triu(1) == 0)
+        else:
+            visible = attnlib.causal_mask(len(e.tokens)) if e.causal else torch.ones_like(ref, dtype=torch.bool)
+            hi = nice_limit(float(ref[visible].abs().max()))
+            assert (r["vmin"], r["vmax"]) == (-hi, hi)
+    scaled = [e for e in widgets if e.show == "scaled"][0]
+    d_head = len(scaled.w_q[0])
+    torch.testing.assert_close(scaled.compute()["raw"] / math.sqrt(d_head), scaled.shown())
+
+
+@needs_node
+def test_js_query_row_matches_query_key_arrows(tmp_path):
+    """Random keys, angles, lengths, d_head and causal positions: the query, dot products, scaled
+    scores and softmax row the browser computes equal QueryKeyArrows.compute() (attnlib)."""
+    g = torch.Generator().manual_seed(6)
+    cases, refs = [], []
+    for _ in range(30):
+        T = int(torch.randint(1, 9, (1,), generator=g))
+        keys = torch.randn(T, 2, generator=g, dtype=torch.float64) * 3
+        a = W.QueryKeyArrows([f"k{j}" for j in range(T)], keys, torch.randn(2, generator=g) + 0.1,
+                             d_head=int(torch.randint(1, 9, (1,), generator=g)),
+                             query_index=int(torch.randint(0, T, (1,), generator=g)))
+        a.causal = bool(torch.rand(1, generator=g) < 0.5)
+        a.angle = float(torch.empty(1).uniform_(-180, 180, generator=g))
+        a.length = float(torch.empty(1).uniform_(0, a.max_length, generator=g))
+        cases.append({"op": "query_row", "keys": a.key_vectors, "angle": a.angle, "length": a.length,
+                      "d_head": a.d_head, "causal": a.causal, "query_index": a.query_index})
+        refs.append(a)
+    got = _run_node(cases, tmp_path)
+    for a, r in zip(refs, got, strict=True):
+        ref = a.compute()
+        for name in ("query", "dots", "scores", "weights"):
+            torch.testing.assert_close(_t(r[name]), ref[name], atol=1e-12, rtol=1e-9)
+            assert getattr(a, name) == ref[name].tolist()  # the synced results follow the inputs
+        k, q = _t(a.key_vectors), ref["query"]
+        torch.testing.assert_close(ref["dots"], torch.einsum("jd,d->j", k, q))
+        assert r["visible"] == [not a.causal or j <= a.query_index for j in range(len(a.tokens))]
+        if a.causal:
+            assert all(w == 0 for w in r["weights"][a.query_index + 1:])
+        _, w = attnlib.attention(q[None], k, k, mask=torch.tensor(r["visible"])[None],
+                                 scale=1 / math.sqrt(a.d_head), return_weights=True)
+        torch.testing.assert_close(_t(r["weights"]), w[0], atol=1e-6, rtol=1e-6)
+
+
+@needs_node
+def test_js_causal_value_update_matches_attnlib(tmp_path):
+    """Chapter 5's widget under the causal mask: renormalising any query's unmasked softmax row
+    over itself and the earlier keys gives attnlib.attention's causal row, and the update is that
+    row times the values (attnlib's output); without the mask the row is used as it is."""
+    g = torch.Generator().manual_seed(7)
+    cases, refs = [], []
+    for T in (1, 3, 6):
+        q = torch.randn(T, 2, generator=g, dtype=torch.float64)
+        k = torch.randn(T, 2, generator=g, dtype=torch.float64)
+        v = torch.randn(T, 2, generator=g, dtype=torch.float64)
+        pts = torch.randn(T, 2, generator=g, dtype=torch.float64)
+        free = attnlib.softmax(q @ k.T / math.sqrt(2), dim=-1)  # (T_q, T_k), no mask
+        out, w = attnlib.attention(q, k, v, is_causal=True, return_weights=True)
+        for i in range(T):
+            for causal in (True, False):
+                cases.append({"op": "causal_value_update", "points": pts.tolist(), "values": v.tolist(),
+                              "query": i, "raw": free[i].tolist(), "causal": causal})
+                cases.append({"op": "value_weights", "raw": free[i].tolist(), "query": i, "causal": causal})
+                e = W.ValueUpdateExplorer([f"t{j}" for j in range(T)], pts, v, query=i, weights=free[i])
+                e.causal = causal
+                refs.append((w[i] if causal else free[i], out[i] if causal else free[i] @ v, pts[i], e))
+    got = _run_node(cases, tmp_path)
+    for (row, delta, p, e), upd, wts in zip(refs, got[::2], got[1::2], strict=True):
+        torch.testing.assert_close(_t(wts), row, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(_t(upd["delta"]), delta, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(_t(upd["updated"]), p + delta, atol=1e-6, rtol=1e-6)
+        r = e.compute()  # the Python side masks the same way
+        torch.testing.assert_close(r["weights"], _t(wts), atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(_t(e.updated), _t(upd["updated"]), atol=1e-12, rtol=1e-12)
+    # all the weight on later keys and the mask on: nothing left, no change (and no NaN)
+    (w0,) = _run_node([{"op": "value_weights", "raw": [0.0, 1.0, 2.0], "query": 0, "causal": True}], tmp_path)
+    assert w0 == [0, 0, 0]
+
+
+@needs_node
+def test_js_labels_do_not_overlap(tmp_path):
+    """placeLabels puts labels of crowded points where no two boxes overlap and all stay inside the
+    picture; crowds groups the points closer than the radius (one label for a crowd)."""
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    for n in (2, 5, 9):
+        pts = torch.rand(n, 2, generator=g) * 60 + 170  # n points within 60 px of one another
+        items = [{"x": float(x), "y": float(y), "text": "word" * (1 + i % 3)} for i, (x, y) in enumerate(pts)]
+        cases.append({"op": "place_labels", "items": items, "opts": {"width": 400, "height": 400}})
+    cases.append({"op": "crowds", "points": [[0, 0], [5, 5], [100, 100], [9, 12], [300, 0]], "radius": 12})
+    *placed, groups = _run_node(cases, tmp_path)
+    for spots in placed:
+        boxes = [s["box"] for s in spots]
+        for i, a in enumerate(boxes):
+            assert 0 <= a["x0"] < a["x1"] <= 400 and 0 <= a["y0"] < a["y1"] <= 400
+            for b in boxes[i + 1:]:
+                apart = a["x1"] <= b["x0"] or b["x1"] <= a["x0"] or a["y1"] <= b["y0"] or b["y1"] <= a["y0"]
+                assert apart, (a, b)
+    assert groups == [[0, 1, 3], [2], [4]]
+
+
 # --------------------------------------------------------------------------- Python side
 
 
 TOKENS = ["a", "fluffy", "blue", "creature"]
-ALL_WIDGETS = [W.AttentionExplorer, W.SoftmaxExplorer, W.PatternViewer, W.ValueUpdateExplorer, W.CostExplorer]
+ALL_WIDGETS = [W.AttentionExplorer, W.QueryKeyArrows, W.SoftmaxExplorer, W.PatternViewer, W.ValueUpdateExplorer,
+               W.CostExplorer, W.OnlineSoftmaxStepper, W.TileExplorer]
 
 
 def _explorer(**kw):
@@ -355,6 +496,117 @@ def test_value_update_explorer(tmp_path):
         W.ValueUpdateExplorer(toks, pts, vals, query=7)
 
 
+def _arrows(**kw):
+    keys = [[3.1, 1.5], [2.9, 2.0], [0.0, 3.0], [2.8, 0.6]]
+    return W.QueryKeyArrows(TOKENS, keys, [3.0, 2.0], **kw)
+
+
+def test_query_key_arrows_compute_and_reset():
+    a = _arrows(d_head=4, query_index=3, query_label="query of creature", axis_labels=("adjective", "position"))
+    assert a.angle == pytest.approx(math.degrees(math.atan2(2.0, 3.0)))
+    assert a.length == pytest.approx(math.hypot(3.0, 2.0)) and a.max_length >= a.length
+    torch.testing.assert_close(_t(a.query), _t([3.0, 2.0]))
+    dots = _t(a.key_vectors) @ _t([3.0, 2.0])
+    torch.testing.assert_close(_t(a.dots), dots)
+    torch.testing.assert_close(_t(a.scores), dots / 2)  # 1 / sqrt(d_head = 4)
+    torch.testing.assert_close(_t(a.weights), attnlib.softmax(dots / 2, dim=-1))
+    assert max(range(4), key=lambda j: a.weights[j]) == 1  # the key most aligned with the query
+    a.angle = 90.0  # straight up: the upright key wins
+    assert max(range(4), key=lambda j: a.weights[j]) == 2
+    a.length = 0.0  # no query: equal weights
+    assert a.weights == pytest.approx([0.25] * 4)
+    a.angle = 270.0
+    assert a.angle == -90.0  # angles are kept in (-180, 180]
+    a.causal = True
+    a.reset()
+    assert (a.angle, a.length, a.causal) == (a.initial["angle"], a.initial["length"], False)
+    torch.testing.assert_close(_t(a.query), _t([3.0, 2.0]))
+    c = _arrows(causal=True, query_index=1)
+    assert c.weights[2:] == [0.0, 0.0] and sum(c.weights) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="length"):
+        a.length = a.max_length * 2
+    with pytest.raises(ValueError, match="query_index"):
+        _arrows().causal = True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"tokens": ["a", "b"]}, ValueError, "tokens"),
+        ({"keys": torch.randn(4, 3)}, ValueError, "keys"),
+        ({"keys": [[1.0, float("nan")]] * 4}, ValueError, "keys"),
+        ({"query": [1.0, 2.0, 3.0]}, ValueError, "query"),
+        ({"query": [0.0, 0.0]}, ValueError, "query must not be zero"),
+        ({"d_head": 0}, ValueError, "d_head"),
+        ({"d_head": 2.0}, TypeError, "d_head"),
+        ({"causal": 1}, TypeError, "causal"),
+        ({"causal": True}, ValueError, "query_index"),
+        ({"query_index": 4}, ValueError, "query_index"),
+        ({"query_index": "3"}, TypeError, "query_index"),
+        ({"query_label": 3}, TypeError, "query_label"),
+        ({"axis_labels": "xy"}, TypeError, "axis_labels"),
+        ({"axis_labels": ("x", "y", "z")}, ValueError, "axis_labels"),
+        ({"max_length": 1.0}, ValueError, "max_length"),
+        ({"max_length": -1.0}, ValueError, "max_length"),
+        ({"title": None}, TypeError, "title"),
+    ],
+)
+def test_query_key_arrows_rejects_bad_inputs(kwargs, error, name):
+    args = {"tokens": TOKENS, "keys": torch.randn(4, 2), "query": [3.0, 2.0]}
+    args.update(kwargs)
+    tokens, keys, query = args.pop("tokens"), args.pop("keys"), args.pop("query")
+    with pytest.raises(error, match=name):
+        W.QueryKeyArrows(tokens, keys, query, **args)
+
+
+def test_attention_explorer_show_and_reset():
+    e = _explorer(causal=True, query=2)
+    assert e.show == "weights"  # the default: as before the switch existed
+    torch.testing.assert_close(e.shown(), e.compute()["weights"])
+    x, wq, wk = _t(e.x), _t(e.w_q), _t(e.w_k)
+    e.show = "raw"
+    torch.testing.assert_close(e.shown(), (x @ wq) @ (x @ wk).T)
+    e.show = "scaled"
+    torch.testing.assert_close(e.shown(), (x @ wq) @ (x @ wk).T / math.sqrt(3))
+    before = [row[:] for row in e.weights]
+    w_q = [row[:] for row in e.w_q]
+    w_q[1][2] = 9.0
+    e.w_q, e.temperature, e.causal, e.query, e.edit_matrix, e.edit_row = w_q, 0.1, False, 0, "w_k", 4
+    assert e.weights != before
+    e.reset()
+    assert (e.temperature, e.causal, e.query, e.show, e.edit_matrix, e.edit_row) == (1.0, True, 2, "weights", "w_q", 0)
+    assert e.w_q == e.initial["w_q"] and e.weights == before
+    with pytest.raises(ValueError, match="show"):
+        e.show = "logits"
+    with pytest.raises(ValueError, match="show must be one of"):
+        _explorer(show="softmax")
+    with pytest.raises(TypeError, match="show must be a str"):
+        _explorer(show=None)
+
+
+def test_value_update_explorer_causal_and_axes():
+    toks = ["a", "fluffy", "blue", "creature"]
+    pts = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 1.5], [2.5, -0.5]])
+    vals = torch.tensor([[0.1, 0.0], [0.0, 0.8], [-0.6, 0.2], [0.2, 0.1]])
+    e = W.ValueUpdateExplorer(toks, pts, vals, query=1, causal=True, axis_labels=("texture", "blue"))
+    assert e.weights == [0.5, 0.5, 0.0, 0.0]  # the default: uniform over what the query may see
+    assert e.axis_labels == ["texture", "blue"]
+    e.causal = False
+    e.weights = [0.25] * 4
+    torch.testing.assert_close(_t(e.delta), vals.double().mean(dim=0))
+    e.causal = True  # the later keys drop out, the earlier ones are renormalised
+    torch.testing.assert_close(_t(e.delta), vals[:2].double().mean(dim=0))
+    torch.testing.assert_close(e.compute()["weights"], _t([0.5, 0.5, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="later tokens.*'blue'"):
+        W.ValueUpdateExplorer(toks, pts, vals, query=1, weights=[0.2, 0.2, 0.6, 0.0], causal=True)
+    with pytest.raises(TypeError, match="causal"):
+        W.ValueUpdateExplorer(toks, pts, vals, causal="yes")
+    with pytest.raises(TypeError, match="axis_labels"):
+        W.ValueUpdateExplorer(toks, pts, vals, axis_labels=["x", 2])
+    with pytest.raises(ValueError, match="axis_labels"):
+        W.ValueUpdateExplorer(toks, pts, vals, axis_labels=["x"])
+
+
 @needs_node
 def test_cost_explorer(tmp_path):
     c = W.CostExplorer(label="GPT-3")
@@ -423,10 +675,10 @@ window.rendered = true;
 </script></body></html>"""
 
 
-def _widget_page(browser, widget):
+def _widget_page(browser, widget, viewport=None):
     state = {k: v for k, v in widget.get_state().items() if not k.startswith("_") and k != "layout"}
     html = _FAKE_MODEL_PAGE % {"css": widget._css, "state": json.dumps(state), "esm": json.dumps(widget._esm)}
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page = browser.new_page(viewport=viewport or {"width": 1100, "height": 900})
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -448,6 +700,8 @@ def _cases():
             lambda: W.AttentionExplorer(toks, torch.randn(4, 6, generator=g), torch.randn(6, 3, generator=g),
                                         torch.randn(6, 3, generator=g), query=3),
             "input.attnlib-temperature", -1.0, "temperature"),
+        "query-key-arrows": (lambda: W.QueryKeyArrows(toks, torch.randn(4, 2, generator=g), [1.0, 2.0]),
+                             "input.attnlib-angle", -90, "weights"),
         "softmax-explorer": (lambda: W.SoftmaxExplorer(toks, [2.0, 1.0, 0.5, -1.0]),
                              "input.attnlib-temperature", 1.5, "temperature"),
         "value-update-explorer": (
@@ -455,6 +709,9 @@ def _cases():
                                           [[0.1, 0], [0, 0.8], [-0.6, 0.2], [0.2, 0.1]], query=3),
             "input.attnlib-weight-1", 1.0, "weights"),
         "cost-explorer": (lambda: W.CostExplorer(), "input.attnlib-context", 0, "context_len"),
+        "online-softmax-stepper": (lambda: W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5], [0, 1, 2, 4], labels=toks),
+                                   "input.attnlib-step", 2, "out"),
+        "tile-explorer": (lambda: W.TileExplorer(256, block=32), "input.attnlib-window", 40, "tiles_computed"),
     }
 
 
@@ -529,6 +786,522 @@ def test_pattern_viewer_in_browser(browser):
         cells = page.locator(".attnlib-pattern-viewer td.attnlib-cell")  # as attnlib.viz: blue < 0 < red
         assert "rgba(33, 102, 172" in cells.nth(1).get_attribute("style")
         assert "rgba(202, 0, 32" in cells.nth(0).get_attribute("style")
+        assert errors == []
+    finally:
+        page.close()
+
+
+# --------------------------------------------------------------------------- tiled attention widgets
+# The OnlineSoftmaxStepper's and the TileExplorer's arithmetic (static/tiling.js) runs under node as
+# the page loads it (the widget's whole module) and is compared with attnlib.
+
+
+def _run_tiling(cls, cases: list, tmp_path: Path) -> list:
+    module = tmp_path / "widget.mjs"
+    module.write_text(cls._esm)
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    proc = subprocess.run([NODE, str(ROOT / "tests" / "js" / "eval_tiling.mjs"), str(module), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _online_reference(s: torch.Tensor, v: torch.Tensor, block: int) -> list[dict]:
+    """The state after each tile from its definition (not the recursion): over the keys seen so
+    far, m = their max, l = sum exp(s - m), acc = sum exp(s - m) v; rescale = exp(m_before - m)."""
+    out, m_before = [], -math.inf
+    for start in range(0, len(s), block):
+        end = min(start + block, len(s))
+        m = float(s[:end].max())
+        p = torch.exp(s[:end] - m)
+        out.append({"start": start, "end": end, "tileMax": float(s[start:end].max()), "m": m,
+                    "rescale": math.exp(m_before - m), "l": float(p.sum()), "acc": p @ v[:end]})
+        m_before = m
+    return out
+
+
+STEPPER_ROWS = [  # (T, d_v, block): blocks that divide T and blocks that do not
+    (4, 1, 2), (7, 2, 3), (10, 3, 4), (9, 2, 1), (6, 1, 6), (11, 2, 5)]
+
+
+@needs_node
+def test_js_online_softmax_steps_match_the_definition_and_softmax(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    rows = []
+    for T, d_v, block in STEPPER_ROWS:
+        rows.append((torch.randn(T, generator=g, dtype=torch.float64) * 3,
+                     torch.randn(T, d_v, generator=g, dtype=torch.float64), block))
+    # an increasing row (the max grows at every tile) and huge scores (no overflow)
+    rows.append((torch.arange(8, dtype=torch.float64), torch.ones(8, 2, dtype=torch.float64), 2))
+    rows.append((_t([1000.0, 999.0, 1003.0, -1000.0, 1002.0]), _t([[1.0], [2.0], [3.0], [4.0], [5.0]]), 2))
+    cases = [{"op": "steps", "scores": s.tolist(), "values": v.tolist(), "block": b} for s, v, b in rows]
+    got = _run_tiling(W.OnlineSoftmaxStepper, cases, tmp_path)
+    for (s, v, block), steps in zip(rows, got, strict=True):
+        ref = _online_reference(s, v, block)
+        assert len(steps) == len(ref) == -(-len(s) // block)
+        for t, (js, r) in enumerate(zip(steps, ref, strict=True)):
+            assert (js["start"], js["end"]) == (r["start"], r["end"])
+            for key in ("tileMax", "m", "rescale", "l"):
+                assert js[key] == pytest.approx(r[key], rel=1e-12, abs=1e-300), (t, key)
+            torch.testing.assert_close(_t(js["acc"]), r["acc"], atol=1e-12, rtol=1e-12)
+            # the factor is below 1 exactly when the tile raised the max (0 on the first tile)
+            assert (js["rescale"] < 1) == (t == 0 or js["tileMax"] > ref[t - 1]["m"])
+        last = steps[-1]
+        exact = attnlib.softmax(s, dim=-1) @ v
+        torch.testing.assert_close(_t(last["acc"]) / last["l"], exact, atol=1e-12, rtol=1e-12)
+        # and the widget's Python side computes the same steps and output
+        stepper = W.OnlineSoftmaxStepper(s, v, block=block)
+        py = stepper.compute()
+        for js, p in zip(steps, py["steps"], strict=True):
+            assert (js["m"], js["rescale"]) == (pytest.approx(p["m"]), pytest.approx(p["rescale"]))
+            assert js["l"] == pytest.approx(p["l"], rel=1e-12)
+            torch.testing.assert_close(_t(js["acc"]), p["acc"], atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(py["out"], exact, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(py["softmax"], exact)
+
+
+def test_online_softmax_stepper_traits_follow_the_step():
+    s, v = [0.1, 2.0, 3.0, 0.5, 1.0], [[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [4.0, 0.0], [1.0, 1.0]]
+    st = W.OnlineSoftmaxStepper(s, v, labels=list("abcde"), block=2)
+    assert st.step == 0 and st.m is None and st.l is None and st.acc == [] and st.out == []
+    assert st.n_tiles() == 3
+    st.step = 1
+    assert st.m == 2.0 and st.rescale == 0.0
+    assert st.l == pytest.approx(math.exp(0.1 - 2.0) + 1.0)
+    st.step = 2  # "c" (3.0) raises the max: the old sums are multiplied by e^(2 - 3)
+    assert st.m == 3.0 and st.rescale == pytest.approx(math.exp(-1.0))
+    st.step = 3
+    exact = attnlib.softmax(_t(s), dim=-1) @ _t(v)
+    torch.testing.assert_close(_t(st.out), exact)
+    assert st.rescale == 1.0  # the last tile (1.0) does not raise the max
+    st.block = 5  # one tile: step 3 no longer exists, so set both at once as the browser does
+    with pytest.raises(ValueError, match="step"):
+        st.step = 2
+    st.step = 1
+    torch.testing.assert_close(_t(st.out), exact)
+    state = st.get_state()
+    for name in ("labels", "scores", "values", "block", "step", "m", "rescale", "l", "acc", "out"):
+        assert name in state, name
+    one = W.OnlineSoftmaxStepper(torch.tensor([0.1, 2.0, 3.0, 0.5]), torch.tensor([0.0, 1.0, 2.0, 4.0]),
+                                 step=2)
+    assert one.values == [[0.0], [1.0], [2.0], [4.0]] and one.out == [pytest.approx(1.7915226, abs=1e-7)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"scores": [[1.0, 2.0]]}, ValueError, ["OnlineSoftmaxStepper", "scores", "1-D"]),
+        ({"scores": []}, ValueError, ["OnlineSoftmaxStepper", "scores", "empty"]),
+        ({"scores": [1.0, float("nan"), 0.0]}, ValueError, ["OnlineSoftmaxStepper", "scores", "finite"]),
+        ({"values": [[1.0], [2.0]]}, ValueError, ["OnlineSoftmaxStepper", "values", "(3, *)", "(2, 1)"]),
+        ({"values": "abc"}, TypeError, ["OnlineSoftmaxStepper", "values", "'abc'"]),
+        ({"values": torch.zeros(3, 2, 2)}, ValueError, ["OnlineSoftmaxStepper", "values", "2-D"]),
+        ({"labels": ["a", "b"]}, ValueError, ["OnlineSoftmaxStepper", "labels", "2 labels", "3"]),
+        ({"block": 0}, ValueError, ["OnlineSoftmaxStepper", "block", "positive int", "0"]),
+        ({"block": 2.0}, TypeError, ["OnlineSoftmaxStepper", "block", "positive int", "2.0"]),
+        ({"block": 4}, ValueError, ["OnlineSoftmaxStepper", "block", "[1, T=3]", "4"]),
+        ({"step": -1}, ValueError, ["OnlineSoftmaxStepper", "step", "non-negative", "-1"]),
+        ({"step": 3}, ValueError, ["OnlineSoftmaxStepper", "step", "[0, 2]", "got 3"]),
+        ({"step": True}, TypeError, ["OnlineSoftmaxStepper", "step", "True"]),
+    ],
+)
+def test_online_softmax_stepper_rejects_bad_arguments(kwargs, exc, words):
+    args = {"scores": [1.0, 2.0, 0.5], "values": [[1.0], [2.0], [3.0]], "block": 2}
+    args.update(kwargs)
+    with pytest.raises(exc) as err:
+        W.OnlineSoftmaxStepper(args.pop("scores"), args.pop("values"), **args)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_online_softmax_stepper_rejects_bad_trait_values():
+    st = W.OnlineSoftmaxStepper([1.0, 2.0, 0.5], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="OnlineSoftmaxStepper: block"):
+        st.block = 4
+    with pytest.raises(ValueError, match="OnlineSoftmaxStepper: step"):
+        st.step = 5
+    assert (st.block, st.step) == (2, 0)
+
+
+# Cases for the tile explorer: (T, block, causal, window, sparse_block); blocks that do not divide T
+TILE_CASES = [
+    (64, 16, True, 0, 0), (64, 16, False, 0, 0), (100, 16, True, 0, 0), (100, 24, False, 0, 0),
+    (100, 16, True, 20, 0), (100, 16, False, 20, 0), (96, 12, True, 0, 8), (97, 16, False, 0, 10),
+    (130, 32, True, 40, 16), (50, 7, True, 1, 0), (50, 50, True, 0, 0), (33, 5, False, 33, 33),
+    (256, 32, True, 64, 32), (1024, 64, True, 0, 0), (1024, 64, True, 128, 0), (1024, 64, True, 0, 64),
+]
+
+
+def _tiled_reference(T, block, causal, window, sparse, d):
+    """tiled_attention itself on random q, k, v, with the masks built by attnlib.efficient."""
+    from attnlib import efficient
+
+    mask = None
+    if window:
+        mask = efficient.sliding_window_mask(T, window, causal=causal)
+    if sparse:
+        s = efficient.block_sparse_mask(T, sparse, causal=causal)
+        mask = s if mask is None else mask & s
+    g = torch.Generator().manual_seed(T)
+    q, k, v = (torch.randn(1, T, d, generator=g) for _ in range(3))
+    out, stats = efficient.tiled_attention(q, k, v, mask, is_causal=causal, block_q=block, block_k=block,
+                                           return_stats=True)
+    torch.testing.assert_close(out, attnlib.attention(q, k, v, mask, is_causal=causal), atol=1e-5, rtol=1e-4)
+    allowed = torch.ones(T, T, dtype=torch.bool) if mask is None else mask
+    if causal:
+        allowed = allowed & attnlib.causal_mask(T)
+    return stats, efficient.count_attended(allowed), efficient.explicit_slow_memory(T, T, d), allowed
+
+
+@needs_node
+def test_js_tile_grid_matches_tiled_attention(tmp_path):
+    d = 8
+    cases = [{"op": "grid", "T": T, "block": b, "causal": c, "window": w, "sparse_block": s, "d": d}
+             for T, b, c, w, s in TILE_CASES]
+    got = _run_tiling(W.TileExplorer, cases, tmp_path)
+    for (T, block, causal, window, sparse), r in zip(TILE_CASES, got, strict=True):
+        case = (T, block, causal, window, sparse)
+        stats, kept, (reads, writes), allowed = _tiled_reference(T, block, causal, window, sparse, d)
+        n = -(-T // block)
+        assert r["nTiles"] == n == stats.n_q_tiles == stats.n_k_tiles, case
+        assert (r["tilesComputed"], r["tilesSkipped"]) == (stats.tiles_computed, stats.tiles_skipped), case
+        assert (r["qReads"], r["kReads"], r["vReads"], r["maskReads"], r["outWrites"]) == (
+            stats.q_reads, stats.k_reads, stats.v_reads, stats.mask_reads, stats.out_writes), case
+        assert r["scoresKept"] == kept, case
+        assert (r["explicitReads"], r["explicitWrites"]) == (reads, writes), case
+        assert r["patternEntries"] == T * T and r["workingSet"] == block * (2 * d + block + 2)
+        # the grid itself: the allowed entries of every pair of tiles, counted on the mask
+        grid = torch.tensor([[int(allowed[a * block:(a + 1) * block, b * block:(b + 1) * block].sum())
+                              for b in range(n)] for a in range(n)])
+        assert torch.equal(torch.tensor(r["kept"]), grid), case
+        sizes = torch.tensor([min(block, T - i * block) for i in range(n)])
+        full = sizes.unsqueeze(1) * sizes.unsqueeze(0)
+        assert r["tilesPartial"] == int(((grid > 0) & (grid < full)).sum()), case
+        assert r["scoresComputed"] == int(full[grid > 0].sum()), case
+    # the chapter's numbers: T = 1024 in tiles of 64, causal: 136 of 256 tiles computed
+    assert (got[-3]["tilesComputed"], got[-3]["tilesSkipped"]) == (136, 120)
+
+
+@needs_node
+def test_js_mask_matches_attnlib_masks(tmp_path):
+    from attnlib import efficient
+
+    T = 23
+    settings = [(True, 0, 0), (False, 5, 0), (True, 5, 0), (False, 0, 4), (True, 0, 4), (True, 6, 4),
+                (False, 23, 23), (True, 0, 1)]
+    got = _run_tiling(W.TileExplorer, [{"op": "allow", "T": T, "causal": c, "window": w, "sparse_block": s}
+                                        for c, w, s in settings], tmp_path)
+    for (causal, window, sparse), m in zip(settings, got, strict=True):
+        ref = attnlib.causal_mask(T) if causal else torch.ones(T, T, dtype=torch.bool)
+        if window:
+            ref = ref & efficient.sliding_window_mask(T, window, causal=causal)
+        if sparse:
+            ref = ref & efficient.block_sparse_mask(T, sparse, causal=causal)
+        assert torch.equal(torch.tensor(m), ref), (causal, window, sparse)
+
+
+@pytest.mark.parametrize(("T", "block", "causal", "window", "sparse"), TILE_CASES[:10])
+def test_tile_explorer_compute_equals_tiled_attention(T, block, causal, window, sparse):
+    e = W.TileExplorer(T, block=block, blocks=[block], causal=causal, window=window, sparse_block=sparse,
+                       d_head=8)
+    stats, kept, explicit, _ = _tiled_reference(T, block, causal, window, sparse, 8)
+    r = e.compute()
+    assert r["stats"] == stats and r["scores_kept"] == kept and r["explicit"] == explicit
+    assert (e.tiles_computed, e.tiles_skipped, e.scores_kept) == (stats.tiles_computed, stats.tiles_skipped, kept)
+    assert e.tiled_traffic == stats.reads + stats.writes and e.explicit_traffic == sum(explicit)
+    assert int((r["kept"] > 0).sum()) == stats.tiles_computed
+
+
+def test_tile_explorer_traits_refresh():
+    e = W.TileExplorer(1024)
+    assert e.blocks == [16, 24, 32, 48, 64, 100, 128, 256, 512] and e.block == 64 and e.causal
+    assert (e.tiles_computed, e.tiles_skipped, e.tiles_partial) == (136, 120, 16)
+    e.window = 128
+    # per query tile: its diagonal tile, the whole tile before it, and the one before that, which
+    # the window's far edge cuts (none before tile 0, one before tile 1)
+    assert e.tiles_computed == 16 + 15 + 14
+    e.window, e.sparse_block = 0, 64
+    assert (e.tiles_computed, e.tiles_skipped) == (136, 120)  # the chapter: no more tiles skipped
+    e.causal, e.sparse_block = False, 0
+    assert (e.tiles_computed, e.tiles_skipped, e.tiles_partial) == (256, 0, 0)
+    e.block = 100  # does not divide 1024: 11 tiles a side, the last 24 long
+    assert e.tiles_computed == 121 and e.scores_kept == 1024**2
+    with pytest.raises(ValueError, match="TileExplorer: block must be one of blocks"):
+        e.block = 65
+    with pytest.raises(ValueError, match="TileExplorer: window"):
+        e.window = 2000
+    with pytest.raises(ValueError, match="TileExplorer: sparse_block"):
+        e.sparse_block = -1
+    assert W.TileExplorer(100, block=10).blocks == [10, 16, 24, 32, 48, 64, 100]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"T": 0}, ValueError, ["TileExplorer", "T", "positive int", "0"]),
+        ({"T": 64.0}, TypeError, ["TileExplorer", "T", "positive int", "64.0"]),
+        ({"T": 4096}, ValueError, ["TileExplorer", "T", "[1, 2048]", "4096"]),
+        ({"block": 200}, ValueError, ["TileExplorer", "block", "T=128", "200"]),
+        ({"block": 1}, ValueError, ["TileExplorer", "block", "[2, T=128]", "64 tiles", "got 1"]),
+        ({"block": "16"}, TypeError, ["TileExplorer", "block", "'16'"]),
+        ({"blocks": 16}, TypeError, ["TileExplorer", "blocks", "list"]),
+        ({"blocks": [16, 0]}, ValueError, ["TileExplorer", "blocks", "0"]),
+        ({"causal": 1}, TypeError, ["TileExplorer", "causal", "True or False", "1"]),
+        ({"window": -3}, ValueError, ["TileExplorer", "window", "non-negative", "-3"]),
+        ({"window": 129}, ValueError, ["TileExplorer", "window", "[0, T=128]", "129"]),
+        ({"sparse_block": 1.5}, TypeError, ["TileExplorer", "sparse_block", "1.5"]),
+        ({"d_head": 0}, ValueError, ["TileExplorer", "d_head", "positive int", "0"]),
+        ({"bytes_per_entry": 0}, ValueError, ["TileExplorer", "bytes_per_entry", "> 0.0", "0"]),
+    ],
+)
+def test_tile_explorer_rejects_bad_arguments(kwargs, exc, words):
+    args = {"T": 128, "block": 16}
+    args.update(kwargs)
+    with pytest.raises(exc) as err:
+        W.TileExplorer(args.pop("T"), **args)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def _widget_text(page, kind):
+    return page.locator(f".attnlib-widget.attnlib-{kind}").inner_text()
+
+
+@pytest.mark.browser
+def test_online_softmax_stepper_in_browser(browser):
+    """The buttons step tile by tile; the state written back equals compute(); the last step shows
+    acc / l next to softmax(scores) @ values; the rescaling factor of a growing max is marked."""
+    st = W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5, 1.0], [[0, 1], [1, 0], [2, 1], [4, 0], [1, 1]],
+                                labels=list("abcde"), block=2)
+    page, errors = _widget_page(browser, st)
+    try:
+        assert "before the first tile" in _widget_text(page, "online-softmax-stepper")
+        assert page.locator("button.attnlib-back").is_disabled()
+        steps = st.compute()["steps"]
+        for t in range(1, 4):
+            page.click("button.attnlib-next")
+            assert page.evaluate("window.state.step") == t
+            assert page.evaluate("window.state.m") == pytest.approx(steps[t - 1]["m"])
+            assert page.evaluate("window.state.l") == pytest.approx(steps[t - 1]["l"], rel=1e-12)
+            torch.testing.assert_close(_t(page.evaluate("window.state.acc")), steps[t - 1]["acc"])
+        assert page.locator("button.attnlib-next").is_disabled()
+        assert page.locator("td.attnlib-grew").count() == 1  # tile 2 raised the max from 2 to 3
+        text = _widget_text(page, "online-softmax-stepper")
+        out = st.compute()["softmax"]
+        torch.testing.assert_close(_t(page.evaluate("window.state.out")), out)
+        assert "softmax(scores) @ values" in text and f"{out[0].item():.3f}" in text
+        _slide(page, "input.attnlib-block", 5)  # one tile: the step is clamped to 1
+        assert page.evaluate("[window.state.block, window.state.step]") == [5, 1]
+        torch.testing.assert_close(_t(page.evaluate("window.state.out")), out)
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_tile_explorer_in_browser(browser):
+    """Each control redraws the grid and the counts, which equal compute()'s."""
+    e = W.TileExplorer(256, block=32)
+    page, errors = _widget_page(browser, e)
+    try:
+        grid = page.locator("svg.attnlib-tile-grid")
+        assert grid.locator("rect.attnlib-tile-full").count() == 28  # 8 tiles a side, below the diagonal
+        assert grid.locator("rect.attnlib-tile-partial").count() == 8  # the diagonal
+        assert "36 of 64" in _widget_text(page, "tile-explorer")
+        page.click("input.attnlib-causal")
+        assert grid.locator("rect.attnlib-tile-full").count() == 64
+        assert page.evaluate("window.state.tiles_computed") == 64
+        page.click("input.attnlib-causal")
+        _slide(page, "input.attnlib-window", 40)
+        _slide(page, "input.attnlib-block", e.blocks.index(48))  # 48 does not divide 256
+        state = page.evaluate("window.state")
+        e.set_state({k: state[k] for k in ("block", "causal", "window", "sparse_block")})
+        assert (e.block, e.window, e.causal) == (48, 40, True)
+        for name in ("tiles_computed", "tiles_skipped", "tiles_partial", "scores_kept", "tiled_traffic",
+                     "explicit_traffic"):
+            assert state[name] == getattr(e, name), name
+        assert "the last 16 long" in _widget_text(page, "tile-explorer")
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["online-softmax-stepper", "tile-explorer"])
+def test_tiling_widgets_fit_a_phone(browser, kind):
+    """At 390 px the widget is no wider than the screen; what is wider scrolls inside it."""
+    widget = _cases()[kind][0]()
+    state = {k: v for k, v in widget.get_state().items() if not k.startswith("_") and k != "layout"}
+    html = _FAKE_MODEL_PAGE % {"css": widget._css, "state": json.dumps(state), "esm": json.dumps(widget._esm)}
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        page.set_content(html)
+        page.wait_for_function("window.rendered === true", timeout=10_000)
+        if kind == "online-softmax-stepper":  # a tile done: the table of steps has a row
+            page.click("button.attnlib-next")
+        got = page.evaluate("""() => {
+            const root = document.querySelector('.attnlib-widget');
+            const bad = [];
+            for (const el of root.querySelectorAll('*')) {
+                if (el.getBoundingClientRect().right <= root.getBoundingClientRect().right + 1) continue;
+                let a = el.parentElement, ok = false;
+                for (; a && a !== root; a = a.parentElement) {
+                    const o = getComputedStyle(a).overflowX;
+                    if (o === 'auto' || o === 'scroll') { ok = true; break; }
+                }
+                if (!ok) bad.push(el.tagName + '.' + el.className);
+            }
+            return {page: document.documentElement.scrollWidth, root: root.getBoundingClientRect().right, bad};
+        }""")
+        assert got["page"] <= 390 and got["root"] <= 390, got
+        assert got["bad"] == [], got
+    finally:
+        page.close()
+
+
+_FITS = """root => {
+    const r = root.getBoundingClientRect();
+    const spill = [...root.querySelectorAll('*')].filter(el => {
+        const b = el.getBoundingClientRect();
+        if (b.width === 0 || b.right <= r.right + 1) return false;
+        for (let a = el.parentElement; a && a !== root.parentElement; a = a.parentElement) {
+            const o = getComputedStyle(a).overflowX;
+            if (o === 'auto' || o === 'scroll') return false;
+        }
+        return true;
+    }).map(el => el.tagName + '.' + el.className);
+    return {width: r.width, page: document.documentElement.scrollWidth, spill};
+}"""
+
+_SVG_TEXT_OVERLAPS = """root => {
+    const boxes = [...root.querySelectorAll('svg text')].map(t => [t.textContent, t.getBBox()]);
+    const out = [];
+    boxes.forEach(([ta, a], i) => boxes.slice(i + 1).forEach(([tb, b]) => {
+        if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height)
+            out.push(ta + ' / ' + tb);
+    }));
+    return out;
+}"""
+
+
+def _chapter_like_widgets():
+    """The new and changed widgets as chapters 2 and 5 build them (the running example's head)."""
+    tokens, x = example.embed(example.PHRASE)
+    W_Q, W_K, W_V, W_O = example.adjective_head()
+    q, k = x @ W_Q, x @ W_K
+    c = tokens.index("creature")
+    u = q[c, 2:] / q[c, 2:].norm()
+    keys = torch.stack([k[:, 0], k[:, 2:] @ u], dim=1)
+    plane = torch.stack([example.direction(n) for n in ("texture", "blue")], dim=1)
+    pattern = attnlib.attention(q, k, k, is_causal=True, return_weights=True)[1]
+    return {
+        "query-key-arrows": W.QueryKeyArrows(tokens, keys, torch.stack([q[c, 0], q[c, 2:].norm()]),
+                                             d_head=4, query_index=c, query_label="query of creature",
+                                             axis_labels=("column 0", "position")),
+        "attention-explorer": W.AttentionExplorer(tokens, x, W_Q, W_K, query=c, show="raw",
+                                                  dim_labels=example.SEMANTIC + example.POSITION),
+        "value-update-explorer": W.ValueUpdateExplorer(tokens, x @ plane, x @ W_V @ W_O @ plane, query=c,
+                                                       weights=pattern[c], causal=True,
+                                                       axis_labels=("texture", "blue")),
+    }
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["query-key-arrows", "attention-explorer", "value-update-explorer"])
+def test_widget_fits_a_phone(browser, kind):
+    """At 390 px the widget is no wider than the screen (what is wider scrolls inside its own box),
+    and no two labels of its picture overlap."""
+    widget = _chapter_like_widgets()[kind]
+    page, errors = _widget_page(browser, widget, viewport={"width": 390, "height": 844})
+    try:
+        root = page.locator(f".attnlib-widget.attnlib-{kind}")
+        got = root.evaluate(_FITS)
+        assert got["width"] <= 390 and got["page"] <= 390, got
+        assert got["spill"] == [], got
+        assert root.evaluate(_SVG_TEXT_OVERLAPS) == []
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_query_key_arrows_in_browser(browser):
+    """Rotating and stretching the query changes the dot products and the softmax row the page
+    shows, equal to compute(); the causal mask hides the later keys; reset restores the start."""
+    a = _chapter_like_widgets()["query-key-arrows"]
+    page, errors = _widget_page(browser, a)
+    try:
+        root = page.locator(".attnlib-query-key-arrows")
+        start = root.inner_text()
+        assert "query of creature" in start and "q·k / √4" in start
+        _slide(page, "input.attnlib-angle", 100)
+        _slide(page, "input.attnlib-length", 2.0)
+        state = page.evaluate("window.state")
+        assert (state["angle"], state["length"]) == (100, 2.0)
+        a.angle, a.length = 100, 2.0
+        for name in ("query", "dots", "scores", "weights"):
+            torch.testing.assert_close(_t(state[name]), a.compute()[name], atol=1e-12, rtol=1e-9)
+        assert "largest weight: creature" in root.inner_text()  # upright: the position part only
+        page.click("input.attnlib-causal")
+        assert page.evaluate("window.state.causal") is True
+        assert page.evaluate("window.state.weights.slice(4)") == [0, 0, 0, 0]
+        assert root.locator("tr.attnlib-masked-row").count() == 4
+        page.click("button.attnlib-reset")
+        assert root.inner_text() == start and page.evaluate("window.state.causal") is False
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_attention_explorer_switch_and_reset_in_browser(browser):
+    e = _chapter_like_widgets()["attention-explorer"]
+    page, errors = _widget_page(browser, e)
+    try:
+        heat = page.locator(".attnlib-attention-explorer table.attnlib-heatmap")
+        shown = lambda: [float(t) for t in heat.locator("td.attnlib-cell").all_inner_texts()]  # noqa: E731
+        for show in ("raw", "scaled", "weights"):
+            page.select_option("select.attnlib-show", show)
+            assert page.evaluate("window.state.show") == show
+            e.show = show
+            torch.testing.assert_close(_t(shown()).reshape(8, 8), e.shown(), atol=0.006, rtol=0)  # 2 digits
+        _slide(page, "input.attnlib-edit-value", -2.0)
+        page.click("input.attnlib-causal")
+        assert page.evaluate("window.state.w_q[0][0]") == -2.0
+        page.click("button.attnlib-reset")
+        state = page.evaluate("window.state")
+        assert state["w_q"] == e.initial["w_q"] and state["causal"] is False and state["show"] == "raw"
+        torch.testing.assert_close(_t(state["weights"]), W.AttentionExplorer(
+            e.tokens, e.x, e.initial["w_q"], e.w_k).compute()["weights"], atol=1e-6, rtol=1e-6)
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_value_update_explorer_causal_in_browser(browser):
+    """With the mask on, the later keys get no weight and no slider; switching it off gives them
+    back; the picture names its axes."""
+    e = _chapter_like_widgets()["value-update-explorer"]
+    page, errors = _widget_page(browser, e)
+    try:
+        root = page.locator(".attnlib-value-update-explorer")
+        assert "texture →" in root.locator("svg").inner_html() and "↑ blue" in root.locator("svg").inner_html()
+        assert root.locator(".attnlib-masked-key").count() == 4  # after "creature"
+        assert root.locator("input.attnlib-weight").count() == 4
+        torch.testing.assert_close(_t(page.evaluate("window.state.updated")), e.compute()["updated"])
+        page.click("input.attnlib-causal")
+        assert root.locator(".attnlib-masked-key").count() == 0
+        assert root.locator("input.attnlib-weight").count() == 8
+        _slide(page, "input.attnlib-weight-6", 1.0)
+        w = page.evaluate("window.state.weights")
+        assert w[6] > 0.3 and abs(sum(w) - 1) < 1e-9
+        page.click("input.attnlib-causal")
+        w = page.evaluate("window.state.weights")
+        assert w[4:] == [0, 0, 0, 0] and abs(sum(w) - 1) < 1e-9
+        e.weights, e.causal = w, True
+        torch.testing.assert_close(_t(page.evaluate("window.state.updated")), e.compute()["updated"])
         assert errors == []
     finally:
         page.close()

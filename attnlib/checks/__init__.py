@@ -14,13 +14,23 @@ re-exported here by name; ``python -m attnlib.checks`` lists them.
 from __future__ import annotations
 
 from ._core import CheckResult
-from .ch00_how_to_use import check_causal_mask, check_scaled_scores, check_softmax
+from .ch00_how_to_use import (
+    check_causal_mask,
+    check_scaled_scores,
+    check_sharp_temperature,
+    check_softmax,
+)
 from .ch01_tokens_embeddings import (
     check_cosine_similarity,
     check_embedding_lookup,
     check_positional_encoding,
 )
-from .ch02_queries_keys import check_qk_parameters, check_score_grid, check_verb_head
+from .ch02_queries_keys import (
+    check_predicted_winners,
+    check_qk_parameters,
+    check_score_grid,
+    check_verb_head,
+)
 from .ch03_softmax_scaling import (
     check_logsumexp,
     check_stable_softmax_half,
@@ -35,9 +45,15 @@ from .ch04_masking_context import (
     check_padding_mask,
     check_shift_targets,
 )
-from .ch05_values import check_projection, check_value_params, check_value_update
-from .ch06_one_head import check_head, check_head_params, check_leak_detector
+from .ch05_values import (
+    check_colour_values,
+    check_projection,
+    check_value_params,
+    check_value_update,
+)
+from .ch06_one_head import check_bug_fix, check_head, check_head_params, check_leak_detector
 from .ch07_multihead import (
+    check_ablation,
     check_merge_heads,
     check_multihead,
     check_param_count,
@@ -49,7 +65,13 @@ from .ch08_cross_attention import (
     check_cross_attention_mask,
 )
 from .ch09_decoder import check_block, check_block_parameters, check_layernorm, check_reach
-from .ch10_training import check_adjective_mass, check_next_token_targets, check_top_k
+from .ch10_training import (
+    check_adjective_mass,
+    check_cached_step,
+    check_next_token_targets,
+    check_top_k,
+    check_train_step,
+)
 from .ch11_cost_at_scale import (
     check_causal_tiles,
     check_crossover,
@@ -62,28 +84,31 @@ from .ch11_cost_at_scale import (
 __all__ = [
     "CheckResult",
     # chapter 0
-    "check_softmax", "check_scaled_scores", "check_causal_mask",
+    "check_softmax", "check_scaled_scores", "check_sharp_temperature",
+    "check_causal_mask",  # ex-00-causal's (chapter 4 teaches it now), kept for older notebooks
     # chapter 1
     "check_embedding_lookup", "check_cosine_similarity", "check_positional_encoding",
     # chapter 2
-    "check_score_grid", "check_verb_head", "check_qk_parameters",
+    "check_score_grid", "check_verb_head", "check_predicted_winners", "check_qk_parameters",
     # chapter 3
     "check_temperature_softmax", "check_stable_softmax_half", "check_logsumexp",
     # chapter 4
     "check_attention", "check_causality", "check_combined_mask", "check_shift_targets",
     "check_padding_mask", "check_attention_weights", "check_causal_sdpa",
     # chapter 5
-    "check_value_update", "check_projection", "check_value_params",
+    "check_value_update", "check_projection", "check_colour_values", "check_value_params",
     # chapter 6
-    "check_head", "check_head_params", "check_leak_detector",
+    "check_head", "check_leak_detector", "check_bug_fix", "check_head_params",
     # chapter 7
-    "check_split_heads", "check_merge_heads", "check_multihead", "check_param_count",
+    "check_split_heads", "check_merge_heads", "check_multihead", "check_ablation",
+    "check_param_count",
     # chapter 8
     "check_cross_attention", "check_cross_attention_mask", "check_alignment_accuracy",
     # chapter 9
     "check_layernorm", "check_block", "check_block_parameters", "check_reach",
     # chapter 10
-    "check_next_token_targets", "check_top_k", "check_adjective_mass",
+    "check_train_step", "check_top_k", "check_cached_step", "check_adjective_mass",
+    "check_next_token_targets",
     # chapter 11
     "check_crossover", "check_online_softmax", "check_causal_tiles",
     "check_sliding_window_mask", "check_window_count",

@@ -15,8 +15,8 @@ The pieces, in the order a check uses them:
   assert that its own message comes back.
 * :func:`call` - calls the reader's function on copies of the inputs and probes them afterwards:
   a function that changed an input in place is named ("your function changed its input `scores`
-  in place"); ``NotImplementedError`` reads "not implemented yet"; other exceptions are reported
-  with a hint for their usual cause.
+  in place"; for a module, the parameters that changed); ``NotImplementedError`` reads "not
+  implemented yet"; other exceptions are reported with a hint for their usual cause.
 * :class:`TensorSpec` / :class:`Case` - a checker for functions that return tensors: for every
   case an output probe (a tensor, not None or numpy), a shape probe with a readable message, a
   causality probe (:class:`Causal`) BEFORE the value comparison for anything causal, a probe for
@@ -252,6 +252,15 @@ def inplace_message(name: str) -> str:
             "`x -= m`, `masked_fill` rather than `masked_fill_`, no `out[...] = ...` on an input")
 
 
+def module_changed_message(name: str, before: dict, after: dict) -> str:
+    """The in-place diagnosis for a module argument: which of its parameters changed."""
+    changed = [k for k in before if k not in after or not _same(before[k], after[k])]
+    what = ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "") or "its state"
+    return (f"your function changed the model {name} in place ({what} differ after the call): "
+            "leave its parameters as they were - compute the answer from them, work on a copy "
+            "(copy.deepcopy), or restore what you changed before returning")
+
+
 def call(fn: Callable, *args: Any, hint: str = "", allow_inplace: bool | Sequence[int] = False,
          **kwargs: Any) -> Any:
     """Call the reader's ``fn`` and probe it; turn any exception into a failure.
@@ -282,8 +291,11 @@ def call(fn: Callable, *args: Any, hint: str = "", allow_inplace: bool | Sequenc
     if before is not None:
         after = _snapshot(given + list(given_kw.values()))
         names = _arg_names(fn, len(given), given_kw) + [f"`{k}`" for k in given_kw]
+        inputs = list(args) + list(kwargs.values())
         for i, (name, b, a) in enumerate(zip(names, before, after, strict=True)):
             if i not in free and not _same(b, a):
+                if isinstance(inputs[i], torch.nn.Module):
+                    fail(module_changed_message(name, b, a))
                 fail(inplace_message(name))
     return out
 
@@ -763,33 +775,41 @@ class NumberSpec:
                                                                                       strict=True))
         return not isinstance(got, tuple) and _same_number(got, want, self.rel)
 
+    def answers(self, fn: Callable) -> tuple[list, list]:
+        """(gots, wants): the reader's converted answer and the reference's, case by case."""
+        wants, gots = [], []
+        for label, args, kwargs in self.cases:
+            want = self.reference(*args, **kwargs)
+            n_items = len(want) if isinstance(want, tuple) else None
+            with case(label):
+                raw = call(fn, *args, hint=self.hint, **kwargs)
+                if self.pre is not None:
+                    self.pre(raw, args)
+                gots.append(self.convert(raw, n_items))
+            wants.append(want)
+        return gots, wants
+
+    def makes(self, m: Mistake, gots: list) -> bool:
+        """Do the reader's answers ``gots`` match mistake ``m``'s output in every case?"""
+        wrongs = []
+        for _, args, kwargs in self.cases:
+            w = _wrong_output(m, args, kwargs)
+            try:
+                wrongs.append(None if w is None else self.convert(
+                    w, len(w) if isinstance(w, tuple) else None))
+            except CheckFailure:
+                wrongs.append(None)
+        return all(w is not None and self.matches(g, w) for g, w in zip(gots, wrongs, strict=True))
+
     def run(self, fn: Callable) -> CheckResult:
         def body():
-            wants, gots = [], []
-            for label, args, kwargs in self.cases:
-                want = self.reference(*args, **kwargs)
-                n_items = len(want) if isinstance(want, tuple) else None
-                with case(label):
-                    raw = call(fn, *args, hint=self.hint, **kwargs)
-                    if self.pre is not None:
-                        self.pre(raw, args)
-                    gots.append(self.convert(raw, n_items))
-                wants.append(want)
+            gots, wants = self.answers(fn)
             if all(self.matches(g, w) for g, w in zip(gots, wants, strict=True)):
                 return len(wants)
             if len({g for g in gots}) == 1 and len({w for w in wants}) > 1 and len(gots) > 1:
                 fail(f"{HARD_CODED} (it returned {fmt(gots[0])} every time)")
             for m in self.mistakes:
-                wrongs = []
-                for _, args, kwargs in self.cases:
-                    w = _wrong_output(m, args, kwargs)
-                    try:
-                        wrongs.append(None if w is None else self.convert(
-                            w, len(w) if isinstance(w, tuple) else None))
-                    except CheckFailure:
-                        wrongs.append(None)
-                if all(w is not None and self.matches(g, w) for g, w in zip(gots, wrongs,
-                                                                             strict=True)):
+                if self.makes(m, gots):
                     fail(m.message)
             for (label, _, _), g, w in zip(self.cases, gots, wants, strict=True):
                 if not self.matches(g, w):

@@ -1,20 +1,36 @@
-"""Checkers for chapter 0 (how to use this book): softmax, scaled scores, a causal mask.
+"""Checkers for chapter 0 (how to use this book): softmax, scaled scores, the widget's temperature.
 
 Conventions, as everywhere in the book: rows are queries, columns are keys; a bool mask reads
-True = may attend. The references are attnlib's own functions.
+True = may attend. The references are attnlib's own functions. ``check_causal_mask`` served the
+chapter's former third exercise (chapter 4 teaches that alignment now) and stays for older copies
+of the notebook.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 
-from ..attention import causal_mask, softmax
-from ._core import Case, Mistake, TensorSpec, checker, randn
+from ..attention import attention, causal_mask, softmax
+from ._core import (
+    NOT_IMPLEMENTED,
+    Case,
+    Mistake,
+    NotImplementedYet,
+    TensorSpec,
+    as_number,
+    checker,
+    fail,
+    randn,
+    run_check,
+    shape_str,
+)
 
-__all__ = ["check_softmax", "check_scaled_scores", "check_causal_mask"]
+__all__ = ["check_softmax", "check_scaled_scores", "check_sharp_temperature", "check_causal_mask"]
 
 INF = float("inf")
 
@@ -232,3 +248,160 @@ def _causal_mask_cases():
     otherwise="the mask is wrong", layout="(T_q, T_k)"))
 def check_causal_mask(fn):
     """Check fn(T_q, T_k) -> a bool (T_q, T_k) causal mask, True = may attend."""
+
+
+# --------------------------------------------------------------------------- the widget's temperature
+
+PHRASE = "a fluffy blue creature"  # the chapter's phrase and head (attnlib.example.adjective_head)
+QUERY, KEY = "creature", "blue"
+TARGET = 0.9  # the weight the query must put on the key
+SLIDER = (0.01, 100.0)  # the AttentionExplorer's temperature slider: 10**-2 .. 10**2, log scale
+DISPLAY = 1.05  # the widget shows a temperature below 1 to two digits: a number read off it is ~5% off
+
+
+@functools.cache
+def _head() -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(tokens, q, k) of the chapter's head in float64: q = x @ W_Q, k = x @ W_K, (T, d_head)."""
+    from .. import example
+
+    tokens, x = example.embed(PHRASE)
+    W_Q, W_K, _, _ = example.adjective_head()
+    x = x.double()
+    return tokens, x @ W_Q.double(), x @ W_K.double()
+
+
+def widget_weights(temperature: float, *, causal: bool = True, scaled: bool = True,
+                   multiplied: bool = False) -> torch.Tensor:
+    """The (T, T) pattern the chapter's AttentionExplorer shows at ``temperature``.
+
+    softmax(q k^T / sqrt(d_head) / temperature), causal as the widget starts. The keywords make the
+    readings of the typical mistakes: ``scaled=False`` leaves out 1/sqrt(d_head),
+    ``multiplied=True`` multiplies the scores by the temperature instead of dividing.
+    """
+    _, q, k = _head()
+    scale = 1 / math.sqrt(q.shape[-1]) if scaled else 1.0
+    scale = scale * temperature if multiplied else scale / temperature
+    return attention(q, k, k, is_causal=causal, scale=scale, return_weights=True)[1]
+
+
+def _weight(temperature: float, query: str = QUERY, key: str = KEY, **kw) -> float:
+    tokens = _head()[0]
+    return float(widget_weights(temperature, **kw)[tokens.index(query), tokens.index(key)])
+
+
+@functools.cache
+def sharp_temperatures() -> tuple[float, float]:
+    """The interval of slider temperatures at which "creature" puts at least 0.9 on "blue".
+
+    The weight of the row's highest-scoring key falls as the temperature rises, so the interval
+    runs from the slider's lowest temperature up to the one where the weight is exactly 0.9
+    (found by bisection, in float64).
+    """
+    lo, hi = SLIDER[0], 1.0
+    assert _weight(lo) >= TARGET > _weight(hi)
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if _weight(mid) >= TARGET else (lo, mid)
+    return SLIDER[0], lo
+
+
+def _is(what: str) -> str:
+    return f"your temperature is {what}"
+
+
+def _temperature(answer) -> float:
+    """The reader's answer as a float, or a diagnosis saying what it is instead of one number."""
+    _reject_non_number(answer)
+    answer = _one_item(answer)  # a Python number (or bool) from now on
+    if isinstance(answer, bool):
+        fail(_is(f"a bool ({answer}): write a number"))
+    if not isinstance(answer, numbers.Real):
+        fail(_is(f"of type {type(answer).__name__}: write one real number"))
+    if not math.isfinite(float(answer)):
+        fail(_is(f"{float(answer)}: write a finite number"))
+    return float(as_number(answer, "your temperature"))
+
+
+def _reject_non_number(answer) -> None:
+    """Name what the answer is when it is plainly not a number: the stub, None, a string, the
+    widget, a function or a container."""
+    if answer is Ellipsis:
+        raise NotImplementedYet(NOT_IMPLEMENTED)
+    if answer is None:
+        fail(_is("None: write the number you found in place of the `...`"))
+    if isinstance(answer, str):
+        fail(_is(f"the string {answer!r}: write the number itself, without quotes"))
+    if hasattr(answer, "temperature") and hasattr(answer, "weights"):
+        fail("you passed the widget itself: pass its temperature, explorer.temperature (a number)")
+    if callable(answer):
+        fail(_is("a function: pass the number it gives (call it), or write the number itself"))
+    if isinstance(answer, (list, tuple, dict, set)):
+        n = len(answer)
+        fail(_is(f"a {type(answer).__name__} of {n} item{'s' * (n != 1)}: give one number, the "
+                 "temperature (explorer.weights holds the weights)"))
+
+
+def _one_item(answer):
+    """A tensor or numpy value of one element as a Python number; anything else unchanged."""
+    if isinstance(answer, torch.Tensor) or type(answer).__module__.startswith("numpy"):
+        size = answer.numel() if isinstance(answer, torch.Tensor) else answer.size
+        if size != 1:
+            fail(_is(f"an array of shape {shape_str(answer.shape)}: give one number, the "
+                     "temperature (explorer.weights holds the weights)"))
+        return answer.item()
+    return answer
+
+
+# The mistakes, in the order they are tried on a temperature the slider can show that does not
+# reach the target. ``fn(t)`` is what the mistaken reading shows at t; a mistake is named when
+# ``when(t)`` holds and that reading reaches the target.
+SHARP_MISTAKES = [
+    Mistake("you multiplied the scores by the temperature; the widget divides them by it, so a "
+            "temperature below 1 sharpens the pattern and one above 1 flattens it",
+            lambda t: _weight(t, multiplied=True), when=lambda t: t > 1),
+    Mistake("wrong way: a temperature above 1 flattens the pattern. Go below 1", lambda t: 1.0,
+            when=lambda t: t > 1),
+    Mistake("1 is where the slider starts: move it and watch the bar of 'blue'", lambda t: 1.0,
+            when=lambda t: t == 1),
+    Mistake("that looks like the weight, not the temperature: give the number shown beside the "
+            "slider", lambda t: 1.0, when=lambda t: TARGET <= t < 1),
+    Mistake("0.9 or more is what the query 'blue' puts on itself, another row: read the row of "
+            "'creature' (explorer.weights[3])", lambda t: _weight(t / DISPLAY, query="blue")),
+    Mistake("without the 1/sqrt(d_head) scale the weight would reach 0.9 here. The widget divides "
+            "the scores by sqrt(d_head) = 2, then by the temperature",
+            lambda t: _weight(t, scaled=False)),
+]
+NOT_LOW_ENOUGH = "lower the temperature further: a small temperature sharpens the pattern"
+
+
+def check_sharp_temperature(temperature):
+    """Check a temperature at which "creature" puts at least 0.9 of its weight on "blue" (chapter 0).
+
+    ``temperature`` is a number (a float, an int, a numpy scalar, a 0-d tensor) that the
+    chapter's AttentionExplorer slider can show, 0.01 to 100. The weights are the widget's:
+    softmax(q k^T / sqrt(d_head) / temperature) with the causal mask, for the chapter's head on
+    "a fluffy blue creature". Diagnoses: not a number (named: None, a string, the widget, a
+    list, an array), out of the slider's range, and the mistakes of ``SHARP_MISTAKES``.
+    """
+
+    def body() -> int:
+        t = _temperature(temperature)
+        if t <= 0:
+            fail(f"{t:.4g} is not a temperature: it must be positive (the scores are divided by "
+                 f"it); the slider runs from {SLIDER[0]:g} to {SLIDER[1]:g}")
+        if t < SLIDER[0]:
+            fail(f"{t:.4g} is below the slider's lowest temperature, {SLIDER[0]:g}: it does "
+                 "sharpen the pattern, but give a temperature the widget can show")
+        if t > SLIDER[1]:
+            fail(f"{t:.4g} is above the slider's highest temperature, {SLIDER[1]:g} (and a "
+                 "temperature above 1 flattens the pattern): give one the widget can show")
+        w = _weight(t)
+        if w >= TARGET:
+            return 2  # the slider can show it; the weight reaches the target
+        where = f"at temperature {t:.4g}, {QUERY!r} puts {w:.3f} on {KEY!r}, short of {TARGET}: "
+        for m in SHARP_MISTAKES:
+            if (m.when is None or m.when(t)) and m.fn(t) >= TARGET:
+                fail(where + m.message)
+        fail(where + NOT_LOW_ENOUGH)
+
+    return run_check("sharper pattern", body, unit="checks")

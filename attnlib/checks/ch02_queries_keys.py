@@ -1,5 +1,9 @@
 """Checkers for chapter 2 (queries and keys): the grid of query-key dot products, designing a
-head, counting W_Q/W_K."""
+head, predicting a head's winners before computing them.
+
+``check_qk_parameters`` (counting W_Q/W_K) no longer has an exercise in chapter 2 (the book keeps
+one parameter count, chapter 9's); it stays importable so that older copies of the chapter run.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from ..attention import attention
 from ._core import (
     Case,
     Mistake,
+    NotImplementedYet,
     NumberSpec,
     TensorSpec,
     case,
@@ -21,7 +26,9 @@ from ._core import (
     shape_str,
 )
 
-__all__ = ["check_score_grid", "check_verb_head", "check_qk_parameters"]
+__all__ = [
+    "check_score_grid", "check_verb_head", "check_predicted_winners", "check_qk_parameters",
+]
 
 
 def _grid(x, W_Q, W_K):
@@ -67,6 +74,53 @@ _VERB_SENTENCES = (
 )
 
 
+def _causal_pattern(wq, wk, x):
+    """The causal attention pattern of the head (wq, wk) on embeddings x (T, d_model)."""
+    q, k = x @ wq, x @ wk
+    return attention(q, k, k, is_causal=True, return_weights=True)[1]
+
+
+def _check_qk_shapes(W_Q, W_K, d_model: int) -> None:
+    """W_Q and W_K: tensors of one shape (d_model, d_head)."""
+    for name, w in (("W_Q", W_Q), ("W_K", W_K)):
+        if not isinstance(w, torch.Tensor):
+            fail(f"{name} must be a torch.Tensor, got {type(w).__name__}")
+        if w.ndim != 2 or w.shape[0] != d_model:
+            fail(f"{name} must have shape (d_model, d_head) = ({d_model}, d_head), got "
+                 f"{shape_str(w.shape)}")
+    if W_Q.shape != W_K.shape:
+        fail(f"W_Q and W_K must have the same shape (queries are dotted with keys), got "
+             f"{shape_str(W_Q.shape)} and {shape_str(W_K.shape)}")
+
+
+def _diagnose_verb(wq, wk, x, toks, verb, subject, threshold) -> None:
+    """Say why ``verb`` does not attend to ``subject`` with weight > threshold (always fails)."""
+    w = _causal_pattern(wq, wk, x)[toks.index(verb)]
+    got = float(w[toks.index(subject)])
+    swapped = float(_causal_pattern(wk, wq, x)[toks.index(verb), toks.index(subject)])
+    if swapped > threshold:
+        fail("the roles of W_Q and W_K are swapped: the verb ASKS (its query, x @ W_Q, "
+             "should read the verb direction) and the noun ANSWERS (its key, x @ W_K, "
+             "should read the noun direction)")
+    visible = w[: toks.index(verb) + 1]
+    if float(visible.max() - visible.min()) < 1e-4:
+        fail(f"{verb!r} spreads its weight evenly over every word it can see: all its "
+             "scores are equal (a head of zeros does that). Set entries so that a verb's "
+             "query matches a noun's key")
+    top = int(w.argmax())
+    if top == toks.index(verb) - 1 and toks[top] != subject:
+        fail(f"{verb!r} attends to the token right before it ({toks[top]!r}), not to "
+             f"its subject {subject!r}: a previous-token head only looks right when "
+             "the subject happens to come just before the verb. Match a verb's query "
+             "with a NOUN's key (read 'verb' in W_Q and 'noun' in W_K)")
+    if toks[top] == subject:
+        fail(f"{verb!r} attends most to {subject!r}, but only with weight {got:.2f} "
+             f"(needs > {threshold}): make the matching weights larger")
+    fail(f"{verb!r} puts weight {got:.2f} on {subject!r} and {float(w[top]):.2f} on "
+         f"{toks[top]!r}; its query should match the key of a noun (read 'verb' in W_Q "
+         "and 'noun' in W_K in the same column)")
+
+
 def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     """Check a designed head (W_Q, W_K): every verb attends to its subject with weight > threshold.
 
@@ -79,50 +133,15 @@ def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     """
     from .. import example
 
-    def pattern(wq, wk, x):
-        q, k = x @ wq, x @ wk
-        return attention(q, k, k, is_causal=True, return_weights=True)[1]
-
     def body():
-        for name, w in (("W_Q", W_Q), ("W_K", W_K)):
-            if not isinstance(w, torch.Tensor):
-                fail(f"{name} must be a torch.Tensor, got {type(w).__name__}")
-            if w.ndim != 2 or w.shape[0] != example.D_MODEL:
-                fail(f"{name} must have shape (d_model, d_head) = ({example.D_MODEL}, d_head), got "
-                     f"{shape_str(w.shape)}")
-        if W_Q.shape != W_K.shape:
-            fail(f"W_Q and W_K must have the same shape (queries are dotted with keys), got "
-                 f"{shape_str(W_Q.shape)} and {shape_str(W_K.shape)}")
+        _check_qk_shapes(W_Q, W_K, example.D_MODEL)
         wq, wk = W_Q.detach().float(), W_K.detach().float()
         for sentence, verb, subject in _VERB_SENTENCES:
             with case(sentence):
                 toks, x = example.embed(sentence)
-                w = pattern(wq, wk, x)[toks.index(verb)]
-                got = float(w[toks.index(subject)])
-                if got > threshold:
-                    continue
-                swapped = float(pattern(wk, wq, x)[toks.index(verb), toks.index(subject)])
-                if swapped > threshold:
-                    fail("the roles of W_Q and W_K are swapped: the verb ASKS (its query, x @ W_Q, "
-                         "should read the verb direction) and the noun ANSWERS (its key, x @ W_K, "
-                         "should read the noun direction)")
-                visible = w[: toks.index(verb) + 1]
-                if float(visible.max() - visible.min()) < 1e-4:
-                    fail(f"{verb!r} spreads its weight evenly over every word it can see: all its "
-                         "scores are equal (a head of zeros does that). Set entries so that a verb's "
-                         "query matches a noun's key")
-                top = int(w.argmax())
-                if top == toks.index(verb) - 1 and toks[top] != subject:
-                    fail(f"{verb!r} attends to the token right before it ({toks[top]!r}), not to "
-                         f"its subject {subject!r}: a previous-token head only looks right when "
-                         "the subject happens to come just before the verb. Match a verb's query "
-                         "with a NOUN's key (read 'verb' in W_Q and 'noun' in W_K)")
-                if toks[top] == subject:
-                    fail(f"{verb!r} attends most to {subject!r}, but only with weight {got:.2f} "
-                         f"(needs > {threshold}): make the matching weights larger")
-                fail(f"{verb!r} puts weight {got:.2f} on {subject!r} and {float(w[top]):.2f} on "
-                     f"{toks[top]!r}; its query should match the key of a noun (read 'verb' in W_Q "
-                     "and 'noun' in W_K in the same column)")
+                w = _causal_pattern(wq, wk, x)[toks.index(verb)]
+                if float(w[toks.index(subject)]) <= threshold:
+                    _diagnose_verb(wq, wk, x, toks, verb, subject, threshold)
         return len(_VERB_SENTENCES)
 
     return run_check("verb head", body, unit="sentences")
@@ -150,3 +169,175 @@ def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     ], hint="fn(d_model, d_head, n_heads, n_layers) returns a number"))
 def check_qk_parameters(fn):
     """Check fn(d_model, d_head, n_heads, n_layers) -> the query and key parameters of a model."""
+
+
+# --------------------------------------------------------------------------- predict, then compute
+
+
+def _phrase_grid(W_Q, W_K):
+    """(tokens, scores (T, T)) of a head on the running phrase, tokens plus positions, no mask."""
+    from .. import example
+
+    tokens, x = example.embed(example.PHRASE)
+    x = x.double()
+    return tokens, (x @ W_Q.detach().double()) @ (x @ W_K.detach().double()).T
+
+
+def _quoted(words) -> str:
+    return ", ".join(repr(w) for w in words)
+
+
+def _position(item, tokens: list[str], what: str) -> int:
+    """One item of a prediction (a word of the phrase, or its position) as a position."""
+    if isinstance(item, torch.Tensor) and item.numel() == 1 and not item.is_floating_point():
+        item = item.item()
+    if type(item).__module__ == "numpy" and hasattr(item, "item"):
+        item = item.item()
+    if isinstance(item, str):
+        word = item.strip().strip("'\"").lower()
+        if word not in tokens:
+            fail(f"{what}: {item!r} is not a token of the phrase; the tokens are "
+                 f"{_quoted(tokens)}")
+        return tokens.index(word)
+    if isinstance(item, int) and not isinstance(item, bool):
+        if not 0 <= item < len(tokens):
+            fail(f"{what}: position {item} is out of range; the phrase has positions 0 to "
+                 f"{len(tokens) - 1} ({_quoted(tokens)})")
+        return item
+    fail(f"{what}: expected a word of the phrase (or its position, 0 to {len(tokens) - 1}), "
+         f"got {type(item).__name__} {item!r}")
+
+
+def _by_query(prediction: dict, tokens: list[str]) -> list:
+    """The values of a dict prediction {query: key} in the phrase's order, every query once."""
+    by_query: dict[int, object] = {}
+    for q, v in prediction.items():
+        i = _position(q, tokens, "a query of your dict")
+        if i in by_query:
+            fail(f"your dict names the query {tokens[i]!r} twice")
+        by_query[i] = v
+    missing = [tokens[i] for i in range(len(tokens)) if i not in by_query]
+    if missing:
+        fail(f"no prediction for {_quoted(missing)}: give every query of the phrase "
+             f"({_quoted(tokens)}) the key you expect it to score highest")
+    return [by_query[i] for i in range(len(tokens))]
+
+
+def _as_prediction(prediction, tokens: list[str]) -> list[int]:
+    """The reader's prediction as one key position per query, or a diagnosis.
+
+    Accepted: a dict {query: key} with all the queries (words or positions on either side), or a
+    list/tuple (or 1-D tensor/array) of one key per query, in the phrase's order.
+    """
+    T = len(tokens)
+    if prediction is None:
+        fail("your prediction is None: write one key per query, as {query word: key word}")
+    if hasattr(prediction, "tolist") and not isinstance(prediction, (list, tuple, dict)):
+        prediction = prediction.tolist()
+    if isinstance(prediction, dict):
+        items = list(prediction.values())
+    elif isinstance(prediction, (list, tuple)):
+        items = list(prediction)
+    else:
+        fail(f"expected a dict {{query word: key word}} or a list of {T} key words, got "
+             f"{type(prediction).__name__}")
+    if items and all(v is Ellipsis for v in items):
+        raise NotImplementedYet("not implemented yet: replace each ... with the key word you "
+                                "predict")
+    if isinstance(prediction, dict):
+        items = _by_query(prediction, tokens)
+    elif len(items) != T:
+        fail(f"expected {T} predictions, one per query ({_quoted(tokens)}), got {len(items)}")
+    blank = [tokens[i] for i, v in enumerate(items) if v is Ellipsis]
+    if blank:
+        fail(f"no prediction yet for {_quoted(blank)}: replace each ... with a word")
+    return [_position(v, tokens, f"the prediction for {tokens[i]!r}") for i, v in enumerate(items)]
+
+
+def _near(values: torch.Tensor, target: float, tol: float) -> set[int]:
+    return {int(j) for j in torch.nonzero((values - target).abs() <= tol).flatten()}
+
+
+def _check_exercise_head(W_Q, W_K, d_model: int) -> None:
+    """The exercise's W_Q and W_K: tensors of one shape (d_model, d_head)."""
+    for name, w in (("W_Q", W_Q), ("W_K", W_K)):
+        if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape[0] != d_model:
+            got = shape_str(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            fail(f"pass the exercise's {name}, a (d_model, d_head) = ({d_model}, "
+                 f"d_head) tensor, got {got}")
+    if W_Q.shape != W_K.shape:
+        fail(f"W_Q and W_K must have the same shape, got {shape_str(W_Q.shape)} and "
+             f"{shape_str(W_K.shape)}")
+
+
+def check_predicted_winners(prediction, W_Q, W_K):
+    """Check a prediction of the key each query of the running phrase scores highest.
+
+    ``prediction`` is a dict {query word: key word} for all the tokens of ``example.PHRASE`` (words
+    or positions on either side), or a list of one key per query in the phrase's order. The grid
+    is ``(x @ W_Q) @ (x @ W_K).T`` on ``example.embed(example.PHRASE)`` (tokens plus positions, no
+    mask, no scale); keys within a tenth of the grid's range of a row's best count as ties.
+    Diagnoses, each with its own message: each token predicted to score itself (the raw-similarity
+    intuition), the lowest score of each row, the grid read transposed (a key's row instead of
+    the query's), the causal mask applied too early, the chapter's adjective head's winners, and
+    wrong forms (length, unknown words, positions out of range, missing queries).
+    """
+    from .. import example
+
+    def body():
+        _check_exercise_head(W_Q, W_K, example.D_MODEL)
+        tokens, s = _phrase_grid(W_Q, W_K)
+        pred = _as_prediction(prediction, tokens)
+        T = len(tokens)
+        tol = 0.1 * float(s.max() - s.min())
+        best = [_near(s[i], float(s[i].max()), tol) for i in range(T)]
+        wrong = [i for i in range(T) if pred[i] not in best[i]]
+        if not wrong:
+            return T
+        # what each known misreading would have given, row by row
+        low = [_near(s[i], float(s[i].min()), tol) for i in range(T)]
+        col = [_near(s[:, i], float(s[:, i].max()), tol) for i in range(T)]
+        row_clear = [float(s[i].median() - s[i].min()) > 2 * tol for i in range(T)]
+        col_clear = [float(s[:, i].max() - s[:, i].median()) > 2 * tol for i in range(T)]
+        _, s_adj = _phrase_grid(*example.adjective_head()[:2])
+        tol_adj = 0.1 * float(s_adj.max() - s_adj.min())
+        adj = [_near(s_adj[i], float(s_adj[i].max()), tol_adj) for i in range(T)]
+        adj_clear = [float(s_adj[i].max() - s_adj[i].median()) > 2 * tol_adj for i in range(T)]
+        pairs = ", ".join(f"{tokens[i]!r} -> {tokens[pred[i]]!r}" for i in wrong[:3])
+        n_right = f"{T - len(wrong)} of {T} right"
+
+        ahead = [i for i in wrong if max(best[i]) > i >= pred[i]]
+        if ahead and len(ahead) == len(wrong):
+            fail(f"{n_right}: for {_quoted(tokens[i] for i in ahead)} you picked a token at or "
+                 "before the query, but these raw scores have no mask: every query scores every "
+                 "key, the later ones too (chapter 4 hides the future)")
+        selfish = [i for i in wrong if pred[i] == i]
+        if len(selfish) * 2 >= len(wrong):
+            others = len(wrong) - len(selfish)
+            fail(f"{n_right}: you predicted that {_quoted(tokens[i] for i in selfish)} score "
+                 "THEMSELVES highest, the raw-similarity intuition (x_i . x_i is the largest dot "
+                 "product of the embeddings). But q_i = x_i W_Q and k_i = x_i W_K read different "
+                 "coordinates, so a token need not answer its own question: for each query, see "
+                 "which coordinates W_Q reads, and which key has the ones W_K reads"
+                 + (f" ({others} other {'row is' if others == 1 else 'rows are'} wrong too)" if others
+                    else ""))
+        if all(pred[i] in low[i] for i in wrong) and any(row_clear[i] for i in wrong):
+            fail(f"{n_right}: you picked the LOWEST score of each row ({pairs}). The winner is "
+                 "the key with the largest, most positive q . k; a negative product counts "
+                 "against a key")
+        if all(pred[i] in col[i] for i in wrong) and any(col_clear[i] for i in wrong):
+            fail(f"{n_right}: for {pairs} you picked a token whose QUERY looks for the query "
+                 "token, which reads the grid transposed (a column instead of a row, or W_Q and "
+                 "W_K swapped). Row i lists the keys that answer query i: take the token's own "
+                 "query, x_i W_Q, and find the key x_j W_K that matches it best")
+        like_adj = [i for i in wrong if adj_clear[i]]
+        if like_adj and all(pred[i] in adj[i] for i in like_adj):
+            shown = ", ".join(f"{tokens[i]!r} -> {tokens[pred[i]]!r}" for i in like_adj)
+            fail(f"{n_right}: {shown} is what the chapter's adjective head does; this head reads "
+                 "other coordinates. Start from its own entries of W_Q and W_K")
+        fail(f"{n_right}; wrong: {_quoted(tokens[i] for i in wrong)}. For each of them, write out "
+             "its query: which of the token's coordinates does W_Q read, into which column? Then "
+             "find the key with the largest entry in the same column (example.word_features "
+             "lists a word's coordinates)")
+
+    return run_check("predicted winners", body, unit="predictions")

@@ -268,6 +268,54 @@ def _infer_input(model, d_model, vocab_size, T):
     return d_model, vocab_size, T
 
 
+def _probe_device(module, device) -> torch.device:
+    """Where the causality probe's inputs live: ``device``, else the module's, else the CPU."""
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    if device is None and module is not None:
+        dev = next(iter(module.parameters()), torch.empty(0)).device
+    return dev
+
+
+def _base_output(fn, x, batch: int, t: int) -> torch.Tensor:
+    """fn(x): a finite (B, T, ...) tensor (the first item of a tuple output)."""
+    base = tensor_output(call(fn, x), allow_tuple=True)
+    if base.ndim < 2 or tuple(base.shape[:2]) != (batch, t):
+        fail(f"expected an output of shape (B, T, ...) = ({batch}, {t}, ...), "
+             f"got {shape_str(base.shape)}")
+    if not torch.isfinite(base).all():
+        fail("your output contains nan/inf - is a whole row masked (polarity flipped, "
+             "True = may attend)?")
+    return base
+
+
+def _dependence(fn, x, base, vs, dm, g, tol):
+    """Change the input at each position j in turn and see which outputs move (beyond ``tol``).
+
+    Returns (leaks, moved_self, backward): the pairs (i, j) where output i moved when input j > i
+    changed, whether some output moved with its own input, and whether one moved with an earlier
+    input. Token ids (``vs`` = vocab size) are shifted, float inputs (width ``dm``) redrawn from ``g``.
+    """
+    batch, t = x.shape[0], x.shape[1]
+    leaks = []  # (i, j): output i moved when input j > i changed
+    moved_self = backward = False
+    for j in range(t):
+        x2 = x.clone()
+        if vs is not None:
+            x2[:, j] = (x2[:, j] + 1 + j) % vs
+        else:
+            x2[:, j] = torch.randn(batch, dm, generator=g).to(x.device)
+        out = tensor_output(call(fn, x2), allow_tuple=True)
+        if out.shape != base.shape:
+            fail(f"the output shape changed from {shape_str(base.shape)} to "
+                 f"{shape_str(out.shape)} when one input changed")
+        moved = [not torch.allclose(out[:, i].double(), base[:, i].double(), atol=tol,
+                                    rtol=0) for i in range(t)]
+        leaks += [(i, j) for i in range(j) if moved[i]]
+        moved_self = moved_self or moved[j]
+        backward = backward or any(moved[j + 1:])
+    return leaks, moved_self, backward
+
+
 def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = None, T: int = 6,
                     batch: int = 2, device=None, atol: float | None = None) -> bool:
     """Check that ``fn`` is causal: output position i never depends on inputs at positions j > i.
@@ -291,9 +339,7 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
         else:
             x = torch.randn(batch, t, dm, generator=g)
         module = fn if isinstance(fn, torch.nn.Module) else None
-        dev = torch.device("cpu") if device is None else torch.device(device)
-        if device is None and module is not None:
-            dev = next(iter(module.parameters()), torch.empty(0)).device
+        dev = _probe_device(module, device)
         tol = atol if atol is not None else (1e-5 if dev.type == "cpu" else 1e-4)
         x = x.to(dev)
         was_training = module.training if module is not None else False
@@ -301,30 +347,8 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
             module.eval()
         try:
             with torch.no_grad():
-                base = tensor_output(call(fn, x), allow_tuple=True)
-                if base.ndim < 2 or tuple(base.shape[:2]) != (batch, t):
-                    fail(f"expected an output of shape (B, T, ...) = ({batch}, {t}, ...), "
-                         f"got {shape_str(base.shape)}")
-                if not torch.isfinite(base).all():
-                    fail("your output contains nan/inf - is a whole row masked (polarity flipped, "
-                         "True = may attend)?")
-                leaks = []  # (i, j): output i moved when input j > i changed
-                moved_self = backward = False
-                for j in range(t):
-                    x2 = x.clone()
-                    if vs is not None:
-                        x2[:, j] = (x2[:, j] + 1 + j) % vs
-                    else:
-                        x2[:, j] = torch.randn(batch, dm, generator=g).to(dev)
-                    out = tensor_output(call(fn, x2), allow_tuple=True)
-                    if out.shape != base.shape:
-                        fail(f"the output shape changed from {shape_str(base.shape)} to "
-                             f"{shape_str(out.shape)} when one input changed")
-                    moved = [not torch.allclose(out[:, i].double(), base[:, i].double(), atol=tol,
-                                                rtol=0) for i in range(t)]
-                    leaks += [(i, j) for i in range(j) if moved[i]]
-                    moved_self = moved_self or moved[j]
-                    backward = backward or any(moved[j + 1:])
+                base = _base_output(fn, x, batch, t)
+                leaks, moved_self, backward = _dependence(fn, x, base, vs, dm, g, tol)
         finally:
             if module is not None:
                 module.train(was_training)
@@ -338,6 +362,46 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
 
 
 # --------------------------------------------------------------------------- weights
+
+
+def _expanded_mask(mask, w):
+    """(mask expanded to the weights' shape, or None; the rows with at least one allowed key)."""
+    if mask is None:
+        return None, torch.ones(w.shape[:-1], dtype=torch.bool)
+    m = tensor_output(mask, what="as the mask, you", verb="passed")
+    if m.dtype != torch.bool:
+        fail(f"the mask must be a bool tensor (True = may attend), got dtype {m.dtype}")
+    try:
+        m = m.expand(w.shape)
+    except RuntimeError:
+        fail(f"the mask of shape {shape_str(m.shape)} does not broadcast to the weights' "
+             f"shape {shape_str(w.shape)}")
+    return m, m.any(dim=-1)
+
+
+def _check_rows_sum_to_one(w, wl, masked: bool) -> None:
+    """The live rows ``wl`` of the weights ``w`` sum to 1 (a softmax over the queries named)."""
+    rows = wl.sum(dim=-1)
+    if not torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
+        cols = w.sum(dim=-2)
+        if not masked and torch.allclose(cols, torch.ones_like(cols), atol=1e-3):
+            fail("the columns sum to 1, not the rows - did you take the softmax over dim=-2 "
+                 "(the queries) instead of dim=-1 (the keys)?")
+        worst = (rows - 1).abs().argmax().item()
+        fail(f"the rows of the pattern must sum to 1 over the keys (dim=-1); one sums to "
+             f"{rows[worst].item():.4g}")
+
+
+def _check_masked_are_zero(w, m, live) -> None:
+    """The weights are exactly 0 (below 1e-6) where the mask ``m`` is False, in the live rows."""
+    blocked = w[~m & live.unsqueeze(-1).expand(w.shape)]
+    if blocked.numel() and blocked.max() > 1e-6:
+        on_allowed = w[m & live.unsqueeze(-1).expand(w.shape)]
+        if on_allowed.numel() and (on_allowed.abs() < 1e-6).all():
+            fail("the weights sit exactly where the mask is False: the polarity is flipped "
+                 "(True = may attend)")
+        fail(f"masked positions get weight up to {blocked.max().item():.3g}; they must get "
+             "exactly 0 - fill masked scores with float('-inf') before the softmax")
 
 
 def check_attention_weights(weights, mask=None) -> bool:
@@ -357,41 +421,15 @@ def check_attention_weights(weights, mask=None) -> bool:
         if w.ndim < 2:
             fail(f"expected weights of shape (..., T_q, T_k), got {shape_str(w.shape)}")
         w = w.double()
-        live = torch.ones(w.shape[:-1], dtype=torch.bool)
-        m = None
-        if mask is not None:
-            m = tensor_output(mask, what="as the mask, you", verb="passed")
-            if m.dtype != torch.bool:
-                fail(f"the mask must be a bool tensor (True = may attend), got dtype {m.dtype}")
-            try:
-                m = m.expand(w.shape)
-            except RuntimeError:
-                fail(f"the mask of shape {shape_str(m.shape)} does not broadcast to the weights' "
-                     f"shape {shape_str(w.shape)}")
-            live = m.any(dim=-1)
+        m, live = _expanded_mask(mask, w)
         wl = w[live]  # (rows, T_k): the rows that have at least one allowed key
         if not torch.isfinite(wl).all():
             fail("the weights contain nan or inf")
         if (wl < 0).any():
             fail(f"some weights are negative (min {wl.min().item():.3g}): a softmax is never negative")
-        rows = wl.sum(dim=-1)
-        if not torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
-            cols = w.sum(dim=-2)
-            if mask is None and torch.allclose(cols, torch.ones_like(cols), atol=1e-3):
-                fail("the columns sum to 1, not the rows - did you take the softmax over dim=-2 "
-                     "(the queries) instead of dim=-1 (the keys)?")
-            worst = (rows - 1).abs().argmax().item()
-            fail(f"the rows of the pattern must sum to 1 over the keys (dim=-1); one sums to "
-                 f"{rows[worst].item():.4g}")
+        _check_rows_sum_to_one(w, wl, masked=mask is not None)
         if m is not None:
-            blocked = w[~m & live.unsqueeze(-1).expand(w.shape)]
-            if blocked.numel() and blocked.max() > 1e-6:
-                on_allowed = w[m & live.unsqueeze(-1).expand(w.shape)]
-                if on_allowed.numel() and (on_allowed.abs() < 1e-6).all():
-                    fail("the weights sit exactly where the mask is False: the polarity is flipped "
-                         "(True = may attend)")
-                fail(f"masked positions get weight up to {blocked.max().item():.3g}; they must get "
-                     "exactly 0 - fill masked scores with float('-inf') before the softmax")
+            _check_masked_are_zero(w, m, live)
         return 4 if m is None else 5
 
     return run_check("attention weights", body, unit="checks")

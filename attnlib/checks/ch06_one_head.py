@@ -1,4 +1,5 @@
-"""Checkers for chapter 6 (one head): a causal head's change, its parameters, a leak detector.
+"""Checkers for chapter 6 (one head): a causal head's change, the fix of a leaking head, a leak
+detector, and a head's parameters (no exercise uses that one now; older notebooks still call it).
 
 Conventions: x (..., T, d_model); W_Q, W_K, W_V (value-down) (d_model, d_head); W_O (value-up)
 (d_head, d_model); patterns (..., query_pos, key_pos); bool masks True = may attend.
@@ -26,7 +27,7 @@ from ._core import (
     run_check,
 )
 
-__all__ = ["check_head", "check_head_params", "check_leak_detector"]
+__all__ = ["check_head", "check_bug_fix", "check_head_params", "check_leak_detector"]
 
 INF = float("inf")
 
@@ -124,6 +125,118 @@ def _head_cases():
     hint="check each shape: q, k, v are (..., T, d_head); the change is (..., T, d_model)"))
 def check_head(fn):
     """Check fn(x, W_Q, W_K, W_V, W_O) -> one causal head's proposed change (..., T, d_model)."""
+
+
+# --------------------------------------------------------------------------- the bug fix
+
+
+def suspect_head(x, W_Q, W_K, W_V, W_O):
+    """Chapter 6's ``suspect_head``: a causal head whose mask lets position i see key i + 1."""
+    q, k, v = x @ W_Q, x @ W_K, x @ W_V
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    T = x.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(2)
+    return scores.masked_fill(future, -INF).softmax(dim=-1) @ v @ W_O
+
+
+def _weights_fix(x, W_Q, W_K, W_V, W_O, *, fill=0.0, renormalise=False, exp=False):
+    """Wrong fixes that mask the weights (after the softmax) instead of the scores, in float32
+    like the reader's code: ``fill`` replaces the future weights; ``renormalise`` divides each row
+    by its new sum; ``exp`` skips the softmax's max shift (a hand-made softmax)."""
+    q, k, v = x @ W_Q, x @ W_K, x @ W_V
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    T = x.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    if exp:
+        w = scores.exp().masked_fill(future, 0.0)
+    else:
+        w = scores.softmax(dim=-1).masked_fill(future, fill)
+    if renormalise or exp:
+        w = w / w.sum(dim=-1, keepdim=True)
+    return w @ v @ W_O
+
+
+def _masked_with_zero(x, W_Q, W_K, W_V, W_O):
+    """A wrong fix: the future scores set to 0, not -inf."""
+    q, k, v = x @ W_Q, x @ W_K, x @ W_V
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    T = x.shape[-2]
+    s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), 0.0)
+    return s.softmax(dim=-1) @ v @ W_O
+
+
+RENORMALISED = (
+    "you softmaxed over every key, zeroed the future weights and renormalised the rows by hand. "
+    "That is right in exact arithmetic, but here a later key has a score far above the others: it "
+    "takes the whole softmax, the visible weights underflow to 0 and the row becomes 0/0 = nan. "
+    "Mask the SCORES with -inf before the softmax, as suspect_head already did (only its mask was "
+    "wrong)")
+
+BY_HAND = (
+    "you exponentiated the scores by hand, without subtracting each row's max, and renormalised "
+    "the rows: a large score overflows exp to inf and its row becomes inf/inf = nan. Fill the "
+    "scores with -inf and call softmax, which shifts by the max")
+BIG = "a later token whose score dwarfs the others"
+BIG_SCORE = (
+    "your output is nan or inf where one later key's score is far above the others: masking the "
+    "weights after a softmax over every key, or a softmax by hand without the max shift, breaks "
+    "on such rows. Fill the future scores with -inf, then call softmax")
+
+BUG_FIX_MISTAKES = [
+    Mistake("that is suspect_head unchanged: it still leaks by one - position i sees the next "
+            "token i + 1, because triu(2) hides only the keys j >= i + 2. Position i predicts "
+            "token i + 1, so it must not see it: hide every key j > i, triu(1)",
+            lambda x, *W: suspect_head(x, *W)),
+    Mistake("over-correction: the mask now hides the diagonal too (triu(0), or j >= i), so no "
+            "position sees itself and position 0 sees nothing at all (its row is nan). Hide only "
+            "the keys after the query, j > i: triu(1)",
+            lambda x, *W: head_change(x, *W, diagonal=-1)),
+    Mistake("you applied the mask after the softmax: the softmax already shared each row among "
+            "every key, so the future still moves the weights (through the row's sum) and the "
+            "rows no longer sum to 1. Fill the SCORES with -inf, then take the softmax",
+            lambda x, *W: _weights_fix(x, *W)),
+    Mistake("you filled the future weights with -inf after the softmax, so the output is nan/inf. "
+            "-inf belongs in the scores, before the softmax (exp(-inf) = 0 is what hides a key)",
+            lambda x, *W: _weights_fix(x, *W, fill=-INF)),
+    Mistake(RENORMALISED, lambda x, *W: _weights_fix(x, *W, renormalise=True)),
+    Mistake(BY_HAND, lambda x, *W: _weights_fix(x, *W, exp=True)),
+    Mistake("you set the future scores to 0 instead of -inf: a score of 0 still gets weight "
+            "exp(0) = 1 in the softmax, so every position sees the whole future. Fill with -inf",
+            lambda x, *W: _masked_with_zero(x, *W)),
+] + [m for m in HEAD_MISTAKES if m.shows not in ("leak by one",)
+     and not m.message.startswith("the diagonal is hidden")]
+
+
+def _explain_big_score(out, c):
+    """Name the two fixes that break only where a later key's score dwarfs the others, from the
+    rows that went nan: the big token's own row (exp overflowed) or earlier rows (underflow)."""
+    if c.name != BIG or out.shape != c.expected.shape or bool(out.isfinite().all()):
+        return None
+    broken = ~out.isfinite().all(dim=-1)  # (T,)
+    if broken[-1]:
+        return BY_HAND
+    return RENORMALISED
+
+
+def _bug_fix_cases():
+    """check_head's cases, and one whose last token has a key far above the others: a fix that
+    masks the weights after a softmax over every key loses the visible weights there."""
+    d, dh = 8, 5
+    x = randn(6, d, seed=70)
+    W = head_weights(d, dh, 71)
+    x[-1] = 200 * x[-1]  # its score dwarfs the rest (by over 100) for some queries
+    big = Case(BIG, (x, *W), _reference(x, *W), nonfinite=BIG_SCORE, atol=1e-4)
+    return _head_cases() + [big]
+
+
+@checker(TensorSpec(
+    "fixed head", _bug_fix_cases, BUG_FIX_MISTAKES, causal=Causal(arg=0, dim=-2, out_dim=-2),
+    reference=_reference, layout="(..., T, d_model)", explain=_explain_big_score,
+    nonfinite="your output contains nan or inf: a row of the pattern sees no key, or -inf went "
+              "into the weights instead of the scores; hide the keys j > i before the softmax",
+    hint="change one line of suspect_head: the one that decides which keys a query may see"))
+def check_bug_fix(fn):
+    """Check fn(x, W_Q, W_K, W_V, W_O) -> suspect_head with its leak fixed (a causal head)."""
 
 
 # --------------------------------------------------------------------------- parameters

@@ -1,5 +1,6 @@
-"""Checkers for chapter 7 (many heads): splitting and merging heads, multi-head attention, and
-the attention parameters of a whole model.
+"""Checkers for chapter 7 (many heads): splitting and merging heads, multi-head attention, one
+head switched off, and the attention parameters of a whole model (no exercise uses that one now;
+older notebooks still call it).
 
 Conventions: many heads stack one head's matrices, W_Q, W_K, W_V (n_heads, d_model, d_head) and
 W_O (n_heads, d_head, d_model); head h owns the features h*d_head .. (h+1)*d_head - 1.
@@ -7,14 +8,18 @@ W_O (n_heads, d_head, d_model); head h owns the features h*d_head .. (h+1)*d_hea
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 
+from ..attention import attention
+from ..multihead import MultiHeadAttention
 from ._core import Case, Causal, Mistake, NumberSpec, TensorSpec, checker, randn
 from .ch06_one_head import head_change
 
-__all__ = ["check_split_heads", "check_merge_heads", "check_multihead", "check_param_count"]
+__all__ = ["check_split_heads", "check_merge_heads", "check_multihead", "check_ablation",
+           "check_param_count"]
 
 
 def _split(t, n_heads):
@@ -118,6 +123,134 @@ def _multihead_cases():
     hint="give the heads their own axis: q = einsum('btd,hde->bhte', x, W_Q)"))
 def check_multihead(fn):
     """Check fn(x, W_Q, W_K, W_V, W_O) -> causal multi-head attention's output (..., T, d_model)."""
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def _head_changes(block, x):
+    """Each head's change (n_heads, B, T, d_model) and out_proj's bias (or 0), in float64,
+    computed from the module's parameters for its causal output on x (B, T, d_model)."""
+    with torch.no_grad():
+        xd = x.double()
+        B, T, _ = x.shape
+        H, dh = block.n_heads, block.d_head
+
+        def project(linear):  # (B, H, T, d_head)
+            y = xd @ linear.weight.double().T
+            y = y if linear.bias is None else y + linear.bias.double()
+            return y.view(B, T, H, dh).transpose(1, 2)
+
+        o = attention(*(project(p) for p in (block.q_proj, block.k_proj, block.v_proj)),
+                      is_causal=True)  # (B, H, T, d_head)
+        per_head = torch.einsum("bhte,hed->hbtd", o, block.W_O.double())
+        bias = 0.0 if block.out_proj.bias is None else block.out_proj.bias.double()
+    return per_head, bias
+
+
+def _ablated(block, x, h):
+    per_head, bias = _head_changes(block, x)
+    return (per_head.sum(0) - per_head[h] + bias).to(x.dtype)
+
+
+def _edited(block, x, edit, *, causal=True):
+    """The output of a copy of ``block`` changed by ``edit(copy)``; ``block`` stays as it is."""
+    twin = copy.deepcopy(block)
+    with torch.no_grad():
+        edit(twin)
+        return twin(x, is_causal=causal)
+
+
+def _zero_features(linear, h, dh, *, rows=True, bias=False):
+    with torch.no_grad():
+        if rows:
+            linear.weight[h * dh:(h + 1) * dh] = 0
+        else:
+            linear.weight[:, h * dh:(h + 1) * dh] = 0
+        if bias and linear.bias is not None:
+            linear.bias[h * dh:(h + 1) * dh] = 0
+
+
+def _switch_off(block, x, h, causal=True):
+    return _edited(block, x, lambda m: _zero_features(m.out_proj, h, m.d_head, rows=False),
+                   causal=causal)
+
+
+NEIGHBOUR = ("you switched off a neighbour of head h (h + 1 or h - 1): heads count from 0, and head "
+             "h owns block.W_O[h], the input columns h*d_head:(h+1)*d_head of out_proj")
+INPUT_SIDE = ("you zeroed head h's W_Q or W_K (the input side): its scores become constant, its "
+              "pattern uniform, and it still writes the average of its values. Switch off what "
+              "the head writes: block.W_O[h], its slice of out_proj's input")
+ONLY_HEAD = ("you returned head h's own change: the exercise asks for the rest, the block's "
+             "output without head h (output minus head h's change)")
+
+ABLATION_MISTAKES = [
+    Mistake(NEIGHBOUR, lambda b, x, h: _ablated(b, x, (h + 1) % b.n_heads)),
+    Mistake(NEIGHBOUR, lambda b, x, h: _ablated(b, x, (h - 1) % b.n_heads)),
+    Mistake("you zeroed ROWS h*d_head:(h+1)*d_head of out_proj.weight: those are output "
+            "features, directions of the embedding space that every head writes to. nn.Linear "
+            "stores (out, in): head h's value-up is the COLUMNS h*d_head:(h+1)*d_head (block.W_O[h])",
+            lambda b, x, h: _edited(b, x, lambda m: _zero_features(m.out_proj, h, m.d_head))),
+    Mistake(INPUT_SIDE, lambda b, x, h: _edited(
+        b, x, lambda m: _zero_features(m.q_proj, h, m.d_head, bias=True))),
+    Mistake(INPUT_SIDE, lambda b, x, h: _edited(
+        b, x, lambda m: _zero_features(m.k_proj, h, m.d_head, bias=True))),
+    Mistake(INPUT_SIDE, lambda b, x, h: _edited(b, x, lambda m: _zero_features(m.q_proj, h, m.d_head))),
+    Mistake("head h still writes its value bias: you zeroed its value-down W_V but not "
+            "v_proj.bias, and since each pattern row sums to 1 the head still adds its bias times "
+            "W_O[h]. Zero what the head writes instead: block.W_O[h] (out_proj's input columns)",
+            lambda b, x, h: _edited(b, x, lambda m: _zero_features(m.v_proj, h, m.d_head))),
+    Mistake("you rescaled the other heads by n_heads / (n_heads - 1): switching a head off "
+            "removes its change and leaves the others exactly as they were; the block adds the "
+            "heads' changes, it does not average them",
+            lambda b, x, h: (_switch_off(b, x, h) * b.n_heads / (b.n_heads - 1))),
+    Mistake("out_proj's bias is missing: it belongs to the block, not to head h, and stays when "
+            "a head is switched off. Remove head h's change only",
+            lambda b, x, h: (_ablated(b, x, h).double() - _head_changes(b, x)[1]).to(x.dtype)),
+    Mistake(ONLY_HEAD, lambda b, x, h: _head_changes(b, x)[0][h].to(x.dtype)),
+    Mistake(ONLY_HEAD, lambda b, x, h: (_head_changes(b, x)[0][h] + _head_changes(b, x)[1])
+            .to(x.dtype)),
+    Mistake("your output still contains head h's change: nothing was switched off (did you edit "
+            "a copy of the weights that the block does not use?)",
+            lambda b, x, h: _edited(b, x, lambda m: None)),
+    Mistake("you ran the block without is_causal=True: this chapter's block is causal, so pass "
+            "is_causal=True as the chapter does",
+            lambda b, x, h: _switch_off(b, x, h, causal=False)),
+    Mistake("you returned x + output: return the block's output only (the residual stream adds "
+            "it to x outside the block)", lambda b, x, h: x + _ablated(b, x, h)),
+]
+
+
+def _module(d_model, n_heads, d_head, bias, seed):
+    """A MultiHeadAttention with seeded weights (the same on every machine)."""
+    block = MultiHeadAttention(d_model, n_heads, d_head, bias=bias).eval()
+    with torch.no_grad():
+        for i, (name, p) in enumerate(sorted(block.named_parameters())):
+            scale = 0.5 if name.endswith("bias") else 1.5 / math.sqrt(p.shape[-1])
+            p.copy_(randn(*p.shape, seed=seed + i) * scale)
+    return block
+
+
+def _ablation_cases():
+    cases = []
+    for (d, H, dh, bias, B, T, seed), heads in (((12, 3, 5, False, 2, 5, 100), (1, 0, 2)),
+                                                ((8, 2, 3, True, 2, 6, 110), (0, 1)),
+                                                ((16, 4, 3, True, 3, 4, 120), (2, 0, 1, 3))):
+        block = _module(d, H, dh, bias, seed)
+        x = randn(B, T, d, seed=seed + 9)
+        kind = "with biases" if bias else "no biases"
+        for h in heads:
+            cases.append(Case(f"{H} heads of {dh}, {kind}, batch {B}: head {h} off",
+                              (block, x, h), _ablated(block, x, h)))
+    return cases
+
+
+@checker(TensorSpec(
+    "head ablation", _ablation_cases, ABLATION_MISTAKES, causal=Causal(arg=1, dim=-2, out_dim=-2),
+    reference=_ablated, layout="(B, T, d_model)",
+    hint="ablate_head(block, x, h): the block's causal output on x without head h's change"))
+def check_ablation(fn):
+    """Check fn(block, x, h) -> block's causal output with head h switched off, block unchanged."""
 
 
 @checker(NumberSpec(

@@ -111,155 +111,103 @@ def _reference_block(d_model=16, n_heads=2, seed=0) -> DecoderBlock:
     return blk
 
 
-def _block_mistakes(blk: DecoderBlock, x: torch.Tensor):
-    attn = lambda h, causal=True: blk.attn(h, is_causal=causal)  # noqa: E731
-    ln1, ln2, mlp = blk.ln_1, blk.ln_2, blk.mlp
-
-    def post_ln():
-        h = ln1(x + attn(x))
-        return ln2(h + mlp(h))
-
-    def no_attn_residual():
-        h = attn(ln1(x))
-        return h + mlp(ln2(h))
-
-    def no_mlp_residual():
-        h = x + attn(ln1(x))
-        return mlp(ln2(h))
-
-    def no_residual():
-        return mlp(ln2(attn(ln1(x))))
-
-    def mlp_first():
-        h = x + mlp(ln2(x))
-        return h + attn(ln1(h))
-
-    def not_causal():
-        h = x + attn(ln1(x), causal=False)
-        return h + mlp(ln2(h))
-
-    def parallel():
-        return x + attn(ln1(x)) + mlp(ln2(x))
-
-    def swapped_ln():
-        h = x + attn(ln2(x))
-        return h + mlp(ln1(h))
-
-    def normalised_stream():
-        h = ln1(x)
-        h = h + attn(h)
-        h2 = ln2(h)
-        return h2 + mlp(h2)
-
-    def no_ln():
-        h = x + attn(x)
-        return h + mlp(h)
-
-    return [
-        ("this is the post-LN block of the original 2017 transformer (LayerNorm after each "
-         "residual addition). attnlib's blocks are pre-LN: normalise the INPUT of each sub-layer and "
-         "add its output to the unnormalised stream, x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))",
-         post_ln),
-        ("you applied the MLP before attention: in a block, attention (which mixes positions) comes "
-         "first, then the MLP works on each position", mlp_first),
-        ("you dropped the residual connection around attention: ADD its output to the stream, "
-         "x = x + attn(ln_1(x)), instead of replacing x", no_attn_residual),
-        ("you dropped the residual connection around the MLP: x = x + mlp(ln_2(x))", no_mlp_residual),
-        ("there are no residual connections: each sub-layer's output must be ADDED to x", no_residual),
-        ("your attention is not causal: later tokens leak into earlier positions; call "
-         "attn(..., is_causal=True)", not_causal),
-        ("you ran attention and the MLP side by side on the same input (the 'parallel' block of "
-         "GPT-J); here the MLP reads the stream AFTER attention has added to it", parallel),
-        ("you swapped the two LayerNorms: ln_1 goes before attention, ln_2 before the MLP", swapped_ln),
-        ("you replaced the stream by its normalised version (x = ln_1(x)): the LayerNorm output feeds "
-         "the sub-layer only, the residual stream itself stays unnormalised", normalised_stream),
-        ("you skipped the LayerNorms: each sub-layer reads ln(x), not x", no_ln),
-    ]
+# The correct block and its mistaken versions, each fn(x, blk) on a DecoderBlock's parts.
 
 
-def _variants():
-    def attn(blk, h, causal=True, diagonal=0):
-        if diagonal == 0:
-            return blk.attn(h, is_causal=causal)
-        T = h.shape[-2]
-        return blk.attn(h, mask=torch.ones(T, T, dtype=torch.bool).tril(diagonal))
-
-    def pre_ln(x, blk):
-        h = x + attn(blk, blk.ln_1(x))
-        return h + blk.mlp(blk.ln_2(h))
-
-    def post_ln(x, blk):
-        h = blk.ln_1(x + attn(blk, x))
-        return blk.ln_2(h + blk.mlp(h))
-
-    def no_attn_residual(x, blk):
-        h = attn(blk, blk.ln_1(x))
-        return h + blk.mlp(blk.ln_2(h))
-
-    def no_mlp_residual(x, blk):
-        h = x + attn(blk, blk.ln_1(x))
-        return blk.mlp(blk.ln_2(h))
-
-    def no_residual(x, blk):
-        return blk.mlp(blk.ln_2(attn(blk, blk.ln_1(x))))
-
-    def mlp_first(x, blk):
-        h = x + blk.mlp(blk.ln_2(x))
-        return h + attn(blk, blk.ln_1(h))
-
-    def not_causal(x, blk):
-        h = x + attn(blk, blk.ln_1(x), causal=False)
-        return h + blk.mlp(blk.ln_2(h))
-
-    def leak_by_one(x, blk):
-        h = x + attn(blk, blk.ln_1(x), diagonal=1)
-        return h + blk.mlp(blk.ln_2(h))
-
-    def parallel(x, blk):
-        return x + attn(blk, blk.ln_1(x)) + blk.mlp(blk.ln_2(x))
-
-    def swapped_ln(x, blk):
-        h = x + attn(blk, blk.ln_2(x))
-        return h + blk.mlp(blk.ln_1(h))
-
-    def normalised_stream(x, blk):
-        h = blk.ln_1(x)
-        h = h + attn(blk, h)
-        h2 = blk.ln_2(h)
-        return h2 + blk.mlp(h2)
-
-    def no_ln(x, blk):
-        h = x + attn(blk, x)
-        return h + blk.mlp(h)
-
-    return pre_ln, [
-        Mistake("no causal mask", not_causal, shows="no causal mask is applied"),
-        Mistake("leak by one", leak_by_one, shows="leak by one"),
-        Mistake("this is the post-LN block of the original 2017 transformer (LayerNorm after each "
-                "residual addition). attnlib's blocks are pre-LN: normalise the INPUT of each "
-                "sub-layer and add its output to the unnormalised stream, x = x + attn(ln_1(x)); "
-                "x = x + mlp(ln_2(x))", post_ln),
-        Mistake("you applied the MLP before attention: in a block, attention (which mixes "
-                "positions) comes first, then the MLP works on each position", mlp_first),
-        Mistake("you dropped the residual connection around attention: ADD its output to the "
-                "stream, x = x + attn(ln_1(x)), instead of replacing x", no_attn_residual),
-        Mistake("you dropped the residual connection around the MLP: x = x + mlp(ln_2(x))",
-                no_mlp_residual),
-        Mistake("there are no residual connections: each sub-layer's output must be ADDED to x",
-                no_residual),
-        Mistake("you ran attention and the MLP side by side on the same input (the 'parallel' "
-                "block of GPT-J); here the MLP reads the stream AFTER attention has added to it",
-                parallel),
-        Mistake("you swapped the two LayerNorms: ln_1 goes before attention, ln_2 before the MLP",
-                swapped_ln),
-        Mistake("you replaced the stream by its normalised version (x = ln_1(x)): the LayerNorm "
-                "output feeds the sub-layer only, the residual stream itself stays unnormalised",
-                normalised_stream),
-        Mistake("you skipped the LayerNorms: each sub-layer reads ln(x), not x", no_ln),
-    ]
+def _attn(blk, h, causal=True, diagonal=0):
+    """The block's attention on h; ``diagonal`` > 0 lets each query see that many later keys."""
+    if diagonal == 0:
+        return blk.attn(h, is_causal=causal)
+    T = h.shape[-2]
+    return blk.attn(h, mask=torch.ones(T, T, dtype=torch.bool).tril(diagonal))
 
 
-_PRE_LN, BLOCK_MISTAKES = _variants()
+def _pre_ln(x, blk):
+    h = x + _attn(blk, blk.ln_1(x))
+    return h + blk.mlp(blk.ln_2(h))
+
+
+def _post_ln(x, blk):
+    h = blk.ln_1(x + _attn(blk, x))
+    return blk.ln_2(h + blk.mlp(h))
+
+
+def _no_attn_residual(x, blk):
+    h = _attn(blk, blk.ln_1(x))
+    return h + blk.mlp(blk.ln_2(h))
+
+
+def _no_mlp_residual(x, blk):
+    h = x + _attn(blk, blk.ln_1(x))
+    return blk.mlp(blk.ln_2(h))
+
+
+def _no_residual(x, blk):
+    return blk.mlp(blk.ln_2(_attn(blk, blk.ln_1(x))))
+
+
+def _mlp_first(x, blk):
+    h = x + blk.mlp(blk.ln_2(x))
+    return h + _attn(blk, blk.ln_1(h))
+
+
+def _not_causal(x, blk):
+    h = x + _attn(blk, blk.ln_1(x), causal=False)
+    return h + blk.mlp(blk.ln_2(h))
+
+
+def _leak_by_one(x, blk):
+    h = x + _attn(blk, blk.ln_1(x), diagonal=1)
+    return h + blk.mlp(blk.ln_2(h))
+
+
+def _parallel(x, blk):
+    return x + _attn(blk, blk.ln_1(x)) + blk.mlp(blk.ln_2(x))
+
+
+def _swapped_ln(x, blk):
+    h = x + _attn(blk, blk.ln_2(x))
+    return h + blk.mlp(blk.ln_1(h))
+
+
+def _normalised_stream(x, blk):
+    h = blk.ln_1(x)
+    h = h + _attn(blk, h)
+    h2 = blk.ln_2(h)
+    return h2 + blk.mlp(h2)
+
+
+def _no_ln(x, blk):
+    h = x + _attn(blk, x)
+    return h + blk.mlp(h)
+
+
+_PRE_LN = _pre_ln
+BLOCK_MISTAKES = [
+    Mistake("no causal mask", _not_causal, shows="no causal mask is applied"),
+    Mistake("leak by one", _leak_by_one, shows="leak by one"),
+    Mistake("this is the post-LN block of the original 2017 transformer (LayerNorm after each "
+            "residual addition). attnlib's blocks are pre-LN: normalise the INPUT of each "
+            "sub-layer and add its output to the unnormalised stream, x = x + attn(ln_1(x)); "
+            "x = x + mlp(ln_2(x))", _post_ln),
+    Mistake("you applied the MLP before attention: in a block, attention (which mixes "
+            "positions) comes first, then the MLP works on each position", _mlp_first),
+    Mistake("you dropped the residual connection around attention: ADD its output to the "
+            "stream, x = x + attn(ln_1(x)), instead of replacing x", _no_attn_residual),
+    Mistake("you dropped the residual connection around the MLP: x = x + mlp(ln_2(x))",
+            _no_mlp_residual),
+    Mistake("there are no residual connections: each sub-layer's output must be ADDED to x",
+            _no_residual),
+    Mistake("you ran attention and the MLP side by side on the same input (the 'parallel' "
+            "block of GPT-J); here the MLP reads the stream AFTER attention has added to it",
+            _parallel),
+    Mistake("you swapped the two LayerNorms: ln_1 goes before attention, ln_2 before the MLP",
+            _swapped_ln),
+    Mistake("you replaced the stream by its normalised version (x = ln_1(x)): the LayerNorm "
+            "output feeds the sub-layer only, the residual stream itself stays unnormalised",
+            _normalised_stream),
+    Mistake("you skipped the LayerNorms: each sub-layer reads ln(x), not x", _no_ln),
+]
 
 
 def _block_reference(x, block):

@@ -169,6 +169,73 @@ def _online_cases():
     return [(name, s, sizes, torch.randn(s.shape[1], 3, generator=g)) for name, s, sizes in cases]
 
 
+# The known wrong rescalings: what each does, and the flags of _step that make it.
+_RESCALE_MISTAKES = [
+    ("when the max grows you rescale acc but not the running sum l: multiply l by "
+     "exp(m_old - m_new) too", dict(rescale_l=False)),
+    ("when the max grows you rescale l but not the accumulator acc: multiply acc by "
+     "exp(m_old - m_new) too", dict(rescale_acc=False)),
+    ("you never rescale the old l and acc when the max grows: multiply both by "
+     "exp(m_old - m_new) before adding the new tile", dict(rescale_l=False, rescale_acc=False)),
+    ("your rescaling factor is upside down: it is exp(m_old - m_new) (at most 1), "
+     "not exp(m_new - m_old)", dict(flip=True)),
+]
+
+
+def _judge_online_case(update, s, sizes, v) -> None:
+    """Run the reader's update over the tiles ``sizes`` of the scores s (T_q, T_k) and values v
+    (T_k, d_v) beside the reference; fail with the first mistake found."""
+    s_tiles = list(torch.split(s, sizes, dim=1))
+    v_tiles = list(torch.split(v, sizes, dim=0))
+    T_q, d_v = s.shape[0], v.shape[1]
+    shapes = ((T_q, 1), (T_q, 1), (T_q, d_v))
+
+    def reader_step(m, l, acc, st, vt):
+        # updating the state (m, l, acc) in place is fine; the scores and values not
+        return _as_state(call(update, m, l, acc, st, vt, allow_inplace=(0, 1, 2)), shapes)
+
+    got = _run(reader_step, s_tiles, v_tiles, d_v)
+    want = _run(_step, s_tiles, v_tiles, d_v)
+    out_got = got[-1][2] / got[-1][1]
+    out_want = torch.softmax(s, dim=-1) @ v
+    _, l_g, a_g = got[-1]
+    _check_running_max(got, want)
+    if not torch.isfinite(torch.stack([l_g.sum(), a_g.sum()])).all():
+        fail("your running sum or accumulator became inf or nan: exponentiate "
+             "(scores - m_new), not the raw scores, so that no exp() can overflow")
+    if close(out_got, out_want, atol=1e-4, rtol=1e-4):
+        _check_relative_to_max(got, want, s_tiles, v_tiles, d_v)
+        return
+    for message, kw in _RESCALE_MISTAKES:
+        wrong = _run(lambda *a, kw=kw: _step(*a, **kw), s_tiles, v_tiles, d_v)
+        if close(a_g, wrong[-1][2], 1e-4, 1e-4) and close(l_g, wrong[-1][1], 1e-4, 1e-4):
+            fail(message)
+    diff = (out_got - out_want).abs().max().item()
+    fail(f"acc / l differs from softmax(scores) @ values (largest difference {diff:.3g})")
+
+
+def _check_running_max(got, want) -> None:
+    """After every tile, the reader's m is the reference's running max."""
+    for i, ((mg, _, _), (mw, _, _)) in enumerate(zip(got, want, strict=True)):
+        if not close(mg, mw, atol=1e-4, rtol=1e-5):
+            fail(f"after tile {i + 1}, m is not the running max of the scores seen so "
+                 "far: m_new = maximum(m, largest score of the tile, per query)")
+
+
+def _check_relative_to_max(got, want, s_tiles, v_tiles, d_v) -> None:
+    """The output is right: after every tile l and acc must also be the reference's, measured
+    relative to the running max (the raw exponentials are named)."""
+    for i, ((_, lg, ag), (_, lw, aw)) in enumerate(zip(got, want, strict=True)):
+        if not (close(lg, lw, atol=1e-4, rtol=1e-4) and close(ag, aw, atol=1e-4, rtol=1e-4)):
+            raw = _run(lambda *a: _step(*a, raw=True), s_tiles, v_tiles, d_v)[i]
+            if close(lg, raw[1], atol=1e-4, rtol=1e-4):
+                fail("you exponentiate the raw scores: compute exp(scores - m_new) "
+                     "and rescale the old l and acc, or exp() overflows for large "
+                     "scores (exp(1000) is inf in float32)")
+            fail(f"after tile {i + 1}, l or acc is not measured relative to the new "
+                 "max m (l = sum of exp(score - m), acc = sum of exp(score - m) * value)")
+
+
 def check_online_softmax(update):
     """Check update(m, l, acc, scores, values) -> (m, l, acc), one step of the online softmax.
 
@@ -179,60 +246,11 @@ def check_online_softmax(update):
     """
 
     def body():
-        n = 0
-        for name, s, sizes, v in _online_cases():
+        cases = _online_cases()
+        for name, s, sizes, v in cases:
             with case(name):
-                s_tiles = list(torch.split(s, sizes, dim=1))
-                v_tiles = list(torch.split(v, sizes, dim=0))
-                T_q, d_v = s.shape[0], v.shape[1]
-                shapes = ((T_q, 1), (T_q, 1), (T_q, d_v))
-
-                def reader_step(m, l, acc, st, vt, shapes=shapes):
-                    # updating the state (m, l, acc) in place is fine; the scores and values not
-                    return _as_state(call(update, m, l, acc, st, vt, allow_inplace=(0, 1, 2)),
-                                     shapes)
-
-                got = _run(reader_step, s_tiles, v_tiles, d_v)
-                want = _run(_step, s_tiles, v_tiles, d_v)
-                out_got = got[-1][2] / got[-1][1]
-                out_want = torch.softmax(s, dim=-1) @ v
-                m_g, l_g, a_g = got[-1]
-                for i, ((mg, _, _), (mw, _, _)) in enumerate(zip(got, want, strict=True)):
-                    if not close(mg, mw, atol=1e-4, rtol=1e-5):
-                        fail(f"after tile {i + 1}, m is not the running max of the scores seen so "
-                             "far: m_new = maximum(m, largest score of the tile, per query)")
-                if not torch.isfinite(torch.stack([l_g.sum(), a_g.sum()])).all():
-                    fail("your running sum or accumulator became inf or nan: exponentiate "
-                         "(scores - m_new), not the raw scores, so that no exp() can overflow")
-                if close(out_got, out_want, atol=1e-4, rtol=1e-4):
-                    for i, ((_, lg, ag), (_, lw, aw)) in enumerate(zip(got, want, strict=True)):
-                        if not (close(lg, lw, atol=1e-4, rtol=1e-4) and close(ag, aw, atol=1e-4, rtol=1e-4)):
-                            raw = _run(lambda *a: _step(*a, raw=True), s_tiles, v_tiles, d_v)[i]
-                            if close(lg, raw[1], atol=1e-4, rtol=1e-4):
-                                fail("you exponentiate the raw scores: compute exp(scores - m_new) "
-                                     "and rescale the old l and acc, or exp() overflows for large "
-                                     "scores (exp(1000) is inf in float32)")
-                            fail(f"after tile {i + 1}, l or acc is not measured relative to the new "
-                                 "max m (l = sum of exp(score - m), acc = sum of exp(score - m) * value)")
-                    n += 1
-                    continue
-                variants = [
-                    ("when the max grows you rescale acc but not the running sum l: multiply l by "
-                     "exp(m_old - m_new) too", dict(rescale_l=False)),
-                    ("when the max grows you rescale l but not the accumulator acc: multiply acc by "
-                     "exp(m_old - m_new) too", dict(rescale_acc=False)),
-                    ("you never rescale the old l and acc when the max grows: multiply both by "
-                     "exp(m_old - m_new) before adding the new tile", dict(rescale_l=False, rescale_acc=False)),
-                    ("your rescaling factor is upside down: it is exp(m_old - m_new) (at most 1), "
-                     "not exp(m_new - m_old)", dict(flip=True)),
-                ]
-                for message, kw in variants:
-                    wrong = _run(lambda *a, kw=kw: _step(*a, **kw), s_tiles, v_tiles, d_v)
-                    if close(a_g, wrong[-1][2], 1e-4, 1e-4) and close(l_g, wrong[-1][1], 1e-4, 1e-4):
-                        fail(message)
-                diff = (out_got - out_want).abs().max().item()
-                fail(f"acc / l differs from softmax(scores) @ values (largest difference {diff:.3g})")
-        return n
+                _judge_online_case(update, s, sizes, v)
+        return len(cases)
 
     return run_check("online softmax update", body)
 

@@ -1,8 +1,9 @@
 // AttentionExplorer: pick a query token, a temperature, the causal mask and one weight of W_Q or
 // W_K; the pattern softmax(x W_Q (x W_K)^T / sqrt(d_head) / temperature) is recomputed here, in the
-// browser (math.js), so the widget also works in a static page with no kernel.
+// browser (math.js, views.js), so the widget also works in a static page with no kernel. The grid
+// shows the raw scores q·k, the scaled scores or the weights (show); "reset" restores initial.
 // Traits read: tokens, x, w_q, w_k, temperature, causal, query, edit_matrix, edit_row, edit_col,
-// dim_labels.
+// dim_labels, show, initial.
 // Traits written back: those controls, plus weights (T, T) and scores (T, T).
 
 function renderAttentionExplorer({ model, el }) {
@@ -43,6 +44,24 @@ function renderAttentionExplorer({ model, el }) {
     checked: get("causal"),
     onchange: (v) => commit({ causal: v }),
     cls: "attnlib-causal",
+  });
+  const showSel = select({
+    label: "grid shows",
+    options: [
+      ["raw", "raw scores q·k"],
+      ["scaled", "scaled scores q·k / √d_head"],
+      ["weights", "weights (softmax)"],
+    ],
+    value: get("show"),
+    onchange: (v) => commit({ show: v }),
+    cls: "attnlib-show",
+  });
+  const reset = h("button", {
+    type: "button",
+    class: "attnlib-button attnlib-reset",
+    text: "reset",
+    title: "restore the weights and the controls the explorer started with",
+    onclick: () => commit({ ...get("initial") }),
   });
 
   const dModel = () => get("w_q").length;
@@ -103,6 +122,7 @@ function renderAttentionExplorer({ model, el }) {
   const matDetails = h("details", { class: "attnlib-matrix-details", open: dModel() <= 8 }, [matSummary, matBody]);
   root.append(
     h("div", { class: "attnlib-controls" }, [querySel.root, temp.root, causal.root]),
+    h("div", { class: "attnlib-controls" }, [showSel.root, reset]),
     h("fieldset", { class: "attnlib-controls attnlib-editor" }, [
       h("legend", { text: "edit one weight" }),
       matSel.root,
@@ -124,7 +144,9 @@ function renderAttentionExplorer({ model, el }) {
     const q = Math.min(Math.max(0, get("query")), T - 1);
     const t = get("temperature");
     const isCausal = get("causal");
+    const show = get("show");
     const st = explorerState(get("x"), get("w_q"), get("w_k"), { causal: isCausal, temperature: t });
+    const grid = explorerGrid(get("x"), get("w_q"), get("w_k"), { show, causal: isCausal, temperature: t });
     const blocked = isCausal ? causalMask(T, T).map((r) => r.map((b) => !b)) : null;
 
     setOptions(querySel.select, toks.map((tk, i) => [i, `${i}: ${tk}`]));
@@ -134,6 +156,7 @@ function renderAttentionExplorer({ model, el }) {
     temp.input.value = String(Math.log10(t));
     temp.out.textContent = fmtSig(t);
     causal.input.checked = isCausal;
+    showSel.select.value = show;
     const name = get("edit_matrix");
     const r = get("edit_row");
     const c = get("edit_col");
@@ -147,23 +170,27 @@ function renderAttentionExplorer({ model, el }) {
     entry.input.value = String(val);
     entry.out.textContent = fmt(val, 2);
 
+    const what = { raw: "raw scores q·k", scaled: `scaled scores q·k / √${dHead()}`, weights: "weights" }[show];
     formula.textContent =
       `weights = softmax(q·k / √d_head / temperature), d_head = ${dHead()}, temperature = ${fmtSig(t)}` +
-      (isCausal ? ", causal" : "");
+      (isCausal ? ", causal" : "") + `; the grid shows the ${what}`;
 
-    const heat = heatmap(st.weights, {
+    const heat = heatmap(grid.values, {
       rowLabels: toks,
       colLabels: toks,
       masked: blocked,
       highlightRow: q,
+      vmin: grid.vmin,
+      vmax: grid.vmax,
+      caption: `${what}: rows = query, columns = key`,
       onRowClick: (i) => commit({ query: i }),
     });
     const items = toks.map((tok, j) => ({
       label: tok,
       value: st.weights[q][j],
-      note: blocked && blocked[q][j] ? "masked" : `score ${fmt(st.scores[q][j], 2)}`,
+      note: blocked && blocked[q][j] ? "masked" : show === "raw" ? `q·k ${fmt(grid.raw[q][j], 2)}` : `score ${fmt(st.scores[q][j], 2)}`,
     }));
-    leftPane.replaceChildren(heat, weightLegend());
+    leftPane.replaceChildren(heat, weightLegend({ vmin: grid.vmin, vmax: grid.vmax, masked: isCausal || show === "weights" }));
     sidePane.replaceChildren(
       h("div", { class: "attnlib-subtitle", text: `query “${toks[q]}” attends to:` }),
       bars(items, { decimals: 3 }),
@@ -177,7 +204,7 @@ function renderAttentionExplorer({ model, el }) {
   };
 
   draw();
-  return listen(model, ["tokens", "x", "w_q", "w_k", "temperature", "causal", "query", "edit_matrix", "edit_row", "edit_col", "dim_labels"], draw);
+  return listen(model, ["tokens", "x", "w_q", "w_k", "temperature", "causal", "query", "edit_matrix", "edit_row", "edit_col", "dim_labels", "show"], draw);
 }
 
 /** The weight matrix being edited, as a small signed table with the chosen entry outlined. */

@@ -1,8 +1,9 @@
 // ValueUpdateExplorer: the query's weights on the keys (sliders, renormalised to sum to 1) weight the
 // value vectors; their sum is the proposed change, added to the query's embedding (the residual).
-// 2-D embeddings and values, drawn in an SVG. The math runs here (math.js).
-// Traits read: tokens, points (T, 2), values (T, 2), query, weights (T,).
-// Traits written back: query, weights (normalised), delta (2,), updated (2,).
+// 2-D embeddings and values, drawn in an SVG with named axes. With the causal mask on, the keys
+// after the query get weight 0 and no slider. The math runs here (math.js, views.js).
+// Traits read: tokens, points (T, 2), values (T, 2), query, weights (T,), causal, axis_labels.
+// Traits written back: query, causal, weights (normalised), delta (2,), updated (2,).
 
 function renderValueUpdateExplorer({ model, el }) {
   const root = widgetRoot(el, "value-update-explorer", "Values: the weighted sum moves the query");
@@ -13,7 +14,7 @@ function renderValueUpdateExplorer({ model, el }) {
   const commit = (changes) => {
     own = true;
     for (const [k, v] of Object.entries(changes)) model.set(k, v);
-    const w = normalize(raw);
+    const w = valueWeights(raw, get("query"), get("causal"));
     const r = valueUpdate(get("points"), get("values"), get("query"), w);
     model.set("weights", w);
     model.set("delta", r.delta);
@@ -39,13 +40,20 @@ function renderValueUpdateExplorer({ model, el }) {
       commit({});
     },
   });
+  const causal = checkbox({
+    label: "causal mask (a token takes only from itself and earlier tokens)",
+    checked: get("causal"),
+    onchange: (v) => commit({ causal: v }),
+    cls: "attnlib-causal",
+  });
+  const subtitle = h("div", { class: "attnlib-subtitle" });
   const sliders = h("div", { class: "attnlib-weight-sliders" });
   const table = h("div");
   const figure = h("div", { class: "attnlib-figure" });
   const summary = h("div", { class: "attnlib-stats" });
   root.append(
-    h("div", { class: "attnlib-controls" }, [querySel.root, uniform]),
-    h("div", { class: "attnlib-panes" }, [h("div", {}, [h("div", { class: "attnlib-subtitle", text: "weight of each key (renormalised to sum to 1)" }), sliders, table]), figure]),
+    h("div", { class: "attnlib-controls" }, [querySel.root, uniform, causal.root]),
+    h("div", { class: "attnlib-panes" }, [h("div", {}, [subtitle, sliders, table]), figure]),
     summary,
   );
 
@@ -65,7 +73,6 @@ function renderValueUpdateExplorer({ model, el }) {
         cls: `attnlib-weight attnlib-weight-${j}`,
       }),
     );
-    sliders.replaceChildren(...sliderEls.map((x) => x.root));
   };
   buildSliders();
 
@@ -76,40 +83,56 @@ function renderValueUpdateExplorer({ model, el }) {
     setOptions(querySel.select, toks().map((t, i) => [i, `${i}: ${t}`]));
     const q = Math.min(Math.max(0, get("query")), T - 1);
     querySel.select.value = String(q);
-    const w = normalize(raw);
+    const isCausal = get("causal");
+    const w = valueWeights(raw, q, isCausal);
     const P = get("points");
     const V = get("values");
+    const [xName, yName] = get("axis_labels");
     const r = valueUpdate(P, V, q, w);
-    sliderEls.forEach((s, j) => {
+    causal.input.checked = isCausal;
+    subtitle.textContent = `weight of “${toks()[q]}” on each key (renormalised to sum to 1)`;
+    // a slider per key the query may see; the masked keys (after the query) get none
+    sliders.replaceChildren(...sliderEls.map((s, j) => {
+      if (isCausal && j > q) {
+        return h("div", { class: "attnlib-control attnlib-masked-key" }, [
+          h("span", { class: "attnlib-label", text: toks()[j] }),
+          h("span", { class: "attnlib-hint", text: `masked: comes after “${toks()[q]}”` }),
+        ]);
+      }
       s.input.value = String(raw[j]);
       s.out.textContent = fmt(w[j], 2);
-    });
+      return s.root;
+    }));
     const rows = toks().map((t, j) =>
-      h("tr", {}, [
-        h("th", { text: t }),
-        h("td", { text: fmt(w[j], 2) }),
+      h("tr", { class: j === q ? "attnlib-selected" : "" }, [
+        h("th", { scope: "row", text: t }),
+        h("td", { text: isCausal && j > q ? "masked" : fmt(w[j], 2) }),
         h("td", { text: `(${fmt(V[j][0])}, ${fmt(V[j][1])})` }),
         h("td", { text: `(${fmt(w[j] * V[j][0])}, ${fmt(w[j] * V[j][1])})` }),
       ]),
     );
     table.replaceChildren(
       h("table", { class: "attnlib-table" }, [
-        h("thead", {}, [h("tr", {}, ["key", "weight", "value v", "weight × v"].map((x) => h("th", { text: x })))]),
+        h("caption", { text: `one row per key; vectors are (${xName}, ${yName})` }),
+        h("thead", {}, [h("tr", {}, ["key", "weight w", "value v", "w × v"].map((x) => h("th", { scope: "col", text: x })))]),
         h("tbody", {}, rows),
       ]),
     );
-    figure.replaceChildren(valueSvg(toks(), P, V, q, w, r));
+    figure.replaceChildren(valueSvg(toks(), P, V, q, w, r, [xName, yName]));
     summary.textContent =
       `query “${toks()[q]}” at (${fmt(P[q][0])}, ${fmt(P[q][1])}) + change Σ weight·value ` +
       `(${fmt(r.delta[0])}, ${fmt(r.delta[1])}) = updated (${fmt(r.updated[0])}, ${fmt(r.updated[1])})`;
   };
 
   draw();
-  return listen(model, ["tokens", "points", "values", "query", "weights"], draw);
+  return listen(model, ["tokens", "points", "values", "query", "weights", "causal", "axis_labels"], draw);
 }
 
-/** The 2-D picture: embeddings as dots, the weighted values chained tip to tail from the query, the update. */
-function valueSvg(tokens, P, V, q, w, r) {
+/**
+ * The 2-D picture: embeddings as dots, the weighted values chained tip to tail from the query, the
+ * update; the axes carry the names of the two coordinates, and a crowd of nearby dots one label.
+ */
+function valueSvg(tokens, P, V, q, w, r, [xName, yName]) {
   const W = 420;
   const H = 320;
   const pad = 34;
@@ -150,6 +173,7 @@ function valueSvg(tokens, P, V, q, w, r) {
   svg.append(svgEl("line", { class: "attnlib-grid", x1: 0, x2: W, y1: Y(0), y2: Y(0) }));
   svg.append(svgEl("line", { class: "attnlib-grid", x1: X(0), x2: X(0), y1: 0, y2: H }));
   // weighted values, tip to tail, starting at the query's embedding
+  const parts = []; // their labels, placed with the others below
   w.forEach((wj, j) => {
     const a = chain[j];
     const b = chain[j + 1];
@@ -162,7 +186,7 @@ function valueSvg(tokens, P, V, q, w, r) {
         "marker-end": "url(#attnlib-arrow-part)",
       }),
     );
-    if (len > 40) svg.append(svgEl("text", { x: (X(a[0]) + X(b[0])) / 2 + 4, y: (Y(a[1]) + Y(b[1])) / 2 - 4, "font-size": 10, opacity: 0.8, text: `${fmt(wj)}·v(${tokens[j]})` }));
+    if (len > 40) parts.push({ x: (X(a[0]) + X(b[0])) / 2, y: (Y(a[1]) + Y(b[1])) / 2, text: `${fmt(wj)}·v(${tokens[j]})`, small: true });
   });
   // the total change (proposed by attention), from the query to its updated position
   svg.append(
@@ -174,10 +198,29 @@ function valueSvg(tokens, P, V, q, w, r) {
   P.forEach((p, j) => {
     const isQ = j === q;
     svg.append(svgEl("circle", { cx: X(p[0]), cy: Y(p[1]), r: isQ ? 6 : 4.5, fill: isQ ? "rgb(230, 120, 0)" : "rgba(128, 128, 128, 0.8)" }));
-    svg.append(svgEl("text", { x: X(p[0]) + 8, y: Y(p[1]) + 4, "font-weight": isQ ? 700 : 400, text: tokens[j] }));
   });
   svg.append(svgEl("circle", { cx: X(r.updated[0]), cy: Y(r.updated[1]), r: 6, fill: "none", stroke: "rgb(230, 120, 0)", "stroke-width": 2.5 }));
-  svg.append(svgEl("text", { x: X(r.updated[0]) + 9, y: Y(r.updated[1]) + 4, "font-weight": 700, text: `${tokens[q]} (updated)` }));
+  // the axes' names, then the labels: the query's, the update's, one per crowd of the other dots
+  const axisNames = [
+    { x: W - 4, y: Y(0) - 5, anchor: "end", text: `${xName} →` },
+    { x: X(0) + 5, y: 12, anchor: "start", text: `↑ ${yName}` },
+  ];
+  const others = P.map((_, j) => j).filter((j) => j !== q);
+  const groups = crowds(others.map((j) => [X(P[j][0]), Y(P[j][1])])).map((g) => g.map((i) => others[i]));
+  const items = [
+    { x: X(P[q][0]), y: Y(P[q][1]), text: tokens[q], bold: true },
+    { x: X(r.updated[0]), y: Y(r.updated[1]), text: `${tokens[q]} (updated)`, bold: true },
+    ...groups.map((g) => ({ x: X(P[g[0]][0]), y: Y(P[g[0]][1]), text: g.map((j) => tokens[j]).join(", ") })),
+    ...parts,
+  ];
+  const avoid = axisNames.map((a) => ({ x0: a.anchor === "end" ? a.x - 6.5 * a.text.length : a.x, x1: a.anchor === "end" ? a.x : a.x + 6.5 * a.text.length, y0: a.y - 11, y1: a.y + 3 }));
+  const spots = placeLabels(items, { width: W, height: H, avoid });
+  for (const a of axisNames) svg.append(svgEl("text", { x: a.x, y: a.y, "text-anchor": a.anchor, "font-size": 11, opacity: 0.75, text: a.text }));
+  spots.forEach((s, i) => {
+    const it = items[i];
+    const style = it.small ? { "font-size": 10, opacity: 0.8 } : { "font-weight": it.bold ? 700 : 400 };
+    svg.append(svgEl("text", { x: s.x, y: s.y, "text-anchor": s.anchor, ...style, text: it.text }));
+  });
   return svg;
 }
 
