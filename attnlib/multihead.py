@@ -227,14 +227,8 @@ class MultiHeadAttention(nn.Module):
                 f"MultiHeadAttention: {name} must have shape (batch, T, {width}), got {tuple(t.shape)}"
             )
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask=None,
-                is_causal: bool = False, return_weights: bool = False, kv_cache: KVCache | None = None):
-        """x (B, T_q, d_model); context (B, T_k, d_context) or None for self-attention.
-
-        ``mask`` broadcasts to (B, n_heads, T_q, T_k) (True = may attend). With ``kv_cache`` the
-        new keys/values are appended to the cache and the queries attend to all cached positions.
-        Returns y (B, T_q, d_model), or ``(y, weights)`` with weights (B, n_heads, T_q, T_k).
-        """
+    def _check_inputs(self, x, context, kv_cache) -> None:
+        """forward's arguments: shapes, widths, batch sizes, the cache only for self-attention."""
         self._check("x", x, self.d_model)
         if context is None and self.d_context != self.d_model:
             raise ValueError(
@@ -254,6 +248,16 @@ class MultiHeadAttention(nn.Module):
             if not isinstance(kv_cache, KVCache):
                 raise TypeError(f"MultiHeadAttention: kv_cache must be a KVCache or None, got "
                                 f"{V.describe(kv_cache)}")
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask=None,
+                is_causal: bool = False, return_weights: bool = False, kv_cache: KVCache | None = None):
+        """x (B, T_q, d_model); context (B, T_k, d_context) or None for self-attention.
+
+        ``mask`` broadcasts to (B, n_heads, T_q, T_k) (True = may attend). With ``kv_cache`` the
+        new keys/values are appended to the cache and the queries attend to all cached positions.
+        Returns y (B, T_q, d_model), or ``(y, weights)`` with weights (B, n_heads, T_q, T_k).
+        """
+        self._check_inputs(x, context, kv_cache)
         q, k, v = self._project(x, context)
         q = self._split(q, self.n_heads)  # (B, H, T_q, dh)
         k = self._split(k, self.n_kv_heads)  # (B, H_kv, T_k, dh)
