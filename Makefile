@@ -138,7 +138,7 @@ seeds: $(STAMP)
 	fi
 
 # Each bench script with --quick: tiny sizes, a few seconds each, numbers not meaningful.
-BENCH_SCRIPTS := $(wildcard bench/attention.py bench/train.py bench/book.py bench/tiled.py)
+BENCH_SCRIPTS := $(wildcard bench/attention.py bench/train.py bench/generate.py bench/book.py bench/tiled.py)
 
 bench-quick: $(STAMP)
 	@set -e; for s in $(BENCH_SCRIPTS); do echo "== $$s --quick"; $(BIN)/python $$s --quick; done

@@ -286,6 +286,10 @@ def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100
         raise ValueError(
             f"{who}: targets must have the shape of tokens {tuple(shape)} (batch, T), got {tuple(t.shape)}"
         )
+    if t.numel() and not 0 <= ignore_index < vocab_size:  # the usual case (-100): one reduction
+        lo, hi = torch.stack(torch.aminmax(t)).tolist()
+        if 0 <= lo and hi < vocab_size:
+            return t  # every entry is an id, so every entry is scored (and there is at least one)
     scored = t != ignore_index
     bad = scored & ((t < 0) | (t >= vocab_size))
     n_scored, n_bad = torch.stack([scored.sum(), bad.sum()]).tolist()  # one synchronisation

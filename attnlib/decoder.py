@@ -105,8 +105,9 @@ class DecoderBlock(nn.Module):
         self.attn = MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout,
                                        n_kv_heads=n_kv_heads)
         self.ln_c = nn.LayerNorm(d_model, bias=bias) if cross_attention else None
+        # d_context given: built for cross-attention (q_proj for the queries, kv_proj for the context)
         self.cross_attn = (MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout,
-                                              n_kv_heads=n_kv_heads)
+                                              d_context=d_model, n_kv_heads=n_kv_heads)
                            if cross_attention else None)
         self.ln_2 = nn.LayerNorm(d_model, bias=bias)
         self.mlp = MLP(d_model, d_mlp, bias=bias, dropout=dropout)
@@ -136,11 +137,19 @@ class DecoderBlock(nn.Module):
 
 
 def _init_weights(model: nn.Module, n_layers: int) -> None:
-    """GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layers)."""
+    """GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layers).
+
+    A fused projection (``qkv_proj``, ``kv_proj``) is drawn part by part, W_Q, W_K, W_V, as the
+    separate projections were: a seeded model keeps its weights (and leaves the generator where it
+    left it)."""
+    parts = {f"{m_name}.{p_name}" if m_name else p_name: sizes
+             for m_name, m in model.named_modules() if isinstance(m, MultiHeadAttention)
+             for p_name, sizes in m.fused_parts().items()}
     for name, p in model.named_parameters():
         if p.ndim >= 2:
             std = 0.02 / math.sqrt(2 * n_layers) if name.endswith(("out_proj.weight", "down.weight")) else 0.02
-            nn.init.normal_(p, mean=0.0, std=std)
+            for part in p.detach().split(parts.get(name, p.shape[0])):
+                nn.init.normal_(part, mean=0.0, std=std)
         elif name.endswith("bias"):
             nn.init.zeros_(p)
 
@@ -153,7 +162,7 @@ class _Embed(nn.Module):
         self.cfg, self.who = cfg, who
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None  # none that drops nothing
 
     def check(self, tokens: torch.Tensor, start: int = 0) -> None:
         """Token ids (B, T) in [0, vocab_size) that fit in the context after ``start`` positions."""
@@ -165,11 +174,13 @@ class _Embed(nn.Module):
                 f"{self.cfg.context_len}; crop it (generate() does this for you)"
             )
 
-    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        self.check(tokens, start)
+    def forward(self, tokens: torch.Tensor, start: int = 0, *, check: bool = True) -> torch.Tensor:
+        if check:  # Decoder.forward has checked them already (with everything else)
+            self.check(tokens, start)
         T = tokens.shape[1]
         pos = torch.arange(start, start + T, device=tokens.device)
-        return self.drop(self.tok(tokens) + self.pos(pos))  # (B, T, d_model)
+        x = self.tok(tokens) + self.pos(pos)  # (B, T, d_model)
+        return x if self.drop is None else self.drop(x)
 
 
 class Encoder(nn.Module):
@@ -235,7 +246,7 @@ class Decoder(nn.Module):
         Every argument is checked before anything is computed or any cache changes.
         """
         start = self._check_forward(tokens, targets, context, context_mask, kv_caches)
-        x = self.embed(tokens, start)  # (B, T, d_model): the residual stream
+        x = self.embed(tokens, start, check=False)  # (B, T, d_model): the residual stream
         self_ws, cross_ws = [], []
         for i, block in enumerate(self.blocks):
             cache = None if kv_caches is None else kv_caches[i]

@@ -22,7 +22,8 @@ class MLP(nn.Module):
         self.up = nn.Linear(d_model, d_mlp, bias=bias)
         self.act = nn.GELU()
         self.down = nn.Linear(d_mlp, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None  # none that drops nothing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d_model) -> (B, T, d_model)
-        return self.dropout(self.down(self.act(self.up(x))))
+        y = self.down(self.act(self.up(x)))
+        return y if self.dropout is None else self.dropout(y)

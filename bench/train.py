@@ -2,8 +2,8 @@
 
 Two models, built with the same shape, the same initialisation scheme and the same seed:
 
-  attnlib    ``attnlib.Decoder(config)``: separate q/k/v projections, input validation, the mask
-             front end, then ``F.scaled_dot_product_attention(is_causal=True)``.
+  attnlib    ``attnlib.Decoder(config)``: one fused qkv projection (with per-head views), input
+             validation, the mask front end, then ``F.scaled_dot_product_attention(is_causal=True)``.
   reference  ``RefDecoder`` written below in plain PyTorch, nanoGPT style: one fused qkv projection,
              no validation, ``F.scaled_dot_product_attention(is_causal=True)``. Same parameter count
              (asserted), pre-LayerNorm blocks without biases, GELU MLP, tied unembedding.

@@ -299,8 +299,8 @@ def test_multihead(capsys):
 def heads_out(block, x):
     """(B, H, T, d_head): every head's pattern-weighted values, causal, as the chapter computes them"""
     B, T, _ = x.shape
-    q, k, v = (p(x).view(B, T, block.n_heads, block.d_head).transpose(1, 2)
-               for p in (block.q_proj, block.k_proj, block.v_proj))
+    q, k, v = (t.view(B, T, block.n_heads, block.d_head).transpose(1, 2)
+               for t in block.qkv_proj(x).split(block.n_heads * block.d_head, dim=-1))
     return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 

@@ -227,16 +227,46 @@ def test_js_tokenize_matches_tokenizer_and_flags_unknown_words(tmp_path):
 def test_js_rejects_weights_that_do_not_fit_the_config(tmp_path):
     e = W.ModelExplorer(_model(CONFIGS["mqa-3-layers"]), TOK, PROMPT)
     bad_shape = dict(e.weights)
-    bad_shape["blocks.0.attn.k_proj.weight"] = e.weights["blocks.0.attn.q_proj.weight"]
+    bad_shape["blocks.0.attn.qkv_proj.weight"] = e.weights["blocks.0.attn.out_proj.weight"]
     missing = {k: v for k, v in e.weights.items() if k != "ln_f.weight"}
     short = dict(e.weights)
     short["ln_f.weight"] = {**e.weights["ln_f.weight"], "data": e.weights["embed.pos.weight"]["data"]}
     got = _node(e._esm, [{"op": "build", "config": e.config, "weights": w} for w in (e.weights, bad_shape, missing, short)],
                 tmp_path)
     assert got[0] == {"ok": True}
-    assert got[1]["error"] == "blocks.0.attn.k_proj.weight has shape [16,16], expected [8,16]"
+    # 2 query heads, 1 key head and 1 value head of width 8 in one projection
+    assert got[1]["error"] == "blocks.0.attn.qkv_proj.weight has shape [16,16], expected [32,16]"
     assert got[2]["error"] == "the weights have no ln_f.weight"
     assert "ln_f.weight: 2048 bytes for shape [16] of float32 (expected 64)" == got[3]["error"]
+
+
+@needs_node
+def test_js_and_to_decoder_read_weights_exported_before_the_fused_projections(tmp_path):
+    """A page built before attnlib fused q_proj, k_proj and v_proj into qkv_proj holds the three: the
+    JavaScript concatenates them (and checks their shapes), and to_decoder loads them."""
+    config = CONFIGS["gqa-bias-untied"]
+    model = _model(config, seed=2)
+    e = W.ModelExplorer(model, TOK, PROMPT)
+    old = {k: v for k, v in e.weights.items() if "qkv_proj" not in k}
+    inner, kv_inner = config.n_heads * config.head_dim, config.kv_heads * config.head_dim
+    for name, t in model.state_dict().items():
+        if "qkv_proj" in name:
+            for n, part in zip("qkv", t.split([inner, kv_inner, kv_inner]), strict=True):
+                old[name.replace("qkv_proj", f"{n}_proj")] = W._encode_tensor(part, "float32")
+    assert "blocks.0.attn.k_proj.bias" in old and "blocks.0.attn.qkv_proj.weight" not in old
+    bad = {**old, "blocks.0.attn.v_proj.weight": old["blocks.0.attn.q_proj.weight"]}
+    ids = _ids(PROMPTS[0])
+    case = {"op": "forward", "config": e.config, "ids": ids, "ablated": [[0, 1]]}
+    new_res, old_res = _node(e._esm, [{**case, "weights": e.weights}, {**case, "weights": old}], tmp_path)
+    assert old_res == new_res
+    logits, _ = _reference(model, ids, [[0, 1]])
+    torch.testing.assert_close(_t(old_res["logits"]), logits.double(), atol=1e-5, rtol=1e-5)
+    got = _node(e._esm, [{"op": "build", "config": e.config, "weights": bad}], tmp_path)[0]
+    assert got["error"] == "blocks.0.attn.v_proj.weight has shape [32,24], expected [16,24]"
+    e.weights = old
+    rebuilt = e.to_decoder()
+    for (k, a), (_, b) in zip(rebuilt.state_dict().items(), model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
 
 
 # --------------------------------------------------------------------------- the state

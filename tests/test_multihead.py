@@ -13,29 +13,40 @@ from attnlib import KVCache, MultiHeadAttention, from_mha_mask
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs a CUDA device"))]
 PATHS = [pytest.param(False, id="fast"), pytest.param(True, id="explicit")]
+# how the block is built: for self-attention (qkv_proj) or for cross-attention (q_proj, kv_proj)
+LAYOUTS = ["built-self", "built-cross"]
 D, H = 16, 4
 
 
-def twins(bias: bool, seed: int = 0, device="cpu"):
-    """An attnlib MultiHeadAttention and an nn.MultiheadAttention with the same weights."""
+def twins(bias: bool, seed: int = 0, device="cpu", layout: str = "built-self"):
+    """An attnlib MultiHeadAttention and an nn.MultiheadAttention with the same weights.
+
+    layout "built-self" is the block built for self-attention (one qkv_proj, the layout of
+    nn.MultiheadAttention's in_proj_weight); "built-cross" the one built for cross-attention
+    (d_context given: q_proj and one kv_proj). Either is called with and without a context."""
     torch.manual_seed(seed)
     ref = nn.MultiheadAttention(D, H, bias=bias, batch_first=True).to(device).eval()
     with torch.no_grad():  # random biases, so that copying them is really tested
         if bias:
             ref.in_proj_bias.normal_()
             ref.out_proj.bias.normal_()
-    ours = MultiHeadAttention(D, H, bias=bias).to(device).eval()
+    cross = layout == "built-cross"
+    ours = MultiHeadAttention(D, H, bias=bias, d_context=D if cross else None).to(device).eval()
     with torch.no_grad():
-        w_q, w_k, w_v = ref.in_proj_weight.chunk(3, dim=0)
-        ours.q_proj.weight.copy_(w_q)
-        ours.k_proj.weight.copy_(w_k)
-        ours.v_proj.weight.copy_(w_v)
+        if cross:
+            w_q, w_kv = ref.in_proj_weight.split([D, 2 * D])
+            ours.q_proj.weight.copy_(w_q)
+            ours.kv_proj.weight.copy_(w_kv)
+        else:
+            ours.qkv_proj.weight.copy_(ref.in_proj_weight)
         ours.out_proj.weight.copy_(ref.out_proj.weight)
         if bias:
-            b_q, b_k, b_v = ref.in_proj_bias.chunk(3)
-            ours.q_proj.bias.copy_(b_q)
-            ours.k_proj.bias.copy_(b_k)
-            ours.v_proj.bias.copy_(b_v)
+            if cross:
+                b_q, b_kv = ref.in_proj_bias.split([D, 2 * D])
+                ours.q_proj.bias.copy_(b_q)
+                ours.kv_proj.bias.copy_(b_kv)
+            else:
+                ours.qkv_proj.bias.copy_(ref.in_proj_bias)
             ours.out_proj.bias.copy_(ref.out_proj.bias)
     return ours, ref
 
@@ -56,8 +67,9 @@ def call(ours, x, explicit, **kw):
 @pytest.mark.parametrize("explicit", PATHS)
 @pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
 @pytest.mark.parametrize("cross", [False, True], ids=["self", "cross"])
-def test_matches_nn_multihead_attention(device, explicit, bias, cross):
-    ours, ref = twins(bias, device=device)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_matches_nn_multihead_attention(device, explicit, bias, cross, layout):
+    ours, ref = twins(bias, device=device, layout=layout)
     x, c = inputs(device=device)
     src = c if cross else x
     y, w = call(ours, x, explicit, context=c if cross else None)
@@ -73,8 +85,9 @@ def test_matches_nn_multihead_attention(device, explicit, bias, cross):
 @pytest.mark.parametrize("explicit", PATHS)
 @pytest.mark.parametrize("cross", [False, True], ids=["self", "cross"])
 @pytest.mark.parametrize("which", ["attn_mask", "key_padding_mask", "both", "float_attn_mask"])
-def test_masks_translated_from_nn_multihead_attention(explicit, cross, which):
-    ours, ref = twins(bias=True, seed=2)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_masks_translated_from_nn_multihead_attention(explicit, cross, which, layout):
+    ours, ref = twins(bias=True, seed=2, layout=layout)
     B, T_q, T_k = 2, 5, 7 if cross else 5
     x, c = inputs(B, T_q, T_k, seed=3)
     src = c if cross else x
@@ -102,8 +115,9 @@ def test_masks_translated_from_nn_multihead_attention(explicit, cross, which):
         torch.testing.assert_close(w.mean(dim=1), w_ref, atol=1e-6, rtol=1e-5)
 
 
-def test_causal_matches_nn_multihead_attention():
-    ours, ref = twins(bias=False, seed=5)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_causal_matches_nn_multihead_attention(layout):
+    ours, ref = twins(bias=False, seed=5, layout=layout)
     x, _ = inputs(T_q=6)
     blocked = torch.ones(6, 6, dtype=torch.bool).triu(1)
     y_ref, _ = ref(x, x, x, attn_mask=blocked)
@@ -125,16 +139,28 @@ def test_per_head_view_shapes():
     assert m.W_O.shape == (H, d_head, D)
     m2 = MultiHeadAttention(D, H, d_head=3)  # d_head need not be d_model / n_heads
     assert m2.W_Q.shape == (H, D, 3) and m2.W_O.shape == (H, 3, D)
-    assert m2.q_proj.weight.shape == (H * 3, D)
+    assert m2.qkv_proj.weight.shape == (3 * H * 3, D)  # W_Q, W_K and W_V of every head
+    m3 = MultiHeadAttention(D, H, d_head=3, d_context=10)  # built for cross-attention
+    assert m3.q_proj.weight.shape == (H * 3, D) and m3.kv_proj.weight.shape == (2 * H * 3, 10)
+    assert not hasattr(m3, "qkv_proj") and not hasattr(m2, "kv_proj")
 
 
-@pytest.mark.parametrize("name,proj", [("W_Q", "q_proj"), ("W_K", "k_proj"), ("W_V", "v_proj"),
-                                       ("W_O", "out_proj")])
-def test_per_head_views_are_views(name, proj):
+# where each view lives: (built for cross-attention?, parameter, first row of the view in it)
+VIEW_HOMES = {
+    ("W_Q", False): ("qkv_proj", 0), ("W_K", False): ("qkv_proj", D), ("W_V", False): ("qkv_proj", 2 * D),
+    ("W_Q", True): ("q_proj", 0), ("W_K", True): ("kv_proj", 0), ("W_V", True): ("kv_proj", D),
+    ("W_O", False): ("out_proj", 0), ("W_O", True): ("out_proj", 0),
+}
+
+
+@pytest.mark.parametrize("built_cross", [False, True], ids=["built-self", "built-cross"])
+@pytest.mark.parametrize("name", ["W_Q", "W_K", "W_V", "W_O"])
+def test_per_head_views_are_views(name, built_cross):
     torch.manual_seed(0)
-    m = MultiHeadAttention(D, H).eval()
+    m = MultiHeadAttention(D, H, d_context=D if built_cross else None).eval()
     x, _ = inputs()
     y0 = m(x)
+    proj, first_row = VIEW_HOMES[name, built_cross]
     weight = getattr(m, proj).weight
     view = getattr(m, name)
     assert view.untyped_storage().data_ptr() == weight.untyped_storage().data_ptr()
@@ -147,9 +173,42 @@ def test_per_head_views_are_views(name, proj):
     row, col = changed[0]
     if name == "W_O":  # out_proj.weight is (d_model, H*d_head): W_O[h, j, i] = weight[i, h*d_head + j]
         assert (row, col) == (3, 2 * d_head + 1)
-    else:  # proj.weight is (H*d_head, d_in): W[h, i, j] = weight[h*d_head + j, i]
-        assert (row, col) == (2 * d_head + 3, 1)
+    else:  # the view's rows of proj.weight are (H*d_head, d_in): W[h, i, j] = rows[h*d_head + j, i]
+        assert (row, col) == (first_row + 2 * d_head + 3, 1)
     assert not torch.allclose(m(x), y0), "editing a view must change the module's output"
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+@pytest.mark.parametrize("built_cross", [False, True], ids=["built-self", "built-cross"])
+def test_writing_whole_heads_through_the_views_lands_in_the_fused_weights(built_cross, n_kv_heads):
+    """Chapter 8's way: ``mha.W_Q[h] = W`` under no_grad; every head's matrices land in the rows of
+    the fused weight a separate projection would have held them in, and nothing else changes."""
+    torch.manual_seed(1)
+    d_head, d_ctx = 3, (10 if built_cross else D)
+    m = MultiHeadAttention(D, H, d_head=d_head, bias=True, n_kv_heads=n_kv_heads,
+                           d_context=d_ctx if built_cross else None)
+    g = torch.Generator().manual_seed(2)
+    new = {"W_Q": torch.randn(H, D, d_head, generator=g), "W_O": torch.randn(H, d_head, D, generator=g),
+           "W_K": torch.randn(n_kv_heads, d_ctx, d_head, generator=g),
+           "W_V": torch.randn(n_kv_heads, d_ctx, d_head, generator=g)}
+    biases = {n: p.detach().clone() for n, p in m.named_parameters() if n.endswith("bias")}
+    with torch.no_grad():
+        for name, w in new.items():
+            for h in range(w.shape[0]):
+                getattr(m, name)[h] = w[h]
+    for name, w in new.items():
+        assert torch.equal(getattr(m, name), w)
+    # a projection's weight is (heads * d_head, d_in): head h's matrix transposed in rows h*d_head..
+    q_rows = new["W_Q"].transpose(1, 2).reshape(H * d_head, D)
+    k_rows, v_rows = (new[n].transpose(1, 2).reshape(n_kv_heads * d_head, d_ctx) for n in ("W_K", "W_V"))
+    if built_cross:
+        assert torch.equal(m.q_proj.weight, q_rows)
+        assert torch.equal(m.kv_proj.weight, torch.cat([k_rows, v_rows]))
+    else:
+        assert torch.equal(m.qkv_proj.weight, torch.cat([q_rows, k_rows, v_rows]))
+    assert torch.equal(m.out_proj.weight, new["W_O"].permute(2, 0, 1).reshape(D, H * d_head))
+    for n, b in biases.items():  # the biases are not touched by the views
+        assert torch.equal(dict(m.named_parameters())[n], b)
 
 
 @pytest.mark.parametrize("cross", [False, True], ids=["self", "cross"])

@@ -104,17 +104,20 @@ def test_without_enable_gqa_different_heads_are_refused():
 
 def full_twin(gqa: MultiHeadAttention) -> MultiHeadAttention:
     """A plain MultiHeadAttention whose per-head key/value weights are the GQA module's, repeated."""
-    full = MultiHeadAttention(gqa.d_model, gqa.n_heads, gqa.d_head, bias=gqa.q_proj.bias is not None).eval()
+    bias = gqa.out_proj.bias is not None
+    full = MultiHeadAttention(gqa.d_model, gqa.n_heads, gqa.d_head, bias=bias).eval()
     n_rep = gqa.n_heads // gqa.n_kv_heads
+    inner, kv_inner = gqa.n_heads * gqa.d_head, gqa.n_kv_heads * gqa.d_head
     with torch.no_grad():
-        full.q_proj.load_state_dict(gqa.q_proj.state_dict())
         full.out_proj.load_state_dict(gqa.out_proj.state_dict())
-        for name in ("k_proj", "v_proj"):
-            src, dst = getattr(gqa, name), getattr(full, name)
-            w = src.weight.view(gqa.n_kv_heads, gqa.d_head, -1).repeat_interleave(n_rep, 0)
-            dst.weight.copy_(w.reshape(dst.weight.shape))
-            if src.bias is not None:
-                dst.bias.copy_(src.bias.view(gqa.n_kv_heads, gqa.d_head).repeat_interleave(n_rep, 0).reshape(-1))
+        full.W_Q[:] = gqa.W_Q  # through the per-head views, into the fused qkv_proj
+        full.W_K[:] = gqa.W_K.repeat_interleave(n_rep, 0)
+        full.W_V[:] = gqa.W_V.repeat_interleave(n_rep, 0)
+        if bias:
+            b_q, b_k, b_v = gqa.qkv_proj.bias.split([inner, kv_inner, kv_inner])
+            b_k, b_v = (b.view(gqa.n_kv_heads, gqa.d_head).repeat_interleave(n_rep, 0).reshape(-1)
+                        for b in (b_k, b_v))
+            full.qkv_proj.bias.copy_(torch.cat([b_q, b_k, b_v]))
     return full
 
 
@@ -136,7 +139,8 @@ def test_multihead_gqa_equals_repeated_heads(explicit, n_kv_heads, bias):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
     assert gqa.W_K.shape == gqa.W_V.shape == (n_kv_heads, 16, 4)
     assert gqa.W_Q.shape == (4, 16, 4) and gqa.W_O.shape == (4, 4, 16)
-    assert gqa.k_proj.weight.shape == (n_kv_heads * 4, 16)
+    # one fused projection: 4 query heads, then n_kv_heads key heads and as many value heads
+    assert gqa.qkv_proj.weight.shape == ((4 + 2 * n_kv_heads) * 4, 16)
 
 
 def test_default_n_kv_heads_changes_nothing():
@@ -177,7 +181,7 @@ def test_config_n_kv_heads():
     assert mqa.kv_heads == 1 and "n_kv_heads=1" in repr(mqa)
     n_full = count_parameters(Decoder(base)).by_component["attention"]
     n_mqa = count_parameters(Decoder(mqa)).by_component["attention"]
-    assert n_full - n_mqa == 2 * 2 * (16 * 16 - 16 * 4)  # two layers, k_proj and v_proj each shrink
+    assert n_full - n_mqa == 2 * 2 * (16 * 16 - 16 * 4)  # two layers, W_K's and W_V's rows each shrink
     with pytest.raises(ValueError, match=r"DecoderConfig: n_kv_heads must divide n_heads=4 .*got 3"):
         base.replace(n_kv_heads=3)
     with pytest.raises(ValueError, match=r"MultiHeadAttention: n_kv_heads must divide n_heads=4 .*got 3"):

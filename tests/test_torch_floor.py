@@ -47,6 +47,10 @@ SINCE: dict[str, str] = {
     "torch.promote_types": "1.5",  # tiled_attention's working dtype
     "Tensor.prod": "1.0",
     "Tensor.new_empty": "1.0",
+    # MultiHeadAttention's fused projections: built on "meta", then materialised and drawn part by part
+    "torch.nn.Linear(device=)": "1.9",  # the factory kwargs of modules
+    "Module.to_empty": "1.10",  # not seen by the collector (a Module method); recorded for the reader
+    "torch.aminmax": "1.11",  # _validate.targets: min and max in one reduction
     # old APIs, all in torch 1.0, that the checkers and widgets began to use
     "torch.random.fork_rng": "1.0",
     "torch.random.fork_rng(devices=)": "1.0",
@@ -104,6 +108,8 @@ Tensor.zero_ Tensor.fill_ Tensor.repeat Tensor.flatten Tensor.squeeze Tensor.lon
 Tensor.type Tensor.size Tensor.dim Tensor.matmul Tensor.pow Tensor.round Tensor.contiguous
 torch.allclose(equal_nan=) torch.isinf torch.eye torch.eye(dtype=) Tensor.isnan Tensor.select
 Tensor.triu Tensor.flip Tensor.where Tensor.floor Tensor.ceil Tensor.log10
+torch.nn.init.kaiming_uniform_ torch.nn.init.kaiming_uniform_(a=) torch.nn.init.uniform_
+torch.nn.functional.linear
 """.split():
     SINCE.setdefault(_name, OLD)
 

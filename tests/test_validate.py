@@ -260,6 +260,25 @@ def test_ignored_targets_still_fine_when_some_are_scored():
     assert torch.isfinite(loss)
 
 
+def test_targets_fast_path_keeps_every_verdict():
+    """targets() first takes one min/max reduction; the cases it must not wave through."""
+    ok = torch.tensor([[0, 10], [3, 4]])
+    assert V.targets("f", ok, (2, 2), 11) is ok
+    with pytest.raises(ValueError, match=r"every target is ignore_index=-100"):  # nothing to score
+        V.targets("f", torch.zeros(2, 0, dtype=torch.long), (2, 0), 11)
+    with pytest.raises(ValueError, match=r"every target is ignore_index=0"):  # an id as ignore_index
+        V.targets("f", torch.zeros(2, 2, dtype=torch.long), (2, 2), 11, ignore_index=0)
+    assert V.targets("f", ok, (2, 2), 11, ignore_index=0) is ok
+    for bad, got in ((11, "11"), (-1, "-1"), (-100, None)):
+        t = ok.clone()
+        t[1, 0] = bad
+        if got is None:  # ignored, and the others are scored: fine
+            assert V.targets("f", t, (2, 2), 11) is t
+        else:
+            with pytest.raises(ValueError, match=rf"or be ignore_index=-100, got {got}$"):
+                V.targets("f", t, (2, 2), 11)
+
+
 # --------------------------------------------------------------------------- the helpers themselves
 
 

@@ -136,13 +136,11 @@ def _head_changes(block, x):
         B, T, _ = x.shape
         H, dh = block.n_heads, block.d_head
 
-        def project(linear):  # (B, H, T, d_head)
-            y = xd @ linear.weight.double().T
-            y = y if linear.bias is None else y + linear.bias.double()
-            return y.view(B, T, H, dh).transpose(1, 2)
-
-        o = attention(*(project(p) for p in (block.q_proj, block.k_proj, block.v_proj)),
-                      is_causal=True)  # (B, H, T, d_head)
+        qkv = block.qkv_proj  # W_Q, W_K and W_V of every head, stacked: one product
+        y = xd @ qkv.weight.double().T
+        y = y if qkv.bias is None else y + qkv.bias.double()
+        q, k, v = (t.view(B, T, H, dh).transpose(1, 2) for t in y.split(H * dh, dim=-1))
+        o = attention(q, k, v, is_causal=True)  # (B, H, T, d_head)
         per_head = torch.einsum("bhte,hed->hbtd", o, block.W_O.double())
         bias = 0.0 if block.out_proj.bias is None else block.out_proj.bias.double()
     return per_head, bias
@@ -161,14 +159,22 @@ def _edited(block, x, edit, *, causal=True):
         return twin(x, is_causal=causal)
 
 
-def _zero_features(linear, h, dh, *, rows=True, bias=False):
+def _zero_features(linear, h, dh, *, rows=True, bias=False, offset=0):
+    """Zero head h's features of ``linear``: its rows (outputs) or columns (inputs); ``offset``
+    is the first row of the part (W_Q, W_K or W_V) of a fused projection."""
+    lo, hi = offset + h * dh, offset + (h + 1) * dh
     with torch.no_grad():
         if rows:
-            linear.weight[h * dh:(h + 1) * dh] = 0
+            linear.weight[lo:hi] = 0
         else:
-            linear.weight[:, h * dh:(h + 1) * dh] = 0
+            linear.weight[:, lo:hi] = 0
         if bias and linear.bias is not None:
-            linear.bias[h * dh:(h + 1) * dh] = 0
+            linear.bias[lo:hi] = 0
+
+
+def _zero_input_side(m, part, h, *, bias=False):
+    """Zero head h's rows of W_Q (part 0), W_K (1) or W_V (2) inside m's fused qkv_proj."""
+    _zero_features(m.qkv_proj, h, m.d_head, bias=bias, offset=part * m.n_heads * m.d_head)
 
 
 def _switch_off(block, x, h, causal=True):
@@ -191,15 +197,14 @@ ABLATION_MISTAKES = [
             "features, directions of the embedding space that every head writes to. nn.Linear "
             "stores (out, in): head h's value-up is the COLUMNS h*d_head:(h+1)*d_head (block.W_O[h])",
             lambda b, x, h: _edited(b, x, lambda m: _zero_features(m.out_proj, h, m.d_head))),
-    Mistake(INPUT_SIDE, lambda b, x, h: _edited(
-        b, x, lambda m: _zero_features(m.q_proj, h, m.d_head, bias=True))),
-    Mistake(INPUT_SIDE, lambda b, x, h: _edited(
-        b, x, lambda m: _zero_features(m.k_proj, h, m.d_head, bias=True))),
-    Mistake(INPUT_SIDE, lambda b, x, h: _edited(b, x, lambda m: _zero_features(m.q_proj, h, m.d_head))),
-    Mistake("head h still writes its value bias: you zeroed its value-down W_V but not "
-            "v_proj.bias, and since each pattern row sums to 1 the head still adds its bias times "
-            "W_O[h]. Zero what the head writes instead: block.W_O[h] (out_proj's input columns)",
-            lambda b, x, h: _edited(b, x, lambda m: _zero_features(m.v_proj, h, m.d_head))),
+    Mistake(INPUT_SIDE, lambda b, x, h: _edited(b, x, lambda m: _zero_input_side(m, 0, h, bias=True))),
+    Mistake(INPUT_SIDE, lambda b, x, h: _edited(b, x, lambda m: _zero_input_side(m, 1, h, bias=True))),
+    Mistake(INPUT_SIDE, lambda b, x, h: _edited(b, x, lambda m: _zero_input_side(m, 0, h))),
+    Mistake("head h still writes its value bias: you zeroed its value-down W_V but not its value "
+            "bias (its slice of the last third of qkv_proj.bias), and since each pattern row sums "
+            "to 1 the head still adds its bias times W_O[h]. Zero what the head writes instead: "
+            "block.W_O[h] (out_proj's input columns)",
+            lambda b, x, h: _edited(b, x, lambda m: _zero_input_side(m, 2, h))),
     Mistake("you rescaled the other heads by n_heads / (n_heads - 1): switching a head off "
             "removes its change and leaves the others exactly as they were; the block adds the "
             "heads' changes, it does not average them",

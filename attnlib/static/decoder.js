@@ -10,7 +10,8 @@
 //   per block:  x += out_proj(heads(ln_1(x)))       causal self-attention, pre-LayerNorm
 //               x += down(gelu(up(ln_2(x))))        exact (erf) GELU unless config.gelu is "tanh"
 //   logits = ln_f(x) @ unembed^T                    unembed = tok when the embeddings are tied
-// heads: q = q_proj(h) (T, n_heads * d_head), k and v (T, n_kv_heads * d_head); query head h reads
+// heads: q, k, v = the rows of qkv_proj (W_Q of every head, then W_K and W_V of every key/value
+// head) applied to h: q (T, n_heads * d_head), k and v (T, n_kv_heads * d_head); query head h reads
 // key/value head floor(h / (n_heads / n_kv_heads)) (GQA; as attnlib.attention.repeat_kv);
 // pattern = softmax(q k^T / sqrt(d_head)) over the keys j <= i; a head that is switched off still
 // computes its pattern but its output is zeroed before out_proj (as attnlib.hooks.ablate_heads).
@@ -73,7 +74,7 @@ export function buildModel(config, weights) {
   if (!c.tie_embeddings) want["unembed.weight"] = [c.vocab_size, c.d_model];
   for (let l = 0; l < c.n_layers; l++) {
     const p = `blocks.${l}.`;
-    const lin = { "attn.q_proj": [inner, c.d_model], "attn.k_proj": [kvInner, c.d_model], "attn.v_proj": [kvInner, c.d_model],
+    const lin = { "attn.qkv_proj": [inner + 2 * kvInner, c.d_model],
       "attn.out_proj": [c.d_model, inner], "mlp.up": [c.d_mlp, c.d_model], "mlp.down": [c.d_model, c.d_mlp] };
     for (const [name, shape] of Object.entries(lin)) {
       want[`${p}${name}.weight`] = shape;
@@ -84,14 +85,35 @@ export function buildModel(config, weights) {
       if (c.bias) want[`${p}${ln}.bias`] = [c.d_model];
     }
   }
-  const arrays = {};
-  for (const [name, shape] of Object.entries(want)) {
+  const load = (name, shape) => {
     const t = weights[name];
     if (!t) throw new Error(`the weights have no ${name}`);
     if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
       throw new Error(`${name} has shape [${t.shape}], expected [${shape}]`);
     }
-    arrays[name] = decodeTensor(name, t);
+    return decodeTensor(name, t);
+  };
+  const arrays = {};
+  // weights exported before attnlib fused its projections (a page built then) hold q_proj, k_proj
+  // and v_proj: their rows, concatenated in that order, are qkv_proj
+  for (let l = 0; l < c.n_layers; l++) {
+    const p = `blocks.${l}.attn.`;
+    for (const kind of ["weight", "bias"]) {
+      const parts = ["q_proj", "k_proj", "v_proj"].map((n) => `${p}${n}.${kind}`);
+      if (weights[`${p}qkv_proj.${kind}`] || !parts.every((n) => weights[n])) continue;
+      const rows = [inner, kvInner, kvInner];
+      const got = parts.map((n, i) => load(n, kind === "weight" ? [rows[i], c.d_model] : [rows[i]]));
+      const fused = new Float32Array(got.reduce((a, x) => a + x.length, 0));
+      let at = 0;
+      for (const x of got) {
+        fused.set(x, at);
+        at += x.length;
+      }
+      arrays[`${p}qkv_proj.${kind}`] = fused;
+    }
+  }
+  for (const [name, shape] of Object.entries(want)) {
+    if (!arrays[name]) arrays[name] = load(name, shape);
   }
   return { config: c, get: (name) => arrays[name] ?? null };
 }
@@ -215,9 +237,13 @@ export function forward(model, ids, opts = {}) {
   for (let l = 0; l < c.n_layers; l++) {
     const p = `blocks.${l}.`;
     const h1 = layerNorm(x, T, D, g(p + "ln_1.weight"), g(p + "ln_1.bias"), c.ln_eps);
-    const q = linear(h1, T, D, g(p + "attn.q_proj.weight"), g(p + "attn.q_proj.bias"), inner);
-    const k = linear(h1, T, D, g(p + "attn.k_proj.weight"), g(p + "attn.k_proj.bias"), kvInner);
-    const v = linear(h1, T, D, g(p + "attn.v_proj.weight"), g(p + "attn.v_proj.bias"), kvInner);
+    // rows [from, from + n) of the fused weight (width D) and bias (width 1): views, no copy
+    const W = g(p + "attn.qkv_proj.weight");
+    const b = g(p + "attn.qkv_proj.bias");
+    const rows = (a, from, n, width) => a && a.subarray(from * width, (from + n) * width);
+    const q = linear(h1, T, D, rows(W, 0, inner, D), rows(b, 0, inner, 1), inner);
+    const k = linear(h1, T, D, rows(W, inner, kvInner, D), rows(b, inner, kvInner, 1), kvInner);
+    const v = linear(h1, T, D, rows(W, inner + kvInner, kvInner, D), rows(b, inner + kvInner, kvInner, 1), kvInner);
     const heads = new Float64Array(T * inner); // the heads' outputs side by side, as before out_proj
     const layerPatterns = [];
     for (let hh = 0; hh < H; hh++) {
