@@ -213,6 +213,12 @@ def _qkv_shapes(q, k, v, who: str, gqa: bool) -> None:
         return
     if q.ndim < 3:
         raise ValueError(f"{who}: enable_gqa needs a head dim: q, k, v of shape (..., H, T, d), got {shapes}")
+    H, H_kv = q.shape[-3], k.shape[-3]
+    if q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and H_kv == v.shape[-3] >= 1 and H % H_kv != 0:
+        raise ValueError(
+            f"{who}: with enable_gqa, the key/value heads (dim -3 of k and v) must divide the "
+            f"{H} query heads (dim -3 of q), got {H_kv} key/value heads: {shapes}"
+        )
     if not (q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and k.shape[-3] == v.shape[-3]
             and k.shape[-3] >= 1 and q.shape[-3] % k.shape[-3] == 0):
         raise ValueError(

@@ -82,7 +82,7 @@ def test_gqa_gradcheck_both_paths():
 
 
 @pytest.mark.parametrize("shapes,msg", [
-    (((2, 6, 5, 4), (2, 4, 7, 4), (2, 4, 7, 3)), r"the head dim \(-3\), which must divide q's \(6 query heads\)"),
+    (((2, 6, 5, 4), (2, 4, 7, 4), (2, 4, 7, 3)), r"the key/value heads \(dim -3 of k and v\) must divide the 6 query heads \(dim -3 of q\), got 4"),
     (((2, 6, 5, 4), (2, 2, 7, 4), (2, 3, 7, 3)), r"k and v must have the same dims as q except the head dim"),
     (((3, 6, 5, 4), (2, 2, 7, 4), (2, 2, 7, 3)), r"k and v must have the same dims as q except the head dim"),
     (((5, 4), (7, 4), (7, 3)), r"attention: enable_gqa needs a head dim: q, k, v of shape \(\.\.\., H, T, d\)"),
