@@ -161,16 +161,16 @@ def test_kv_cache_shrinks_and_decoding_matches():
     toks = torch.randint(0, 11, (3, 9), generator=torch.Generator().manual_seed(0))
     full, _ = m(toks)
     caches = [KVCache() for _ in m.blocks]
-    steps = [m(toks[:, :4], kv_caches=caches)[0]]
+    steps = [m(toks[:, :4], kv_cache=caches)[0]]
     for t in range(4, 9):
-        steps.append(m(toks[:, t:t + 1], kv_caches=caches)[0])
+        steps.append(m(toks[:, t:t + 1], kv_cache=caches)[0])
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
     assert caches[0].k.shape == (3, 2, 9, 4)  # n_kv_heads = 2 heads of keys, not n_heads = 4
     stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
     assert stored == E.kv_cache_bytes(9, n_layers=2, n_heads=2, d_head=4, batch=3)
     assert stored * 2 == E.kv_cache_bytes(9, n_layers=2, n_heads=4, d_head=4, batch=3)
     a = m.generate(toks[:, :3], 8, temperature=0)
-    b = m.generate(toks[:, :3], 8, temperature=0, use_cache=False)
+    b = m.generate(toks[:, :3], 8, temperature=0, kv_cache=False)
     assert torch.equal(a, b)
 
 

@@ -115,7 +115,7 @@ def check_layernorm(fn):
 def _reference_block(d_model=16, n_heads=2, seed=0) -> DecoderBlock:
     torch.manual_seed(seed)
     # non-trivial LayerNorm scales, larger weights
-    return make_every_piece_matter(DecoderBlock(d_model, n_heads).eval(), vector_spread=0.5)
+    return make_every_piece_matter(DecoderBlock(DecoderConfig(d_model=d_model, n_heads=n_heads)).eval(), vector_spread=0.5)
 
 
 # The correct block and its mistaken versions, each fn(x, blk) on a DecoderBlock's parts.
@@ -254,7 +254,7 @@ def check_block(fn):
 
 def _block_count(d_model, n_heads, d_head, d_mlp) -> int:
     with torch.device("meta"):
-        blk = DecoderBlock(d_model, n_heads, d_head, d_mlp)
+        blk = DecoderBlock(DecoderConfig(d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp))
     return count_parameters(blk).total
 
 
