@@ -327,7 +327,7 @@ class Decoder(nn.Module):
         if mask is not None:
             positions = (mask.cumsum(-1) - 1).clamp_min(0)[:, start:]  # (B, T)
             self_mask = mask[:, None, None, :]  # (B, 1, 1, T_cached + T): the keys that are real
-        x = self.embed(tokens, start, positions=positions, check=False)  # (B, T, d_model): the residual stream
+        x = self.embed(tokens, start, positions=positions, check=False)  # (B, T, d_model): the stream
         self_ws, cross_ws = [], []
         for i, block in enumerate(self.blocks):
             cache = None if kv_cache is None else kv_cache[i]
@@ -482,7 +482,9 @@ def _check_generator(who: str, generator, batch: int) -> None:
             f"{V.describe(generator)}"
         )
     if len(generator) != batch:
-        raise ValueError(f"{who}: generator must hold one torch.Generator per row ({batch}), got {len(generator)}")
+        raise ValueError(
+            f"{who}: generator must hold one torch.Generator per row ({batch}), got {len(generator)}"
+        )
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
@@ -495,5 +497,6 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generat
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     if isinstance(generator, (list, tuple)):  # row b draws as it would alone with generator[b]
-        return torch.cat([torch.multinomial(p[None], 1, generator=g) for p, g in zip(probs, generator, strict=True)])
+        rows = zip(probs, generator, strict=True)
+        return torch.cat([torch.multinomial(p[None], 1, generator=g) for p, g in rows])
     return torch.multinomial(probs, 1, generator=generator)
