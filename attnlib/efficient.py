@@ -93,7 +93,7 @@ class TileStats:
     tiles_computed: int = 0
     tiles_skipped: int = 0
     q_reads: int = 0  # elements of q loaded: each query tile once, if any of its pairs is computed
-    k_reads: int = 0  # elements of k loaded: the key tile again for every computed pair
+    k_reads: int = 0  # elements of k loaded: the key tile again for every computed pair (GQA: per group)
     v_reads: int = 0  # elements of v loaded: likewise
     mask_reads: int = 0  # entries of a boolean mask read (as stored: broadcast dims count once)
     out_writes: int = 0  # elements of the output written: every query tile once
@@ -227,9 +227,8 @@ def tiled_attention(
     T_q, T_k = q.shape[-2], k.shape[-2]
     d, d_v = q.shape[-1], v.shape[-1]
     n_batch = math.prod(q.shape[:-2])  # (batch element, query head) pairs
-    heads = None  # (H, H_kv) when query heads share key/value heads
-    if enable_gqa and q.shape[-3] != k.shape[-3]:
-        heads = (q.shape[-3], k.shape[-3])
+    grouped = enable_gqa and q.shape[-3] != k.shape[-3]  # query heads share key/value heads
+    if grouped:
         q, k, v, mask = _grouped(q, k, v, mask)
     n_kv = math.prod(k.shape[:-2])  # (batch element, key/value head) pairs
     stats = TileStats(block_q=bq, block_k=block_k, n_q_tiles=-(-T_q // bq), n_k_tiles=-(-T_k // block_k))
@@ -281,7 +280,7 @@ def tiled_attention(
             out[..., qs:qe, :] = torch.where(seen, o, torch.zeros_like(o))
         stats.out_writes += n_batch * (qe - qs) * d_v
 
-    if heads is not None:  # (..., H_kv, G, T_q, d_v) -> (..., H, T_q, d_v)
+    if grouped:  # (..., H_kv, G, T_q, d_v) -> (..., H, T_q, d_v)
         out = out.flatten(-4, -3)
     return (out, stats) if return_stats else out
 
