@@ -339,7 +339,7 @@ def renamed(who: str, given: dict, old: str, new: str, value, default):
     if old not in given:
         return value
     got = given.pop(old)
-    if value != default and value != got:
+    if value is not default and value != got:
         raise TypeError(f"{who}: got {new}={value!r} and its deprecated name {old}={got!r}; give {new} only")
     deprecation(f"{who}: {old}= is deprecated; use {new}= instead (same meaning)")
     return got
