@@ -370,7 +370,7 @@ _SOLUTION_END = re.compile(r"^(?:`{3,}|:{3,})\{solution-end\}")
 # Chapters whose main path is still longer than MAIN_PATH_MAX (issue 15 split chapters 0-5 only).
 LONG_MAIN_PATH = {stem: "no optional parts marked yet; the whole chapter is its main path"
                   for stem in ("06_one_head", "07_multihead", "08_cross_attention", "09_decoder",
-                               "10_training", "11_cost_at_scale")}
+                               "10_training")}
 
 
 def main_path(markdown: str) -> str:
