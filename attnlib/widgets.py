@@ -623,12 +623,13 @@ class PatternViewer(_Explorer):
 
 
 class ValueUpdateExplorer(_Explorer):
-    """How the weighted sum of values moves a query's embedding (2-D, so it can be drawn).
+    """How the weighted sum of the proposed changes moves a query's embedding (2-D, so it can be drawn).
 
     Args:
         tokens: T token labels.
         points: embeddings (T, 2).
-        values: value vectors (T, 2), the change each token proposes.
+        values: the change each token proposes (T, 2): its value times W_O, v_j W_O, in the
+            embedding's plane (the name is kept for older notebooks).
         query: index of the token being updated.
         weights: the query's weights on the T keys (T,), non-negative; renormalised to sum to 1
             (all zeros: no change). Default: uniform (over the keys the query may see).
