@@ -173,6 +173,64 @@ def test_static_page_types_predicts_and_switches_heads_off(browser, served):
         page.context.close()
 
 
+def test_static_page_steps_through_the_layers_with_the_logit_lens(browser, served):
+    """The lens view in the static page: moving the stage slider shows each stage's reading, which
+    equals attnlib.lens's (compute()); the followed word, the lens position and a head switched off
+    give what attnlib gives; a click on a stage's row selects it."""
+    folder, base = served
+    model = _model(3)
+    e = W.ModelExplorer(model, TOK, PROMPT, lens_word="blue")
+    static_page(e, folder / "lens")
+    page, errors, blocked = open_page(browser, base, "lens/index.html")
+    try:
+        lens = page.locator(".attnlib-model-explorer .attnlib-lens")
+        slider = lens.locator("input.attnlib-lens-stage")
+        token = lens.locator(".attnlib-lens-token")
+        names = e.compute()["stages"]
+        assert slider.get_attribute("max") == str(len(names) - 1) == "4"
+
+        def shown_rows():
+            cells = [r.locator("th, td").all_inner_texts() for r in lens.locator("tr[data-stage]").all()]
+            return [[n, w, float(p), float(f)] for n, w, p, f in cells]
+
+        def same(shown, rows):  # names and words exactly, the probabilities to the 3 decimals shown
+            return ([r[:2] for r in shown] == [r[:2] for r in rows]
+                    and [r[2:] for r in shown] == [pytest.approx(r[2:], abs=6e-4) for r in rows])
+
+        assert same(shown_rows(), e.lens)
+        readings = set()
+        for stage in range(len(names)):  # move the slider through every stage
+            slider.fill(str(stage))
+            assert lens.locator(".attnlib-lens-stage + output").inner_text() == names[stage]
+            assert token.get_attribute("data-token") == e.lens[stage][1]
+            assert lens.locator("tr.attnlib-selected").get_attribute("data-stage") == str(stage)
+            bars = lens.locator(".attnlib-bar-value").all_inner_texts()
+            top = sorted(e.compute()["lens"][stage].tolist(), reverse=True)[: e.top_k]
+            assert [float(x) for x in bars] == pytest.approx(top, abs=6e-4)
+            readings.add(tuple(bars))
+        assert len(readings) == len(names)  # every stage reads something else
+        assert "(the model's output)" in lens.locator(".attnlib-lens-reading").inner_text()
+        # the lens at another position, another followed word, and with a head off
+        lens.locator("select.attnlib-lens-query").select_option("3")
+        e.query = 3
+        assert same(shown_rows(), e.lens)
+        assert page.locator("select.attnlib-query").input_value() == "3"  # one query for both views
+        lens.locator("select.attnlib-lens-word").select_option("soft")
+        e.lens_word = "soft"
+        assert lens.locator("th").nth(3).inner_text() == "p(soft)"
+        assert same(shown_rows(), e.lens)
+        before = shown_rows()
+        page.locator("input.attnlib-head-toggle[data-layer='0'][data-head='1']").uncheck()
+        e.ablated = [[0, 1]]
+        after = shown_rows()
+        assert same(after, e.lens) and after[0] == before[0] and after != before
+        lens.locator("tr[data-stage='1']").click()  # a row selects its stage
+        assert slider.input_value() == "1" and lens.locator("tr.attnlib-selected").get_attribute("data-stage") == "1"
+        assert blocked == [] and [x for x in errors if not any(p.search(x) for p in CONSOLE_ALLOWED)] == []
+    finally:
+        page.context.close()
+
+
 def test_static_page_fits_a_phone(browser, served):
     """At 390 px the explorer with a 32-token prompt fits: its wide pattern scrolls in its own box."""
     folder, base = served
