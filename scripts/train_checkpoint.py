@@ -46,6 +46,12 @@ RECIPE = {
 }
 
 
+def dataset():
+    """The corpus of chapter 10 (generated, seeded)."""
+    r = RECIPE
+    return data.make_dataset(n_train=r["n_train"], n_val=r["n_val"], seed=r["data_seed"])
+
+
 def config(tok) -> attnlib.DecoderConfig:
     return attnlib.TINY.replace(vocab_size=len(tok), context_len=RECIPE["context_len"])
 
@@ -53,7 +59,7 @@ def config(tok) -> attnlib.DecoderConfig:
 def train_adjective_model(seed: int = 0, ds=None, progress: bool = False):
     """Chapter 10's ``train_adjective_model`` on the CPU: returns (model, history)."""
     r = RECIPE
-    ds = ds or data.make_dataset(n_train=r["n_train"], n_val=r["n_val"], seed=r["data_seed"])
+    ds = ds or dataset()
     T = r["context_len"]
     x_check, pairs_check = ds.windows("train", context_len=T, n=r["check_windows"])
     torch.set_num_threads(1)  # as chapter 10 on a CPU (and it is faster for a model this small)
@@ -89,8 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    r = RECIPE
-    ds = data.make_dataset(n_train=r["n_train"], n_val=r["n_val"], seed=r["data_seed"])
+    ds = dataset()
     start = time.perf_counter()
     model, history = train_adjective_model(args.seed, ds, progress=True)
     seconds = time.perf_counter() - start

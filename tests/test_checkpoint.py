@@ -24,11 +24,6 @@ import train_checkpoint as script
 PROMPT = "the fluffy blue creature roamed . it is"
 
 
-def _dataset():
-    r = script.RECIPE
-    return data.make_dataset(n_train=r["n_train"], n_val=r["n_val"], seed=r["data_seed"])
-
-
 def _answers(model, tok) -> dict:
     """What chapter 9 says about a trained model, measured: the top word at `is` in PROMPT, and the
     logit lens there at the embedding and at the output."""
@@ -40,7 +35,7 @@ def _answers(model, tok) -> dict:
 
 
 def test_the_checkpoint_loads_and_answers():
-    ds = _dataset()
+    ds = script.dataset()
     model = load_checkpoint(checkpoints.path("adjective")).eval()
     meta = checkpoints.info("adjective")
     assert checkpoints.available() == ["adjective"]

@@ -5,8 +5,8 @@ The page is what a published chapter holds: the widget state as ipywidgets saves
 ``static_page``), rendered by the book's vendored
 static renderer (book/_static_widgets: require.js, anywidget's front end, embed-amd.js), served from
 127.0.0.1 with every other request blocked. No kernel runs: everything the page shows comes from
-the JavaScript forward pass, and the test checks it against attnlib. The last test opens chapter
-10 of the built book, once the chapter has an explorer.
+the JavaScript forward pass, and the test checks it against attnlib. The last two tests open
+chapters 9 and 10 of the built book, once the chapters have an explorer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import http.server
 import math
+import shutil
 import sys
 import threading
 
@@ -286,6 +287,91 @@ def test_saved_prediction_check_on_a_static_page(browser, served):
         check_saved_explorer(page)
     finally:
         page.context.close()
+
+
+def check_saved_lens(page) -> None:
+    """The first explorer on ``page`` that follows a word with the logit lens: its table shows the
+    ``lens`` rows attnlib computed when the widget was saved; moving the stage slider through every
+    stage shows that stage's top word, and the slider's stage is the one highlighted."""
+    states = page.evaluate("""() => [...document.querySelectorAll(
+        'script[type="application/vnd.jupyter.widget-state+json"]')].map(s => JSON.parse(s.textContent))""")
+    saved = [m["state"] for st in states for m in st["state"].values()
+             if "renderModelExplorer" in m["state"].get("_esm", "") and m["state"].get("lens_word")]
+    assert saved, "no ModelExplorer that follows a word with the lens in the page"
+    s = saved[0]
+    roots = page.locator(".attnlib-model-explorer")
+    root = next(roots.nth(i) for i in range(roots.count())
+                if roots.nth(i).locator("input.attnlib-prompt").input_value() == s["prompt"])
+    lens = root.locator(".attnlib-lens")
+    rows = [r.locator("th, td").all_inner_texts() for r in lens.locator("tr[data-stage]").all()]
+    assert [r[:2] for r in rows] == [r[:2] for r in s["lens"]]
+    for got, want in zip(rows, s["lens"], strict=True):
+        assert [float(x) for x in got[2:]] == pytest.approx(want[2:], abs=6e-4)
+    slider = lens.locator("input.attnlib-lens-stage")
+    for stage, want in enumerate(s["lens"]):
+        slider.fill(str(stage))
+        assert lens.locator(".attnlib-lens-token").get_attribute("data-token") == want[1]
+        assert lens.locator("tr.attnlib-selected").get_attribute("data-stage") == str(stage)
+
+
+def test_saved_lens_check_on_a_static_page(browser, served):
+    """check_saved_lens (used on chapter 9 below) on a page of our own."""
+    folder, base = served
+    e = W.ModelExplorer(_model(4), TOK, PROMPT, lens_word="blue", lens_stage=2)
+    static_page(e, folder / "saved-lens")
+    page, errors, _ = open_page(browser, base, "saved-lens/index.html")
+    try:
+        check_saved_lens(page)
+    finally:
+        page.context.close()
+
+
+def test_chapter_9_saved_explorer_steps_through_the_layers(browser, served):
+    """Chapter 9's explorer as the executed notebook saved it (the widget state myst-nb embeds in
+    the page), in a static page of its own: no book build needed."""
+    import json
+
+    from ipywidgets.embed import escape_script
+
+    folder, base = served
+    nb = json.loads((ROOT / "notebooks" / "09_decoder.ipynb").read_text(encoding="utf-8"))
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"] for c in nb["cells"]
+             if c["cell_type"] == "code" for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]
+    assert len(views) == 1 and "renderModelExplorer" in state["state"][views[0]["model_id"]]["state"]["_esm"]
+    page_dir = folder / "chapter9"
+    page_dir.mkdir()
+    shutil.copytree(ROOT / "book" / "_static_widgets" / "widgets", page_dir / "widgets")
+    (page_dir / "index.html").write_text(explorer_bench.PAGE % {
+        "view": escape_script(json.dumps(views[0])), "state": escape_script(json.dumps(state))}, encoding="utf-8")
+    page, errors, blocked = open_page(browser, base, "chapter9/index.html")
+    try:
+        check_saved_lens(page)
+        assert blocked == [] and [x for x in errors if not any(p.search(x) for p in CONSOLE_ALLOWED)] == []
+    finally:
+        page.context.close()
+
+
+def test_chapter_9_lens_in_the_built_book(browser, book_url):
+    """In the built chapter 9: the trained model's explorer shows the logit lens attnlib computed
+    when the chapter executed, and the stage slider steps through the layers."""
+    html = (ROOT / "_build" / "html" / "notebooks" / "09_decoder.html").read_text(encoding="utf-8")
+    if "renderModelExplorer" not in html:
+        pytest.skip("chapter 9 has no model explorer yet")
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    errors = []
+    try:
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((book_url, "data:", "blob:"))
+                   else r.abort())
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(book_url + "notebooks/09_decoder.html", wait_until="load")
+        page.wait_for_selector(".attnlib-model-explorer .attnlib-lens-token", timeout=30_000)
+        check_saved_lens(page)
+        assert errors == []
+    finally:
+        context.close()
 
 
 def test_chapter_10_explorer_in_the_built_book(browser, book_url):
