@@ -46,8 +46,8 @@ help:
 	@echo "make execute      lint, then re-execute notebooks in place (NB=... for one)"
 	@echo "make sync         set-up cells from _config.yml, and book/exercises.md"
 	@echo "make lint         ruff over the library, tests, scripts and notebooks"
-	@echo "make new-chapter  N=12 NAME=my_topic: a chapter skeleton, listed in _toc.yml"
-	@echo "make chapter      NB=notebooks/12_x.ipynb: sync, lint, execute, nbval, browser test, screenshots"
+	@echo "make new-chapter  N=13 NAME=my_topic: a chapter skeleton, listed in _toc.yml"
+	@echo "make chapter      NB=notebooks/13_x.ipynb: sync, lint, execute, nbval, browser test, screenshots"
 	@echo "make catalog      every checker, widget and viz function, and the exercises that use them"
 	@echo "make colab-test   run the chapters on a Colab-like package set (.venv-colab)"
 	@echo "make bench-quick  smoke-run the bench/ scripts (python bench/NAME.py for real numbers)"
@@ -173,7 +173,7 @@ sync: $(STAMP)
 # A new chapter from scripts/chapter_template.py: an output-free notebook with every part of the
 # chapter template, listed in _toc.yml and book/exercises.md. Then: `make chapter NB=...`.
 new-chapter: $(STAMP)
-	@test -n "$(N)" -a -n "$(NAME)" || { echo "usage: make new-chapter N=12 NAME=my_topic"; exit 2; }
+	@test -n "$(N)" -a -n "$(NAME)" || { echo "usage: make new-chapter N=13 NAME=my_topic"; exit 2; }
 	$(BIN)/python scripts/new_chapter.py $(N) $(NAME)
 
 # The loop for one chapter: set-up cell and exercise index, lint, execute, strict nbval, the book
@@ -182,7 +182,7 @@ new-chapter: $(STAMP)
 CHAPTER = $(basename $(notdir $(NB)))
 chapter: $(STAMP)
 	@test -n "$(NB_GIVEN)" -a -f "$(NB)" -a "$(words $(NB))" = 1 || \
-		{ echo "usage: make chapter NB=notebooks/12_my_topic.ipynb (one existing notebook)"; exit 2; }
+		{ echo "usage: make chapter NB=notebooks/13_my_topic.ipynb (one existing notebook)"; exit 2; }
 	$(BIN)/python scripts/sync_setup_cells.py $(NB)
 	$(BIN)/python scripts/exercise_index.py
 	$(BIN)/ruff check $(NB)

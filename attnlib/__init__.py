@@ -2,7 +2,8 @@
 
 One concept per module: ``attention`` (the functional core and masks), ``multihead``, ``mlp``,
 ``decoder`` (blocks, encoder, decoder, generation, configs), ``hooks`` (record patterns, ablate
-heads), ``params``, ``train``, ``viz``,
+heads), ``lens`` (the residual stream after every stage, the logit lens), ``params``, ``train``,
+``checkpoints`` (small trained models that ship with attnlib), ``viz``,
 ``widgets`` and ``checks`` (imported on demand: ``from attnlib import widgets, checks``).
 """
 

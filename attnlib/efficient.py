@@ -181,7 +181,7 @@ def tiled_attention(
             0 .. i + T_k - T_q).
         scale: multiplier of the scores; default 1/sqrt(d).
         block_q: queries per tile; ``None`` (the default) puts every query in one tile, which is
-            the keys-only tiling of chapter 11 (no causal tile is then ever wholly blocked).
+            the keys-only tiling of chapter 12 (no causal tile is then ever wholly blocked).
         block_k: keys per tile (default 128).
         block_size: the earlier name of ``block_k``; give one or the other, not both.
             Block sizes need not divide T (the last tile is shorter).

@@ -623,12 +623,13 @@ class PatternViewer(_Explorer):
 
 
 class ValueUpdateExplorer(_Explorer):
-    """How the weighted sum of values moves a query's embedding (2-D, so it can be drawn).
+    """How the weighted sum of the proposed changes moves a query's embedding (2-D, so it can be drawn).
 
     Args:
         tokens: T token labels.
         points: embeddings (T, 2).
-        values: value vectors (T, 2), the change each token proposes.
+        values: the change each token proposes (T, 2): its value times W_O, v_j W_O, in the
+            embedding's plane (the name is kept for older notebooks).
         query: index of the token being updated.
         weights: the query's weights on the T keys (T,), non-negative; renormalised to sum to 1
             (all zeros: no change). Default: uniform (over the keys the query may see).
@@ -1239,7 +1240,8 @@ def _explorer_weights(who: str, model, tie_embeddings: bool, dtype: str) -> dict
 
 class ModelExplorer(_Explorer):
     """A trained ``attnlib.Decoder`` running in the page: type a prompt, read the next-token
-    distribution, generate, look at every head's pattern and switch heads off.
+    distribution, generate, step through the layers with the logit lens, look at every head's
+    pattern and switch heads off.
 
     The forward pass runs in JavaScript (``static/decoder.js``) from weights carried in the widget
     state, so it works in the static book with no kernel and no network. It equals the model's
@@ -1255,6 +1257,10 @@ class ModelExplorer(_Explorer):
         layer, head: the attention pattern shown first.
         query: the prompt position whose row is highlighted (default: the last).
         ablated: heads switched off at the start, as (layer, head) pairs.
+        lens_stage: the stage the logit lens shows first (``attnlib.lens.stage_names``: 0 is the
+            embedding, then attention 0, MLP 0, ...; the last is the model's output).
+        lens_word: a vocabulary word whose lens probability is followed across the stages (None:
+            none).
         n_new: tokens the "generate" button appends; sample: sample (with ``seed``) instead of
             taking the most likely token.
         dtype: "float32" (exact) or "float16" (half the page size; the weights are rounded).
@@ -1262,11 +1268,14 @@ class ModelExplorer(_Explorer):
             float32, 2.7 at float16).
 
     Synced traits: inputs ``prompt``, ``presets``, ``temperature``, ``top_k``, ``layer``, ``head``,
-    ``query`` (-1 = the last position), ``ablated`` ([[layer, head], ...]), ``n_new``, ``sample``,
-    ``seed``; the model ``config``, ``vocab``, ``unk``, ``weights`` ({state-dict name: {dtype, shape,
-    data}}; a tied unembedding is not stored twice); results ``words`` (the prompt split),
-    ``unknown`` (its words that are not in the vocabulary), ``top`` ([[word, probability], ...]),
-    ``generated`` (the text the button produced). ``compute()`` recomputes with attnlib.
+    ``query`` (-1 = the last position; also the position of the logit lens), ``ablated`` ([[layer,
+    head], ...]), ``n_new``, ``sample``, ``seed``, ``lens_stage``, ``lens_word`` ("" = none); the
+    model ``config``, ``vocab``, ``unk``, ``weights`` ({state-dict name: {dtype, shape, data}}; a tied
+    unembedding is not stored twice); results ``words`` (the prompt split), ``unknown`` (its words
+    that are not in the vocabulary), ``top`` ([[word, probability], ...]), ``lens`` (one row per
+    stage at the query position: [stage, top word, its probability, the probability of
+    ``lens_word`` or None], at temperature 1), ``generated`` (the text the button produced).
+    ``compute()`` recomputes with attnlib.
     """
 
     _esm = esm_source("model_explorer.js", libs=("decoder.js",))
@@ -1292,10 +1301,14 @@ class ModelExplorer(_Explorer):
     unknown = List(Unicode()).tag(sync=True)
     top = List(List()).tag(sync=True)
     generated = Unicode("").tag(sync=True)
+    lens_stage = Int(0).tag(sync=True)
+    lens_word = Unicode("").tag(sync=True)
+    lens = List(List()).tag(sync=True)
 
     def __init__(self, model, tokenizer, prompt: str, *, presets=(), temperature: float = 1.0,
                  top_k: int = 8, layer: int = 0, head: int = 0, query: int | None = None, ablated=(),
-                 n_new: int = 6, sample: bool = False, seed: int = 0, dtype: str = "float32",
+                 n_new: int = 6, sample: bool = False, seed: int = 0, lens_stage: int = 0,
+                 lens_word: str | None = None, dtype: str = "float32",
                  max_params: int = 1_000_000, title: str = "Model explorer", **kwargs):
         from . import _validate as V
 
@@ -1315,11 +1328,15 @@ class ModelExplorer(_Explorer):
         n_new = V.nonneg_int(who, "n_new", n_new)
         seed = V.nonneg_int(who, "seed", seed)
         off = _ablated_list(who, ablated, cfg["n_layers"], cfg["n_heads"])
+        lens_stage = V.index(who, "lens_stage", lens_stage, 2 * cfg["n_layers"] + 1,
+                             "a stage of the residual stream: 0 is the embedding")
+        lens_word = _lens_word(who, lens_word, tokenizer.stoi)
         weights = _explorer_weights(who, model, cfg["tie_embeddings"], dtype)
         super().__init__(title=str(title), config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
                          weights=weights, prompt=prompt, presets=list(dict.fromkeys(prompts)),
                          temperature=temperature, top_k=top_k, layer=layer, head=head, query=query,
-                         ablated=off, n_new=n_new, sample=bool(sample), seed=seed, **kwargs)
+                         ablated=off, n_new=n_new, sample=bool(sample), seed=seed,
+                         lens_stage=lens_stage, lens_word=lens_word, **kwargs)
         self._refresh()
 
     # ---- the model, rebuilt from the state (what the page runs)
@@ -1349,9 +1366,13 @@ class ModelExplorer(_Explorer):
         self._decoder = None
         self._safe_refresh()
 
-    @traitlets.observe("prompt", "temperature", "top_k", "ablated")
+    @traitlets.observe("prompt", "temperature", "top_k", "ablated", "query", "lens_word")
     def _on_inputs(self, change):
         self._safe_refresh()
+
+    @traitlets.validate("lens_word")
+    def _check_lens_word(self, proposal):
+        return _lens_word("ModelExplorer", proposal["value"], {w: i for i, w in enumerate(self.vocab)})
 
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal):
@@ -1361,6 +1382,7 @@ class ModelExplorer(_Explorer):
         r = self.compute()
         self.words, self.unknown = r["words"], r["unknown"]
         self.top = [[w, p] for w, p in r["top"]]
+        self.lens = r["lens_rows"]
 
     def heads_off(self) -> dict[str, list[int]]:
         """The switched-off heads as ``attnlib.ablate_heads`` takes them: {"blocks.l.attn": [h, ...]}."""
@@ -1376,28 +1398,41 @@ class ModelExplorer(_Explorer):
         return ids[-self.config["context_len"]:]
 
     def compute(self) -> dict:
-        """Recompute what the page shows, with attnlib (``record_patterns`` and ``ablate_heads``).
+        """Recompute what the page shows, with attnlib (``record_patterns``, ``ablate_heads`` and
+        ``attnlib.lens.logit_lens``).
 
         Returns a dict: ``words`` and ``unknown`` (the prompt's words, those not in the vocabulary),
         ``ids``, ``logits`` (T, vocab_size) and ``patterns`` (n_layers, n_heads, T, T) as float32
         tensors (None when the prompt has no known word), ``probs`` (vocab_size,) at the last
-        position at the current temperature, and ``top``: [(word, probability)] of the ``top_k``
-        most likely next tokens.
+        position at the current temperature, ``top``: [(word, probability)] of the ``top_k``
+        most likely next tokens; and the logit lens at the query position ``position``:
+        ``stages`` (their names), ``lens`` (stages, vocab_size) float64 probabilities at
+        temperature 1 (None without a known word) and ``lens_rows`` (the ``lens`` trait).
         """
         from .hooks import ablate_heads, record_patterns
+        from .lens import logit_lens, stage_names
 
         words, _, unknown = _split_prompt(self.prompt, {w: i for i, w in enumerate(self.vocab)}, self.unk)
         ids = self.ids()
+        model = self._model()
         out = {"words": words, "unknown": unknown, "ids": ids, "logits": None, "patterns": None,
-               "probs": None, "top": []}
+               "probs": None, "top": [], "stages": stage_names(model), "position": None, "lens": None,
+               "lens_rows": []}
         if not ids:
             return out
-        model = self._model()
         with torch.no_grad(), record_patterns(model) as pats, ablate_heads(model, self.heads_off()):
-            logits, _ = model(torch.tensor([ids]))
+            lensed = logit_lens(model, torch.tensor([ids]))  # its last stage: the model's logits
         L = self.config["n_layers"]
+        logits = lensed[out["stages"][-1]]
         out["logits"] = logits[0]
         out["patterns"] = torch.stack([pats[f"blocks.{i}.attn"][0] for i in range(L)])
+        q = self.query if 0 <= self.query < len(ids) else len(ids) - 1  # as the page: -1 = the last
+        out["position"] = q
+        out["lens"] = torch.stack([torch.softmax(v[0, q].double(), -1) for v in lensed.values()])
+        follow = self.vocab.index(self.lens_word) if self.lens_word else None
+        for name, p in zip(out["stages"], out["lens"].tolist(), strict=True):
+            best = max(range(len(p)), key=lambda i: (p[i], -i))  # ties: the lower id, as the page
+            out["lens_rows"].append([name, self.vocab[best], p[best], None if follow is None else p[follow]])
         probs = torch.softmax(logits[0, -1].double() / self.temperature, dim=-1)
         out["probs"] = probs
         p = probs.tolist()
@@ -1424,6 +1459,17 @@ class ModelExplorer(_Explorer):
         state = {k: v for k, v in self.get_state().items()
                  if k != "layout" and (module or k not in ("_esm", "_css"))}
         return len(json.dumps(state, separators=(",", ":")).encode("utf-8"))
+
+
+def _lens_word(who: str, word, stoi: Mapping) -> str:
+    """"" (follow no word) or a word of the vocabulary."""
+    if word is None or word == "":
+        return ""
+    if not isinstance(word, str):
+        raise TypeError(f"{who}: lens_word must be a word of the vocabulary (str) or None, got {_describe(word)}")
+    if word not in stoi:
+        raise ValueError(f"{who}: lens_word must be one of the model's {len(stoi)} words, got {word!r}")
+    return word
 
 
 def _preset_list(who: str, presets) -> list:

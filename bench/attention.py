@@ -10,7 +10,7 @@ inputs:
             It INCLUDES its input and output projections (four d_model x d_model matmuls), so it is
             not attention alone: it shows what a full attention block costs next to the core.
   tiled     ``attnlib.efficient.tiled_attention`` (the memory-efficient teaching version of
-            chapter 11), when that module exists.
+            chapter 12), when that module exists.
 
 Timing: forward pass only, under ``torch.inference_mode()``. After a warm-up call of every method,
 the methods are run in an interleaved, rotating order for ``--repeats`` rounds (each round times

@@ -75,28 +75,14 @@ def static_page(widget, folder: Path) -> Path:
 
 
 def train_chapter_model():
-    """Chapter 10's CPU recipe (notebooks/10_training.ipynb, seed 0). Returns (model, tokenizer, steps)."""
-    import torch
+    """Chapter 10's CPU recipe (seed 0), as scripts/train_checkpoint.py runs it (the model attnlib
+    ships as its "adjective" checkpoint). Returns (model, tokenizer, steps, dataset)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train_checkpoint as recipe
 
-    import attnlib
-    from attnlib import data
-    from attnlib.train import get_batch, seed_everything, train
-
-    ds = data.make_dataset(n_train=4000, n_val=400, seed=0)
-    config = attnlib.TINY.replace(vocab_size=len(ds.tokenizer), context_len=32)
-    g_train = seed_everything(0)
-    model = attnlib.Decoder(config)
-    g_val = torch.Generator().manual_seed(1)
-    x_check, pairs_check = ds.windows("train", context_len=32, n=200)
-
-    def learned(step):
-        logits, _ = model(x_check)
-        return bool((data.question_accuracy(logits, x_check, pairs_check) >= 0.99).all())
-
-    history = train(model, lambda: get_batch(ds.train, 32, 32, generator=g_train), 3000, lr=2e-2,
-                    warmup=50, val_batch_fn=lambda: get_batch(ds.val, 64, 32, generator=g_val),
-                    eval_every=50, progress=False, stop=learned)
-    return model.eval(), ds.tokenizer, history.steps[-1] + 1, ds
+    ds = recipe.dataset()
+    model, history = recipe.train_adjective_model(0, ds)
+    return model, ds.tokenizer, history.steps[-1] + 1, ds
 
 
 def colour_head(model, ds) -> tuple[int, int, float]:

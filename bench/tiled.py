@@ -7,7 +7,7 @@ For each sequence length T it runs causal attention on the same (B, H, T, d_head
   sdpa      ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``, PyTorch's fused
             kernel, for context
   tiled 1-D ``attnlib.efficient.tiled_attention(..., block_k=128)``: every query in one tile, keys in
-            tiles of 128 (chapter 11's first version; no tile can be skipped)
+            tiles of 128 (chapter 12's first version; no tile can be skipped)
   tiled BxB ``tiled_attention(..., block_q=B, block_k=B)``: queries and keys in tiles of B, the tiles
             above the diagonal skipped (``--blocks``, default 128 and 256)
 

@@ -127,7 +127,7 @@ NEXT_STEPS = """\
   memories too {cite:p}`geva2021feedforward`.
 - **Make attention fast.** The FlashAttention papers
   {cite:p}`dao2022flashattention,dao2023flashattention2,shah2024flashattention3` start from the
-  online softmax of chapter 11 and show how to map it onto a GPU's memory hierarchy. Multi-query
+  online softmax of chapter 12 and show how to map it onto a GPU's memory hierarchy. Multi-query
   attention {cite:p}`shazeer2019fast` and grouped-query attention {cite:p}`ainslie2023gqa` let
   many query heads share a few key and value heads, which shrinks the KV cache of chapters 10
   and 11.

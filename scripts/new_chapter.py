@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Start a new chapter: ``make new-chapter N=12 NAME=my_topic``.
+"""Start a new chapter: ``make new-chapter N=13 NAME=my_topic``.
 
-    python scripts/new_chapter.py 12 my_topic
-    python scripts/new_chapter.py 12 my_topic --title "Rotary position embeddings"
+    python scripts/new_chapter.py 13 my_topic
+    python scripts/new_chapter.py 13 my_topic --title "Rotary position embeddings"
 
 It writes ``notebooks/NN_NAME.ipynb`` from the template (scripts/chapter_template.py: objectives,
 prerequisites and time; the set-up and device cells; a derive-and-check cell; a ``viz`` figure; a

@@ -1,4 +1,4 @@
-"""The chapter 11 checkers accept correct answers (several styles) and diagnose typical mistakes."""
+"""The checkers of chapters 11 and 12 accept correct answers (several styles) and diagnose typical mistakes."""
 
 import math
 
@@ -148,6 +148,67 @@ def test_pattern_memory(capsys):
         assert not checks.check_pattern_memory(fn)
         out = capsys.readouterr().out
         assert "✗" in out and phrase in out, (phrase, out)
+
+
+# --------------------------------------------------------------------------- KV cache memory
+
+
+def test_kv_cache_memory_accepts_correct_forms(capsys):
+    def ok(context_len, n_layers, n_heads, n_kv_heads, d_head, dtype, batch=1):
+        return E.kv_cache_bytes(context_len, n_layers=n_layers, n_heads=n_heads, d_head=d_head,
+                                dtype=dtype, batch=batch, n_kv_heads=n_kv_heads)
+
+    def by_group(context_len, n_layers, n_heads, n_kv_heads, d_head, dtype, batch=1):
+        # the full multi-head cache divided by the group size, as a float tensor
+        full = 2 * batch * n_layers * n_heads * context_len * d_head * dtype.itemsize
+        return torch.tensor(full / (n_heads // n_kv_heads), dtype=torch.float64)
+
+    def real_tensors(context_len, n_layers, n_heads, n_kv_heads, d_head, dtype, batch=1):
+        one = torch.empty(batch, n_kv_heads, context_len, d_head, dtype=dtype, device="meta")
+        return 2 * n_layers * one.nbytes
+
+    for fn in (ok, by_group, real_tensors):
+        assert checks.check_kv_cache_memory(fn), capsys.readouterr().out
+        assert capsys.readouterr().out.startswith("✓")
+
+
+def test_kv_cache_memory_names_each_mistake(capsys):
+    def size(dt):
+        return torch.empty((), dtype=dt).element_size()
+
+    cases = [
+        (lambda T, L, H, Hk, dh, dt, batch=1: batch * L * Hk * T * dh * size(dt), "keys only"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 2 * batch * L * H * T * dh * size(dt), "query heads"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 2 * batch * L * (H // Hk) * T * dh * size(dt),
+         "group size"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 2 * batch * Hk * T * dh * size(dt), "forgot the layers"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 2 * L * Hk * T * dh * size(dt), "forgot the batch"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 2 * batch * L * Hk * T * dh, "numbers, not bytes"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 16 * batch * L * Hk * T * dh * size(dt), "bits"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 8 * batch * L * Hk * T * dh, "4 bytes"),
+        (lambda T, L, H, Hk, dh, dt, batch=1: 2 * batch * L * Hk * T * T * dh * size(dt), "its square"),
+        (lambda T, L, H, Hk, dh, dt: 2 * L * Hk * T * dh * size(dt), "unexpected keyword"),
+    ]
+    for fn, phrase in cases:
+        assert not checks.check_kv_cache_memory(fn)
+        out = capsys.readouterr().out
+        assert out.startswith("✗") and phrase in out, (phrase, out)
+
+
+def test_kv_cache_memory_stub_and_raising_answers(capsys):
+    def stub(context_len, n_layers, n_heads, n_kv_heads, d_head, dtype, batch=1):
+        raise NotImplementedError
+
+    def broken(context_len, n_layers, n_heads, n_kv_heads, d_head, dtype, batch=1):
+        return 1 / 0
+
+    assert not checks.check_kv_cache_memory(stub)
+    assert "not implemented yet" in capsys.readouterr().out
+    assert not checks.check_kv_cache_memory(broken)  # the checker reports, it does not raise
+    out = capsys.readouterr().out
+    assert out.startswith("✗") and "ZeroDivisionError" in out, out
+    assert not checks.check_kv_cache_memory(lambda *a, **k: "a lot")
+    assert capsys.readouterr().out.startswith("✗")
 
 
 # --------------------------------------------------------------------------- FLOP crossover
@@ -342,7 +403,7 @@ def test_causal_tiles_stub_is_not_implemented(capsys):
 
 
 def test_causal_tiles_reference_is_what_tiled_attention_skips():
-    from attnlib.checks.ch11_cost_at_scale import _causal_tiles
+    from attnlib.checks.ch12_cheaper_attention import _causal_tiles
 
     for T, bq, bk in [(13, 4, 3), (10, 4, 4), (33, 5, 7), (40, 16, 3), (6, 9, 2), (64, 8, 8)]:
         want = _causal_tiles(T, bq, bk)

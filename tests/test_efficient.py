@@ -638,7 +638,7 @@ def test_block_sparse_closed_form(T, block):
     assert E.count_attended(E.block_sparse_mask(T, block)) == expected
     assert E.block_sparse_count(T, block) == expected
     if (T, block) == (4096, 64):
-        assert expected == 262_144  # the count chapter 11 prints
+        assert expected == 262_144  # the count chapter 12 prints
 
 
 def test_block_sparse_count_bad_input():

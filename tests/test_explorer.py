@@ -131,6 +131,46 @@ def test_js_forward_matches_attnlib(name, tmp_path):
 
 
 @needs_node
+@pytest.mark.parametrize("name", ["chapter10", "gqa-bias-untied"])
+def test_js_logit_lens_matches_attnlib(name, tmp_path):
+    """The lens view: at the first, a middle and the last position, the stream after every stage read
+    through ln_f and the unembedding equals attnlib.lens.logit_lens to 1e-5, with heads on and off;
+    its last stage is the model's logits, and a head switched off leaves the stages before it be."""
+    from attnlib.lens import logit_lens
+
+    config = CONFIGS[name]
+    model = _model(config, seed=4)
+    e = W.ModelExplorer(model, TOK, PROMPT)
+    L = config.n_layers
+    cases, refs = [], []
+    for text in (PROMPT, PROMPTS[-1]):
+        ids = _ids(text)[: config.context_len]
+        for off in ([], [[L - 1, 0]]):
+            heads = {f"blocks.{layer}.attn": [head] for layer, head in off}
+            with torch.no_grad(), ablate_heads(model, heads):
+                lensed = logit_lens(model, torch.tensor([ids]))
+            for position in (0, len(ids) // 2, len(ids) - 1):
+                cases.append({"op": "lens", "config": e.config, "weights": e.weights, "ids": ids,
+                              "ablated": off, "position": position})
+                refs.append((lensed, position))
+    got = _node(e._esm, cases, tmp_path)
+    names = ["embedding"] + [f"{kind} {i}" for i in range(L) for kind in ("attention", "MLP")]
+    for case, (lensed, position), res in zip(cases, refs, got, strict=True):
+        assert res["names"] == list(lensed) == names
+        want = torch.stack([v[0, position] for v in lensed.values()]).double()
+        msg = f"{name}, {len(case['ids'])} tokens, position {position}, off {case['ablated']}"
+        torch.testing.assert_close(_t(res["logits"]), want, atol=1e-5, rtol=1e-5, msg=msg)
+    # the last stage is the forward pass's logits at that position
+    last = _node(e._esm, [{**cases[2], "op": "forward"}], tmp_path)[0]["logits"][cases[2]["position"]]
+    assert got[2]["logits"][-1] == pytest.approx(last, abs=1e-12)
+    # the stages differ (the test can fail), and switching off a head of the last layer changes only
+    # the stages from that layer's attention on
+    on, off = _t(got[2]["logits"]), _t(got[5]["logits"])
+    assert (on[1:] - on[:-1]).abs().amax(-1).min() > 1e-3
+    assert torch.equal(on[: 2 * L - 1], off[: 2 * L - 1]) and (on[2 * L - 1:] - off[2 * L - 1:]).abs().max() > 1e-3
+
+
+@needs_node
 def test_js_forward_matches_attnlib_in_float64(tmp_path):
     """In float64 (attnlib on the same float32 weights, cast up) the two agree to 1e-10: what is left
     at 1e-5 above is torch's float32 rounding, not a difference in the computation."""
@@ -337,10 +377,50 @@ def test_compute_equals_attnlib_and_follows_the_traits():
     assert e.top == [] and e.compute()["logits"] is None
 
 
+def test_compute_lens_follows_the_query_the_word_and_the_heads():
+    """compute()'s lens and the ``lens`` trait: softmax of attnlib.lens.logit_lens at the query
+    position (the last when query is -1), the followed word's probability per stage, heads off."""
+    from attnlib.lens import logit_lens
+
+    model = _model(CONFIGS["chapter10"], seed=6)
+    e = W.ModelExplorer(model, TOK, PROMPT, lens_word="blue", lens_stage=3, top_k=3, temperature=0.5)
+    ids = _ids(PROMPT)
+    blue = TOK.stoi["blue"]
+
+    def want(position, heads=None):
+        with torch.no_grad(), ablate_heads(model, heads or {}):
+            lensed = logit_lens(model, torch.tensor([ids]))
+        return torch.stack([torch.softmax(v[0, position].double(), -1) for v in lensed.values()])
+
+    r = e.compute()
+    assert r["stages"] == ["embedding", "attention 0", "MLP 0", "attention 1", "MLP 1"]
+    assert r["position"] == len(ids) - 1 and e.lens_stage == 3
+    close = {"atol": 1e-6, "rtol": 1e-6}  # compute() records patterns: the explicit attention path
+    torch.testing.assert_close(r["lens"], want(len(ids) - 1), **close)
+    # the last stage is the next-token distribution at temperature 1 (the lens ignores temperature)
+    torch.testing.assert_close(r["lens"][-1], torch.softmax(r["logits"][-1].double(), -1))
+    assert [row[0] for row in e.lens] == r["stages"]
+    for row, p in zip(e.lens, r["lens"], strict=True):
+        assert row[1] == TOK.vocab[int(p.argmax())] and row[2] == pytest.approx(p.max().item())
+        assert row[3] == pytest.approx(p[blue].item())
+    e.query = 2  # the lens moves with the query position
+    torch.testing.assert_close(e.compute()["lens"], want(2), **close)
+    assert e.lens[0][3] == pytest.approx(want(2)[0, blue].item()) != pytest.approx(want(len(ids) - 1)[0, blue].item())
+    e.ablated = [[0, 1]]
+    assert e.compute()["lens"][0].tolist() == want(2)[0].tolist()  # the embedding: untouched
+    torch.testing.assert_close(e.compute()["lens"], want(2, {"blocks.0.attn": [1]}), **close)
+    assert e.lens[-1][3] == pytest.approx(want(2, {"blocks.0.attn": [1]})[-1, blue].item())
+    e.lens_word = ""  # follow no word
+    assert all(row[3] is None for row in e.lens)
+    e.prompt = "zebra"
+    assert e.lens == [] and e.compute()["lens"] is None
+
+
 def test_defaults_and_presets():
     e = W.ModelExplorer(_model(CONFIGS["mqa-3-layers"]), TOK, PROMPT, presets=[PROMPTS[1], PROMPT])
     assert e.presets == [PROMPT, PROMPTS[1]]
     assert (e.query, e.layer, e.head, e.ablated, e.sample, e.n_new, e.temperature) == (-1, 0, 0, [], False, 6, 1.0)
+    assert (e.lens_stage, e.lens_word) == (0, "") and len(e.lens) == 7  # 3 layers: 7 stages
     e2 = W.ModelExplorer(_model(CONFIGS["mqa-3-layers"]), TOK, PROMPT, ablated=[(2, 1), (0, 0), (2, 1)], query=3)
     assert e2.ablated == [[2, 1], [0, 0]] and e2.query == 3
 
@@ -399,6 +479,12 @@ _SMALL = _model(CONFIGS["mqa-3-layers"])
      "ModelExplorer: ablated head (0, 2) does not exist; layers are 0 .. 2 and heads 0 .. 1"),
     ({"n_new": -1}, ValueError, "ModelExplorer: n_new must be a non-negative int, got -1"),
     ({"seed": -1}, ValueError, "ModelExplorer: seed must be a non-negative int, got -1"),
+    ({"lens_stage": 7}, ValueError, "ModelExplorer: lens_stage must lie in [0, 7) (a stage of the residual "
+     "stream: 0 is the embedding), got 7"),
+    ({"lens_stage": -1}, ValueError, "ModelExplorer: lens_stage must lie in [0, 7)"),
+    ({"lens_word": "zebra"}, ValueError, "ModelExplorer: lens_word must be one of the model's 45 words, got 'zebra'"),
+    ({"lens_word": 3}, TypeError,
+     "ModelExplorer: lens_word must be a word of the vocabulary (str) or None, got 3"),
     ({"dtype": "bfloat16"}, ValueError, "ModelExplorer: dtype must be 'float32' or 'float16', got 'bfloat16'"),
 ])
 def test_errors_name_the_function_the_argument_and_what_was_expected(kwargs, exc, message):
@@ -426,6 +512,9 @@ def test_bad_trait_values_after_construction():
     e = W.ModelExplorer(_SMALL, TOK, PROMPT)
     with pytest.raises(ValueError, match="temperature must be a positive finite number"):
         e.temperature = -1.0
+    with pytest.raises(ValueError, match="^ModelExplorer: lens_word must be one of the model's 45 words, got 'zebra'$"):
+        e.lens_word = "zebra"
+    assert e.lens_word == ""
 
 
 @needs_node

@@ -5,8 +5,8 @@ The page is what a published chapter holds: the widget state as ipywidgets saves
 ``static_page``), rendered by the book's vendored
 static renderer (book/_static_widgets: require.js, anywidget's front end, embed-amd.js), served from
 127.0.0.1 with every other request blocked. No kernel runs: everything the page shows comes from
-the JavaScript forward pass, and the test checks it against attnlib. The last test opens chapter
-10 of the built book, once the chapter has an explorer.
+the JavaScript forward pass, and the test checks it against attnlib. The last two tests open
+chapters 9 and 10 of the built book, once the chapters have an explorer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import http.server
 import math
+import shutil
 import sys
 import threading
 
@@ -173,6 +174,64 @@ def test_static_page_types_predicts_and_switches_heads_off(browser, served):
         page.context.close()
 
 
+def test_static_page_steps_through_the_layers_with_the_logit_lens(browser, served):
+    """The lens view in the static page: moving the stage slider shows each stage's reading, which
+    equals attnlib.lens's (compute()); the followed word, the lens position and a head switched off
+    give what attnlib gives; a click on a stage's row selects it."""
+    folder, base = served
+    model = _model(3)
+    e = W.ModelExplorer(model, TOK, PROMPT, lens_word="blue")
+    static_page(e, folder / "lens")
+    page, errors, blocked = open_page(browser, base, "lens/index.html")
+    try:
+        lens = page.locator(".attnlib-model-explorer .attnlib-lens")
+        slider = lens.locator("input.attnlib-lens-stage")
+        token = lens.locator(".attnlib-lens-token")
+        names = e.compute()["stages"]
+        assert slider.get_attribute("max") == str(len(names) - 1) == "4"
+
+        def shown_rows():
+            cells = [r.locator("th, td").all_inner_texts() for r in lens.locator("tr[data-stage]").all()]
+            return [[n, w, float(p), float(f)] for n, w, p, f in cells]
+
+        def same(shown, rows):  # names and words exactly, the probabilities to the 3 decimals shown
+            return ([r[:2] for r in shown] == [r[:2] for r in rows]
+                    and [r[2:] for r in shown] == [pytest.approx(r[2:], abs=6e-4) for r in rows])
+
+        assert same(shown_rows(), e.lens)
+        readings = set()
+        for stage in range(len(names)):  # move the slider through every stage
+            slider.fill(str(stage))
+            assert lens.locator(".attnlib-lens-stage + output").inner_text() == names[stage]
+            assert token.get_attribute("data-token") == e.lens[stage][1]
+            assert lens.locator("tr.attnlib-selected").get_attribute("data-stage") == str(stage)
+            bars = lens.locator(".attnlib-bar-value").all_inner_texts()
+            top = sorted(e.compute()["lens"][stage].tolist(), reverse=True)[: e.top_k]
+            assert [float(x) for x in bars] == pytest.approx(top, abs=6e-4)
+            readings.add(tuple(bars))
+        assert len(readings) == len(names)  # every stage reads something else
+        assert "(the model's output)" in lens.locator(".attnlib-lens-reading").inner_text()
+        # the lens at another position, another followed word, and with a head off
+        lens.locator("select.attnlib-lens-query").select_option("3")
+        e.query = 3
+        assert same(shown_rows(), e.lens)
+        assert page.locator("select.attnlib-query").input_value() == "3"  # one query for both views
+        lens.locator("select.attnlib-lens-word").select_option("soft")
+        e.lens_word = "soft"
+        assert lens.locator("th").nth(3).inner_text() == "p(soft)"
+        assert same(shown_rows(), e.lens)
+        before = shown_rows()
+        page.locator("input.attnlib-head-toggle[data-layer='0'][data-head='1']").uncheck()
+        e.ablated = [[0, 1]]
+        after = shown_rows()
+        assert same(after, e.lens) and after[0] == before[0] and after != before
+        lens.locator("tr[data-stage='1']").click()  # a row selects its stage
+        assert slider.input_value() == "1" and lens.locator("tr.attnlib-selected").get_attribute("data-stage") == "1"
+        assert blocked == [] and [x for x in errors if not any(p.search(x) for p in CONSOLE_ALLOWED)] == []
+    finally:
+        page.context.close()
+
+
 def test_static_page_fits_a_phone(browser, served):
     """At 390 px the explorer with a 32-token prompt fits: its wide pattern scrolls in its own box."""
     folder, base = served
@@ -228,6 +287,91 @@ def test_saved_prediction_check_on_a_static_page(browser, served):
         check_saved_explorer(page)
     finally:
         page.context.close()
+
+
+def check_saved_lens(page) -> None:
+    """The first explorer on ``page`` that follows a word with the logit lens: its table shows the
+    ``lens`` rows attnlib computed when the widget was saved; moving the stage slider through every
+    stage shows that stage's top word, and the slider's stage is the one highlighted."""
+    states = page.evaluate("""() => [...document.querySelectorAll(
+        'script[type="application/vnd.jupyter.widget-state+json"]')].map(s => JSON.parse(s.textContent))""")
+    saved = [m["state"] for st in states for m in st["state"].values()
+             if "renderModelExplorer" in m["state"].get("_esm", "") and m["state"].get("lens_word")]
+    assert saved, "no ModelExplorer that follows a word with the lens in the page"
+    s = saved[0]
+    roots = page.locator(".attnlib-model-explorer")
+    root = next(roots.nth(i) for i in range(roots.count())
+                if roots.nth(i).locator("input.attnlib-prompt").input_value() == s["prompt"])
+    lens = root.locator(".attnlib-lens")
+    rows = [r.locator("th, td").all_inner_texts() for r in lens.locator("tr[data-stage]").all()]
+    assert [r[:2] for r in rows] == [r[:2] for r in s["lens"]]
+    for got, want in zip(rows, s["lens"], strict=True):
+        assert [float(x) for x in got[2:]] == pytest.approx(want[2:], abs=6e-4)
+    slider = lens.locator("input.attnlib-lens-stage")
+    for stage, want in enumerate(s["lens"]):
+        slider.fill(str(stage))
+        assert lens.locator(".attnlib-lens-token").get_attribute("data-token") == want[1]
+        assert lens.locator("tr.attnlib-selected").get_attribute("data-stage") == str(stage)
+
+
+def test_saved_lens_check_on_a_static_page(browser, served):
+    """check_saved_lens (used on chapter 9 below) on a page of our own."""
+    folder, base = served
+    e = W.ModelExplorer(_model(4), TOK, PROMPT, lens_word="blue", lens_stage=2)
+    static_page(e, folder / "saved-lens")
+    page, errors, _ = open_page(browser, base, "saved-lens/index.html")
+    try:
+        check_saved_lens(page)
+    finally:
+        page.context.close()
+
+
+def test_chapter_9_saved_explorer_steps_through_the_layers(browser, served):
+    """Chapter 9's explorer as the executed notebook saved it (the widget state myst-nb embeds in
+    the page), in a static page of its own: no book build needed."""
+    import json
+
+    from ipywidgets.embed import escape_script
+
+    folder, base = served
+    nb = json.loads((ROOT / "notebooks" / "09_decoder.ipynb").read_text(encoding="utf-8"))
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"] for c in nb["cells"]
+             if c["cell_type"] == "code" for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]
+    assert len(views) == 1 and "renderModelExplorer" in state["state"][views[0]["model_id"]]["state"]["_esm"]
+    page_dir = folder / "chapter9"
+    page_dir.mkdir()
+    shutil.copytree(ROOT / "book" / "_static_widgets" / "widgets", page_dir / "widgets")
+    (page_dir / "index.html").write_text(explorer_bench.PAGE % {
+        "view": escape_script(json.dumps(views[0])), "state": escape_script(json.dumps(state))}, encoding="utf-8")
+    page, errors, blocked = open_page(browser, base, "chapter9/index.html")
+    try:
+        check_saved_lens(page)
+        assert blocked == [] and [x for x in errors if not any(p.search(x) for p in CONSOLE_ALLOWED)] == []
+    finally:
+        page.context.close()
+
+
+def test_chapter_9_lens_in_the_built_book(browser, book_url):
+    """In the built chapter 9: the trained model's explorer shows the logit lens attnlib computed
+    when the chapter executed, and the stage slider steps through the layers."""
+    html = (ROOT / "_build" / "html" / "notebooks" / "09_decoder.html").read_text(encoding="utf-8")
+    if "renderModelExplorer" not in html:
+        pytest.skip("chapter 9 has no model explorer yet")
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    errors = []
+    try:
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((book_url, "data:", "blob:"))
+                   else r.abort())
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(book_url + "notebooks/09_decoder.html", wait_until="load")
+        page.wait_for_selector(".attnlib-model-explorer .attnlib-lens-token", timeout=30_000)
+        check_saved_lens(page)
+        assert errors == []
+    finally:
+        context.close()
 
 
 def test_chapter_10_explorer_in_the_built_book(browser, book_url):

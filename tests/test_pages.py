@@ -357,6 +357,83 @@ def test_estimated_time_is_reading_plus_the_exercises(path):
         f"words a minute) and the exercises {sum(exercises)}: write {suggestion}")
 
 
+# The main path of a chapter: everything but its optional parts, which are a section whose heading
+# starts "Deep dive (optional)" (up to the next heading of the same or a higher level) and an
+# exercise whose title ends "(optional)" (from its box to its solution's end). A chapter with
+# optional parts states both times: "**Estimated time:** N minutes" for all of it and
+# "**Main path:** M minutes" for the rest, each computed as above.
+MAIN_PATH = re.compile(r"\*\*Main path:\*\*\s*(?:about\s+)?(\d+) minutes")
+MAIN_PATH_MAX = 45  # minutes: the most a reader's main path through a chapter should take
+_DEEP_DIVE = re.compile(r"^(#{2,6})\s+Deep dive \(optional\)")
+_OPTIONAL_EXERCISE = re.compile(r"^(?:`{3,}|:{3,})\{exercise(?:-start)?\}.*\(optional\)\s*$")
+_SOLUTION_END = re.compile(r"^(?:`{3,}|:{3,})\{solution-end\}")
+# Chapters whose main path is still longer than MAIN_PATH_MAX (issue 15 split chapters 0-5 only).
+LONG_MAIN_PATH = {stem: "no optional parts marked yet; the whole chapter is its main path"
+                  for stem in ("06_one_head", "07_multihead", "08_cross_attention", "09_decoder",
+                               "10_training")}
+
+
+def main_path(markdown: str) -> str:
+    """The markdown without its optional parts (deep-dive sections and optional exercises)."""
+    kept, dive, exercise, closing = [], None, False, False
+    for line in markdown.splitlines():
+        heading = re.match(r"^(#{1,6})\s", line)
+        if dive is not None and heading and len(heading.group(1)) <= dive and not _DEEP_DIVE.match(line):
+            dive = None
+        if dive is None and _DEEP_DIVE.match(line):
+            dive = len(_DEEP_DIVE.match(line).group(1))
+        if _OPTIONAL_EXERCISE.match(line):
+            exercise = True
+        optional = dive is not None or exercise
+        if exercise and closing and line.strip().strip("`:") == "":
+            exercise = closing = False  # the solution-end directive's closing fence
+        elif exercise and _SOLUTION_END.match(line):
+            closing = True
+        if not optional:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+@pytest.mark.parametrize("path", _chapters(LONG_MAIN_PATH))
+def test_main_path_is_stated_and_short(path):
+    md = _markdown(path)
+    main, stated = main_path(md), MAIN_PATH.search(md)
+    if main == md:
+        assert not stated, f"{path.name} states a main path but marks no part optional"
+        minutes = int(re.search(r"\*\*Estimated time:\*\*\s*(\d+) minutes", md).group(1))
+    else:
+        reading, exercises = reading_minutes(main)
+        total = reading + sum(exercises)
+        assert stated, (f"{path.name} has optional parts: state '**Main path:** N minutes' (the rest takes "
+                        f"{reading:.0f} minutes of reading and {sum(exercises)} of exercises: write "
+                        f"{5 * round(total / 5)})")
+        minutes = int(stated.group(1))
+        assert minutes % 5 == 0 and abs(minutes - total) <= 5, (
+            f"{path.name}: its main path states {minutes} minutes, but takes {reading:.0f} of reading and "
+            f"{sum(exercises)} of exercises: write {5 * round(total / 5)}")
+    assert minutes <= MAIN_PATH_MAX, (f"{path.name}: the main path takes {minutes} minutes; mark parts "
+                                      f"that are not needed later as optional to bring it to {MAIN_PATH_MAX}")
+
+
+def test_main_path_leaves_out_deep_dives_and_optional_exercises():
+    md = "\n".join([
+        "# 3. A chapter", "intro words", "## Main section", "main words",
+        "## Deep dive (optional): floats", "dive words", "### Its subsection", "more dive words",
+        "## Exercises",
+        "```{exercise} Kept", ":label: ex-a", "**Time:** 5 min", "kept task", "```",
+        "```{solution-start} ex-a", "```", "kept solution", "```{solution-end}", "```",
+        "```{exercise} Left out (optional)", ":label: ex-b", "**Time:** 20 min", "dropped task", "```",
+        "```{solution-start} ex-b", "```", "dropped solution", "```{solution-end}", "```",
+        "## Summary", "summary words"])
+    main = main_path(md)
+    for kept in ("intro words", "main words", "## Exercises", "kept task", "kept solution", "summary words"):
+        assert kept in main
+    for dropped in ("dive words", "Its subsection", "dropped task", "dropped solution", "Left out"):
+        assert dropped not in main
+    assert reading_minutes(main)[1] == [5]
+    assert main_path("## A\ntext\n## B\nmore") == "## A\ntext\n## B\nmore"  # nothing optional
+
+
 def test_reading_minutes_counts_words_and_exercise_times():
     md = "word " * 300 + "**Difficulty:** ★☆☆ · **Time:** 10 min and **Time:** 5 min"
     reading, exercises = reading_minutes(md)

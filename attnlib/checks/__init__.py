@@ -72,11 +72,10 @@ from .ch10_training import (
     check_top_k,
     check_train_step,
 )
-from .ch11_cost_at_scale import (
+from .ch11_cost_at_scale import check_crossover, check_kv_cache_memory, check_pattern_memory
+from .ch12_cheaper_attention import (
     check_causal_tiles,
-    check_crossover,
     check_online_softmax,
-    check_pattern_memory,
     check_sliding_window_mask,
     check_window_count,
 )
@@ -110,7 +109,7 @@ __all__ = [
     "check_train_step", "check_top_k", "check_cached_step", "check_adjective_mass",
     "check_next_token_targets",
     # chapter 11
-    "check_crossover", "check_online_softmax", "check_causal_tiles",
-    "check_sliding_window_mask", "check_window_count",
-    "check_pattern_memory",  # ex-11-pattern-memory's, kept for notebooks that still call it
+    "check_crossover", "check_pattern_memory", "check_kv_cache_memory",
+    # chapter 12
+    "check_online_softmax", "check_causal_tiles", "check_sliding_window_mask", "check_window_count",
 ]

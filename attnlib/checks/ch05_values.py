@@ -46,8 +46,8 @@ VALUE_UPDATE_MISTAKES = [
             "tokens", lambda x, p, Wd, Wu: x + x @ Wd @ Wu),
     Mistake("you added the embedding twice (x + x + change)",
             lambda x, p, Wd, Wu: 2 * x + p @ (x @ Wd) @ Wu),
-    Mistake("value-down and value-up are used in the wrong order: values = x @ W_down @ W_up "
-            "(d_model -> d_head -> d_model)", lambda x, p, Wd, Wu: x + p @ (x @ Wu.T) @ Wd.T),
+    Mistake("value-down and value-up are used in the wrong order: the values are x @ W_down "
+            "(d_model -> d_head), the proposed changes values @ W_up (back to d_model)", lambda x, p, Wd, Wu: x + p @ (x @ Wu.T) @ Wd.T),
     Mistake("the change has d_head columns: you forgot value-up (@ W_up) to return to d_model",
             lambda x, p, Wd, Wu: p @ (x @ Wd)),
 ]
@@ -67,7 +67,7 @@ def _value_update_cases():
 @checker(TensorSpec(
     "value update", _value_update_cases, VALUE_UPDATE_MISTAKES, reference=_update,
     layout="(..., T, d_model)",
-    hint="values = x @ W_down @ W_up has shape (..., T, d_model)"))
+    hint="the proposed changes (x @ W_down) @ W_up have shape (..., T, d_model)"))
 def check_value_update(fn):
     """Check fn(x, pattern, W_down, W_up) -> x + pattern @ (x @ W_down) @ W_up."""
 

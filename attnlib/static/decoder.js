@@ -210,7 +210,8 @@ function offSet(ablated) {
  * The forward pass over token ids (length T <= context_len).
  * opts: {ablated: [[layer, head], ...] heads switched off}.
  * Returns {T, logits: Float64Array (T * vocab_size), patterns: [layer][head] Float64Array (T * T),
- * row-major (query i, key j); masked (future) entries are 0}.
+ * row-major (query i, key j); masked (future) entries are 0, stages: the residual stream (T * d_model)
+ * after every stage, in the order of stageNames (as attnlib.lens.residual_stages)}.
  */
 export function forward(model, ids, opts = {}) {
   const c = model.config;
@@ -232,6 +233,7 @@ export function forward(model, ids, opts = {}) {
   }
   const scale = 1 / Math.sqrt(dh);
   const patterns = [];
+  const stages = [x.slice()];
   const inner = H * dh;
   const kvInner = c.n_kv_heads * dh;
   for (let l = 0; l < c.n_layers; l++) {
@@ -281,16 +283,42 @@ export function forward(model, ids, opts = {}) {
     patterns.push(layerPatterns);
     const a = linear(heads, T, inner, g(p + "attn.out_proj.weight"), g(p + "attn.out_proj.bias"), D);
     for (let i = 0; i < T * D; i++) x[i] += a[i];
+    stages.push(x.slice());
     const h2 = layerNorm(x, T, D, g(p + "ln_2.weight"), g(p + "ln_2.bias"), c.ln_eps);
     const u = linear(h2, T, D, g(p + "mlp.up.weight"), g(p + "mlp.up.bias"), c.d_mlp);
     for (let i = 0; i < u.length; i++) u[i] = gelu(u[i], c.gelu);
     const mo = linear(u, T, c.d_mlp, g(p + "mlp.down.weight"), g(p + "mlp.down.bias"), D);
     for (let i = 0; i < T * D; i++) x[i] += mo[i];
+    stages.push(x.slice());
   }
   const hf = layerNorm(x, T, D, g("ln_f.weight"), g("ln_f.bias"), c.ln_eps);
   const U = c.tie_embeddings ? tok : g("unembed.weight");
   const logits = linear(hf, T, D, U, null, c.vocab_size);
-  return { T, logits, patterns };
+  return { T, logits, patterns, stages };
+}
+
+/** The stages of a decoder-only model, as attnlib.lens.stage_names: embedding, attention 0, MLP 0, ... */
+export function stageNames(config) {
+  const names = ["embedding"];
+  for (let l = 0; l < config.n_layers; l++) names.push(`attention ${l}`, `MLP ${l}`);
+  return names;
+}
+
+/**
+ * The logit lens at position t (as attnlib.lens.logit_lens): the residual stream after every stage,
+ * read through the final LayerNorm and the unembedding. Returns one plain array (vocab_size) of
+ * logits per stage; the last equals the model's logits at t.
+ */
+export function logitLens(model, result, t) {
+  const c = model.config;
+  const D = c.d_model;
+  if (!(Number.isInteger(t) && t >= 0 && t < result.T)) throw new Error(`logitLens: position ${t} is not in [0, ${result.T})`);
+  const g = model.get;
+  const U = c.tie_embeddings ? g("embed.tok.weight") : g("unembed.weight");
+  return result.stages.map((x) => {
+    const h = layerNorm(x.subarray(t * D, (t + 1) * D), 1, D, g("ln_f.weight"), g("ln_f.bias"), c.ln_eps);
+    return Array.from(linear(h, 1, D, U, null, c.vocab_size));
+  });
 }
 
 /** One position's logits (row t of the (T, V) result) as a plain array. */

@@ -1,9 +1,12 @@
 // ModelExplorer: a trained attnlib.Decoder running in the page (decoder.js), with no kernel.
 // Type a prompt (unknown words are flagged), read the next-token distribution at a temperature,
-// generate a few tokens, look at every head's pattern, and switch heads off.
+// generate a few tokens, step through the layers with the logit lens (the residual stream after
+// every stage read through ln_f and the unembedding), look at every head's pattern, and switch heads
+// off.
 // Traits read: title, config, vocab, unk, weights, prompt, presets, temperature, top_k, layer, head,
-// query, ablated, n_new, sample, seed.
-// Traits written back: the inputs the reader changes, and the results words, unknown, top, generated.
+// query, ablated, n_new, sample, seed, lens_stage, lens_word.
+// Traits written back: the inputs the reader changes, and the results words, unknown, top, lens,
+// generated.
 
 function renderModelExplorer({ model, el }) {
   const root = widgetRoot(el, "model-explorer", model.get("title"));
@@ -74,6 +77,17 @@ function renderModelExplorer({ model, el }) {
   const genButton = h("button", { type: "button", class: "attnlib-button attnlib-generate", text: "generate ▶" });
   const genOut = h("div", { class: "attnlib-generated" });
 
+  // ---- layer by layer: the logit lens at the query position
+  const stageSlider = slider({ label: "stage", min: 0, max: 0, step: 1, value: 0,
+    oninput: (v) => put({ lens_stage: v }), cls: "attnlib-lens-stage" });
+  const lensQuery = select({ label: "at", options: [], value: "", onchange: (v) => put({ query: Number(v) }),
+    cls: "attnlib-lens-query" });
+  const lensWord = select({ label: "follow", options: [], value: "", onchange: (v) => put({ lens_word: v }),
+    cls: "attnlib-lens-word" });
+  const lensReading = h("div", { class: "attnlib-prediction attnlib-lens-reading" });
+  const lensBars = h("div", { class: "attnlib-lens-top" });
+  const lensTable = h("div", { class: "attnlib-lens-stages" });
+
   // ---- heads
   const layerSel = select({ label: "layer", options: [], value: get("layer"), onchange: (v) => put({ layer: Number(v) }),
     cls: "attnlib-layer" });
@@ -100,6 +114,13 @@ function renderModelExplorer({ model, el }) {
       prediction, topBars,
       h("div", { class: "attnlib-controls" }, [mode.root, nNew.root, seedLabel, genButton]),
       genOut,
+    ]),
+    h("div", { class: "attnlib-section attnlib-lens" }, [
+      h("div", { class: "attnlib-subtitle", text: "Layer by layer (logit lens)" }),
+      h("div", { class: "attnlib-hint", text: "the residual stream at one position after each stage, read through " +
+        "the final LayerNorm and the unembedding as if the model stopped there (temperature 1)" }),
+      h("div", { class: "attnlib-controls" }, [stageSlider.root, lensQuery.root, lensWord.root]),
+      lensReading, lensBars, lensTable,
     ]),
     h("div", { class: "attnlib-section" }, [
       h("div", { class: "attnlib-subtitle", text: "Attention patterns" }),
@@ -159,6 +180,51 @@ function renderModelExplorer({ model, el }) {
     grid.replaceChildren(table);
   };
 
+  // The logit lens at query position q: a reading of the chosen stage (its top words as bars) and a
+  // table of every stage (its top word, and the probability of the followed word). Returns the rows
+  // of the `lens` trait: [stage, top word, its probability, the followed word's probability or null].
+  const drawLens = (c, res, labels, q) => {
+    const vocab = get("vocab");
+    const names = stageNames(c);
+    const S = names.length;
+    const stage = Math.max(0, Math.min(get("lens_stage"), S - 1));
+    const follow = vocab.indexOf(get("lens_word"));
+    const probs = logitLens(net, res, q).map((row) => softmax(row, 1));
+    stageSlider.input.max = String(S - 1);
+    stageSlider.input.value = String(stage);
+    stageSlider.out.textContent = names[stage];
+    setOptions(lensQuery.select, labels.map((w, i) => [i, `${i}: ${w}`]));
+    lensQuery.select.value = String(q);
+    setOptions(lensWord.select, [["", "(none)"], ...vocab.map((w) => [w, w])]);
+    lensWord.select.value = follow >= 0 ? vocab[follow] : "";
+    const tops = probs.map((p) => argmax(p));
+    const rows = names.map((n, s) => [n, vocab[tops[s]], probs[s][tops[s]], follow >= 0 ? probs[s][follow] : null]);
+    const here = probs[stage];
+    lensReading.replaceChildren(
+      h("span", { text: `at “${labels[q]}”, ${stage === 0 ? "in the embedding" : `after ${names[stage]}`}` +
+        `${stage === S - 1 ? " (the model's output)" : ""}, the stream reads ` }),
+      h("strong", { class: "attnlib-lens-token", "data-token": vocab[tops[stage]], text: vocab[tops[stage]] }),
+      h("span", { text: ` (${fmt(here[tops[stage]], 3)})` + (follow >= 0 && follow !== tops[stage] ?
+        `; “${vocab[follow]}”: ${fmt(here[follow], 3)}` : "") }),
+    );
+    const k = Math.min(get("top_k"), c.vocab_size);
+    const order = here.map((p, id) => ({ id, p })).sort((a, b) => b.p - a.p || a.id - b.id).slice(0, k);
+    lensBars.replaceChildren(bars(order.map((x) => ({ label: vocab[x.id], value: x.p })),
+      { decimals: 3, highlight: order.findIndex((x) => x.id === follow) }));
+    const table = h("table", { class: "attnlib-table attnlib-lens-table" });
+    table.append(h("tr", {}, [h("th", { text: "after" }), h("th", { text: "top word" }), h("th", { text: "p" }),
+      ...(follow >= 0 ? [h("th", { text: `p(${vocab[follow]})` })] : [])]));
+    rows.forEach(([n, w, p, pf], s) => {
+      const tr = h("tr", { class: "attnlib-clickable" + (s === stage ? " attnlib-selected" : ""), "data-stage": s,
+        title: `show ${n}` }, [h("th", { text: n }), h("td", { text: w }), h("td", { text: fmt(p, 3) }),
+        ...(pf !== null ? [h("td", { class: "attnlib-lens-follow", text: fmt(pf, 3) })] : [])]);
+      tr.addEventListener("click", () => put({ lens_stage: s }));
+      table.append(tr);
+    });
+    lensTable.replaceChildren(table);
+    return rows;
+  };
+
   const draw = () => {
     errorBox.hidden = !netError;
     errorBox.textContent = netError ? `the model could not be loaded: ${netError}` : "";
@@ -196,10 +262,14 @@ function renderModelExplorer({ model, el }) {
       prediction.textContent = "type a prompt in the model's words";
       topBars.replaceChildren();
       patternBox.replaceChildren();
+      lensReading.textContent = "";
+      lensBars.replaceChildren();
+      lensTable.replaceChildren();
       drawAblation(c);
       model.set("words", tk.words);
       model.set("unknown", tk.unknown);
       model.set("top", []);
+      model.set("lens", []);
       trySave(model);
       return;
     }
@@ -259,6 +329,7 @@ function renderModelExplorer({ model, el }) {
       h("div", { class: "attnlib-stats attnlib-pattern-note",
         text: `query ${q} “${labels[q]}” looks most at key ${best} “${labels[best]}” (${fmt(values[q][best], 2)})` }),
     );
+    const lens = drawLens(c, res, labels, q);
     drawAblation(c);
     const nOff = get("ablated").length;
     stats.textContent = `${c.n_layers} layers × ${c.n_heads} heads, ${T} tokens; ${nOff} head${nOff === 1 ? "" : "s"} off; ` +
@@ -267,6 +338,7 @@ function renderModelExplorer({ model, el }) {
     model.set("words", tk.words);
     model.set("unknown", tk.unknown);
     model.set("top", top.map((x) => [vocab[x.id], x.p]));
+    model.set("lens", lens);
     trySave(model);
   };
 
@@ -277,7 +349,7 @@ function renderModelExplorer({ model, el }) {
     draw();
   });
   const offInputs = listen(model, ["prompt", "presets", "temperature", "top_k", "layer", "head", "query", "ablated",
-    "vocab", "unk"], draw);
+    "vocab", "unk", "lens_stage", "lens_word"], draw);
   const offGen = listen(model, ["sample", "n_new", "seed"], () => {
     draw();
     mode.select.value = get("sample") ? "sample" : "greedy";

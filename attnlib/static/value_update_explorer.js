@@ -1,6 +1,6 @@
 // ValueUpdateExplorer: the query's weights on the keys (sliders, renormalised to sum to 1) weight the
-// value vectors; their sum is the proposed change, added to the query's embedding (the residual).
-// 2-D embeddings and values, drawn in an SVG with named axes. With the causal mask on, the keys
+// changes the keys propose (each key's value times W_O); their sum, added to the query's embedding
+// (the residual), is the update. 2-D embeddings and proposed changes (the trait `values`), drawn in an SVG with named axes. With the causal mask on, the keys
 // after the query get weight 0 and no slider. The math runs here (math.js, views.js).
 // Traits read: tokens, points (T, 2), values (T, 2), query, weights (T,), causal, axis_labels.
 // Traits written back: query, causal, weights (normalised), delta (2,), updated (2,).
@@ -114,13 +114,13 @@ function renderValueUpdateExplorer({ model, el }) {
     table.replaceChildren(
       h("table", { class: "attnlib-table" }, [
         h("caption", { text: `one row per key; vectors are (${xName}, ${yName})` }),
-        h("thead", {}, [h("tr", {}, ["key", "weight w", "value v", "w × v"].map((x) => h("th", { scope: "col", text: x })))]),
+        h("thead", {}, [h("tr", {}, ["key", "weight w", "proposed change c", "w × c"].map((x) => h("th", { scope: "col", text: x })))]),
         h("tbody", {}, rows),
       ]),
     );
     figure.replaceChildren(valueSvg(toks(), P, V, q, w, r, [xName, yName]));
     summary.textContent =
-      `query “${toks()[q]}” at (${fmt(P[q][0])}, ${fmt(P[q][1])}) + change Σ weight·value ` +
+      `query “${toks()[q]}” at (${fmt(P[q][0])}, ${fmt(P[q][1])}) + change Σ w × c ` +
       `(${fmt(r.delta[0])}, ${fmt(r.delta[1])}) = updated (${fmt(r.updated[0])}, ${fmt(r.updated[1])})`;
   };
 

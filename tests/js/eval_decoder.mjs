@@ -3,6 +3,7 @@
 //   node tests/js/eval_decoder.mjs widget_module.mjs cases.json > results.json
 // A case is {op, ...}:
 //   forward:  {config, weights, ids, ablated} -> {logits (T, V), patterns (L, H, T, T)}
+//   lens:     {config, weights, ids, ablated, position} -> {names, logits (stages, V) at position}
 //   generate: {config, weights, ids, n, ablated, greedy, temperature, seed} -> ids
 //   tokenize: {text, vocab, unk} -> {words, known, ids, unknown}
 //   erf:      {xs} -> [erf(x)], and gelu: {xs, kind} -> [gelu(x)]
@@ -24,6 +25,11 @@ const results = cases.map((c) => {
         logits: rows(r.logits, T, c.config.vocab_size),
         patterns: r.patterns.map((layer) => layer.map((P) => rows(P, T, T))),
       };
+    }
+    case "lens": {
+      const net = M.buildModel(c.config, c.weights);
+      const r = M.forward(net, c.ids, { ablated: c.ablated || [] });
+      return { names: M.stageNames(c.config), logits: M.logitLens(net, r, c.position) };
     }
     case "generate": {
       const net = M.buildModel(c.config, c.weights);
