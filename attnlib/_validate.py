@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import warnings
 
 import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
     "probability", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "token_ids", "targets",
+    "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
 
@@ -213,6 +216,12 @@ def _qkv_shapes(q, k, v, who: str, gqa: bool) -> None:
         return
     if q.ndim < 3:
         raise ValueError(f"{who}: enable_gqa needs a head dim: q, k, v of shape (..., H, T, d), got {shapes}")
+    H, H_kv = q.shape[-3], k.shape[-3]
+    if q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and H_kv == v.shape[-3] >= 1 and H % H_kv != 0:
+        raise ValueError(
+            f"{who}: with enable_gqa, the key/value heads (dim -3 of k and v) must divide the "
+            f"{H} query heads (dim -3 of q), got {H_kv} key/value heads: {shapes}"
+        )
     if not (q.shape[:-3] == k.shape[:-3] == v.shape[:-3] and k.shape[-3] == v.shape[-3]
             and k.shape[-3] >= 1 and q.shape[-3] % k.shape[-3] == 0):
         raise ValueError(
@@ -304,3 +313,49 @@ def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100
             f"{ignore_index}, got {int(t[bad][0])}"
         )
     return t
+
+
+def token_mask(who: str, m, shape: tuple, device, what: str = "") -> torch.Tensor:
+    """A padding mask over token positions: a bool tensor of ``shape`` (batch, T), True = a real
+    token, False = padding, on ``device``, with at least one real token in every row."""
+    doc = f"a bool tensor of shape {tuple(shape)}{what} (True = a real token, False = padding)"
+    if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+        raise TypeError(f"{who}: mask must be {doc}, got {describe(m)}")
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"{who}: mask must be {doc}, got shape {tuple(m.shape)}")
+    if m.device != device:
+        raise ValueError(f"{who}: mask must be on {device} like tokens, got {m.device}")
+    empty = ~m.any(dim=-1)
+    if bool(empty.any()):
+        row = int(empty.nonzero()[0, 0])
+        raise ValueError(f"{who}: every row of mask needs a real token (a True), got row {row} all False")
+    return m
+
+
+def renamed(who: str, given: dict, old: str, new: str, value, default):
+    """The value of keyword ``new``, whose earlier name ``old`` may still be in ``given`` (popped
+    from it, with a DeprecationWarning that names ``new``). Both given with different values is a
+    TypeError."""
+    if old not in given:
+        return value
+    got = given.pop(old)
+    if value is not default and value != got:
+        raise TypeError(f"{who}: got {new}={value!r} and its deprecated name {old}={got!r}; give {new} only")
+    deprecation(f"{who}: {old}= is deprecated; use {new}= instead (same meaning)")
+    return got
+
+
+def deprecation(message: str) -> None:
+    """A DeprecationWarning attributed to the first caller outside attnlib and torch (the reader's
+    code, where Python shows it by default), whatever the depth of the call inside them."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("attnlib.", "torch.")):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def no_other_keywords(who: str, given: dict) -> None:
+    """What is left of a ``**kwargs`` after the deprecated names are taken: nothing, or a TypeError
+    as Python's own for an unknown keyword."""
+    if given:
+        raise TypeError(f"{who}: got an unexpected keyword argument {next(iter(given))!r}")

@@ -24,7 +24,6 @@ __all__ = ["Entry", "KINDS", "entries", "usage", "format_catalog", "main"]
 
 KINDS = ("checks", "widgets", "viz")
 _LABEL = re.compile(r"^:label:\s*(ex-\S+)\s*$", re.M)
-_EXERCISE = re.compile(r"\{exercise(?:-start)?\}")
 _SOLUTION_END = re.compile(r"\{solution-end\}")
 
 

@@ -10,7 +10,9 @@ Every block is pre-LayerNorm and adds to the residual stream:
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -90,44 +92,106 @@ GPT3 = DecoderConfig(vocab_size=50257, context_len=2048, d_model=12288, n_layers
                      d_head=128, d_mlp=4 * 12288)
 
 
+def _legacy_block(d_model, n_heads, d_head=None, d_mlp=None, dropout=0.0, bias=False,
+                  cross_attention=False, causal=True, *, n_kv_heads=None):
+    """The arguments DecoderBlock took before it took a DecoderConfig (only bound, never called)."""
+
+
+def _legacy_block_args(d_model, args: tuple, is_causal: bool, cross_attention, given: dict):
+    """(config, is_causal, cross_attention) from the deprecated ``DecoderBlock(d_model, n_heads, ...)``."""
+    who = "DecoderBlock"
+    V.deprecation(f"{who}(d_model, n_heads, ...) is deprecated; pass a DecoderConfig: "
+                  f"{who}(DecoderConfig(d_model=..., n_heads=...), is_causal=...)")
+    if cross_attention is not None:
+        given = {**given, "cross_attention": cross_attention}
+    try:
+        bound = inspect.signature(_legacy_block).bind(d_model, *args, **given)
+    except TypeError as e:
+        raise TypeError(f"{who}: {e}") from None
+    bound.apply_defaults()
+    a = bound.arguments
+    config = DecoderConfig(d_model=d_model, n_heads=a["n_heads"], d_head=a["d_head"], d_mlp=a["d_mlp"],
+                           dropout=a["dropout"], bias=a["bias"], n_kv_heads=a["n_kv_heads"])
+    return config, a["causal"] if len(args) >= 7 else is_causal, a["cross_attention"]
+
+
+def _block_args(config, args: tuple, is_causal, cross_attention, given: dict):
+    """(config, is_causal, cross_attention) of a DecoderBlock, checked; the deprecated forms warn."""
+    who = "DecoderBlock"
+    is_causal = V.renamed(who, given, "causal", "is_causal", is_causal, True)
+    if isinstance(config, DecoderConfig):
+        if args:
+            raise TypeError(f"{who}: with a DecoderConfig, is_causal and cross_attention are keyword-only; "
+                            f"got {len(args)} more positional argument(s)")
+        V.no_other_keywords(who, given)
+    elif isinstance(config, numbers.Integral) and not isinstance(config, bool):
+        config, is_causal, cross_attention = _legacy_block_args(config, args, is_causal, cross_attention,
+                                                                given)
+    else:
+        raise TypeError(f"{who}: config must be a DecoderConfig, got {V.describe(config)}")
+    cross_attention = config.cross_attention if cross_attention is None else cross_attention
+    for name, val in (("is_causal", is_causal), ("cross_attention", cross_attention)):
+        if not isinstance(val, bool):
+            raise TypeError(f"{who}: {name} must be True or False, got {V.describe(val)}")
+    return config, is_causal, cross_attention
+
+
 class DecoderBlock(nn.Module):
     """Pre-LayerNorm transformer block: attention, optional cross-attention, MLP, each added to x.
 
-    With ``causal=False`` and no cross-attention this is an encoder block.
+    ``DecoderBlock(config, *, is_causal=True, cross_attention=None)`` takes its shape from the
+    ``DecoderConfig`` (d_model, n_heads, d_head, d_mlp, dropout, bias, n_kv_heads);
+    ``cross_attention`` defaults to ``config.cross_attention``. With ``is_causal=False`` and no
+    cross-attention this is an encoder block.
+
+    Deprecated, still accepted with a DeprecationWarning: the earlier form ``DecoderBlock(d_model,
+    n_heads, d_head, d_mlp, dropout, bias, cross_attention, causal, *, n_kv_heads)`` and the name
+    ``causal`` (keyword and attribute) for ``is_causal``.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int | None = None, d_mlp: int | None = None,
-                 dropout: float = 0.0, bias: bool = False, cross_attention: bool = False,
-                 causal: bool = True, *, n_kv_heads: int | None = None):
+    def __init__(self, config: DecoderConfig, *args, is_causal: bool = True,
+                 cross_attention: bool | None = None, **deprecated):
         super().__init__()
-        self.causal = causal
-        self.ln_1 = nn.LayerNorm(d_model, bias=bias)
-        self.attn = MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout,
-                                       n_kv_heads=n_kv_heads)
-        self.ln_c = nn.LayerNorm(d_model, bias=bias) if cross_attention else None
+        c, is_causal, cross_attention = _block_args(config, args, is_causal, cross_attention, deprecated)
+        self.config, self.is_causal = c, is_causal
+        self.ln_1 = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, c.d_head, bias=c.bias, dropout=c.dropout,
+                                       n_kv_heads=c.n_kv_heads)
+        self.ln_c = nn.LayerNorm(c.d_model, bias=c.bias) if cross_attention else None
         # d_context given: built for cross-attention (q_proj for the queries, kv_proj for the context)
-        self.cross_attn = (MultiHeadAttention(d_model, n_heads, d_head, bias=bias, dropout=dropout,
-                                              d_context=d_model, n_kv_heads=n_kv_heads)
+        self.cross_attn = (MultiHeadAttention(c.d_model, c.n_heads, c.d_head, bias=c.bias, dropout=c.dropout,
+                                              d_context=c.d_model, n_kv_heads=c.n_kv_heads)
                            if cross_attention else None)
-        self.ln_2 = nn.LayerNorm(d_model, bias=bias)
-        self.mlp = MLP(d_model, d_mlp, bias=bias, dropout=dropout)
+        self.ln_2 = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.mlp = MLP(c.d_model, c.d_mlp, bias=c.bias, dropout=c.dropout)
 
-    def forward(self, x, context=None, context_mask=None, mask=None, kv_cache=None,
+    @property
+    def causal(self) -> bool:
+        """Deprecated name of ``is_causal``."""
+        V.deprecation("DecoderBlock: .causal is deprecated; use .is_causal instead (same meaning)")
+        return self.is_causal
+
+    def forward(self, x, context=None, *, mask=None, context_mask=None, kv_cache=None,
                 return_weights: bool = False):
-        """x (B, T, d_model) -> (B, T, d_model); with return_weights also (self_w, cross_w)."""
-        a = self.attn(self.ln_1(x), mask=mask, is_causal=self.causal, kv_cache=kv_cache,
-                      return_weights=return_weights)
-        a, self_w = a if return_weights else (a, None)
-        x = x + a
-        cross_w = None
+        """x (B, T, d_model) -> (B, T, d_model); with return_weights also (self_w, cross_w).
+
+        ``mask`` is the self-attention's (combined by AND with the causal mask when ``is_causal``),
+        ``context_mask`` the cross-attention's; each broadcasts to (B, n_heads, T_q, T_k), True =
+        may attend. ``kv_cache`` (a KVCache) is the self-attention's.
+        """
         if self.cross_attn is None and (context is not None or context_mask is not None):
             raise ValueError(
                 "DecoderBlock: context (or context_mask) was given but this block has no "
                 "cross-attention; build it with cross_attention=True"
             )
+        if self.cross_attn is not None and context is None:
+            raise ValueError("DecoderBlock: this block has cross-attention; pass context")
+        a = self.attn(self.ln_1(x), mask=mask, is_causal=self.is_causal, kv_cache=kv_cache,
+                      return_weights=return_weights)
+        a, self_w = a if return_weights else (a, None)
+        x = x + a
+        cross_w = None
         if self.cross_attn is not None:
-            if context is None:
-                raise ValueError("DecoderBlock: this block has cross-attention; pass context")
             c = self.cross_attn(self.ln_c(x), context=context, mask=context_mask,
                                 return_weights=return_weights)
             c, cross_w = c if return_weights else (c, None)
@@ -174,19 +238,22 @@ class _Embed(nn.Module):
                 f"{self.cfg.context_len}; crop it (generate() does this for you)"
             )
 
-    def forward(self, tokens: torch.Tensor, start: int = 0, *, check: bool = True) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, start: int = 0, *, positions: torch.Tensor | None = None,
+                check: bool = True) -> torch.Tensor:
+        """Positions start, start + 1, ... for every row, or ``positions`` (B, T) given."""
         if check:  # Decoder.forward has checked them already (with everything else)
             self.check(tokens, start)
-        T = tokens.shape[1]
-        pos = torch.arange(start, start + T, device=tokens.device)
-        x = self.tok(tokens) + self.pos(pos)  # (B, T, d_model)
+        if positions is None:
+            T = tokens.shape[1]
+            positions = torch.arange(start, start + T, device=tokens.device)
+        x = self.tok(tokens) + self.pos(positions)  # (B, T, d_model)
         return x if self.drop is None else self.drop(x)
 
 
 class Encoder(nn.Module):
     """Non-causal transformer encoder: every position attends to every (unpadded) position.
 
-    forward(tokens (B, T), mask=None) -> (B, T, d_model); mask broadcasts to (B, H, T, T), for
+    forward(tokens (B, T), *, mask=None) -> (B, T, d_model); mask broadcasts to (B, H, T, T), for
     example ``padding_mask(lengths, T)``.
     """
 
@@ -195,14 +262,12 @@ class Encoder(nn.Module):
         c = self.config = config
         self.embed = _Embed(c, "Encoder")
         self.blocks = nn.ModuleList(
-            DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias, causal=False,
-                         n_kv_heads=c.n_kv_heads)
-            for _ in range(c.n_layers)
+            DecoderBlock(c, is_causal=False, cross_attention=False) for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
         _init_weights(self, c.n_layers)
 
-    def forward(self, tokens: torch.Tensor, mask=None, return_weights: bool = False):
+    def forward(self, tokens: torch.Tensor, *, mask=None, return_weights: bool = False):
         x = self.embed(tokens)
         weights = []
         for block in self.blocks:
@@ -218,44 +283,61 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """GPT-style decoder-only model (or the decoder half of an encoder-decoder when
     ``config.cross_attention`` is True, in which case ``context`` is the encoder's output).
+
+    The KV cache has one name at every level, ``kv_cache``, so that the keyword a reader met on
+    ``MultiHeadAttention`` is the one to look for here: one ``KVCache`` for a layer
+    (MultiHeadAttention, DecoderBlock), a list of them, one per layer, for ``Decoder.forward``, and
+    for ``generate`` (which builds its own) whether to keep one. The earlier names ``kv_caches``
+    (forward) and ``use_cache`` (generate) are still accepted with a DeprecationWarning.
     """
 
     def __init__(self, config: DecoderConfig):
         super().__init__()
         c = self.config = config
         self.embed = _Embed(c, "Decoder")
-        self.blocks = nn.ModuleList(
-            DecoderBlock(c.d_model, c.n_heads, c.d_head, c.d_mlp, c.dropout, c.bias,
-                         cross_attention=c.cross_attention, causal=True, n_kv_heads=c.n_kv_heads)
-            for _ in range(c.n_layers)
-        )
+        self.blocks = nn.ModuleList(DecoderBlock(c, is_causal=True) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
         self.unembed = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_embeddings:
             self.unembed.weight = self.embed.tok.weight
         _init_weights(self, c.n_layers)
 
-    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *, context=None,
-                context_mask=None, return_weights: bool = False, kv_caches=None):
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *, mask=None, context=None,
+                context_mask=None, return_weights: bool = False, kv_cache=None, **deprecated):
         """tokens (B, T) -> ``(logits, loss)`` with logits (B, T, vocab_size).
 
         loss is the mean next-token cross-entropy against ``targets`` (B, T), or None. With
         ``return_weights`` returns ``(logits, loss, weights)`` where weights is a dict of lists (one
         entry per layer) under "self" (B, H, T, T) and "cross" (B, H, T, T_context).
-        ``kv_caches`` (one KVCache per layer) makes the call a decoding step after the cached ones.
+        ``kv_cache`` (a list of one KVCache per layer) makes the call a decoding step after the
+        cached positions.
+
+        ``mask`` (B, T) bool, True = a real token, False = padding (with ``kv_cache``: (B, T_cached +
+        T), every position so far), batches prompts of different lengths: padded keys are never
+        attended to, and a token's position is the number of real tokens before it in its row, so
+        each row of a left-padded batch gets the logits of its prompt run alone. The logits at
+        padded positions are meaningless (but finite).
         Every argument is checked before anything is computed or any cache changes.
         """
-        start = self._check_forward(tokens, targets, context, context_mask, kv_caches)
-        x = self.embed(tokens, start, check=False)  # (B, T, d_model): the residual stream
+        if deprecated:
+            kv_cache = V.renamed("Decoder", deprecated, "kv_caches", "kv_cache", kv_cache, None)
+            V.no_other_keywords("Decoder", deprecated)
+        start = self._check_forward(tokens, targets, context, context_mask, kv_cache, mask)
+        self_mask = positions = None
+        if mask is not None:
+            positions = (mask.cumsum(-1) - 1).clamp_min(0)[:, start:]  # (B, T)
+            self_mask = mask[:, None, None, :]  # (B, 1, 1, T_cached + T): the keys that are real
+        x = self.embed(tokens, start, positions=positions, check=False)  # (B, T, d_model): the stream
         self_ws, cross_ws = [], []
         for i, block in enumerate(self.blocks):
-            cache = None if kv_caches is None else kv_caches[i]
+            cache = None if kv_cache is None else kv_cache[i]
             if return_weights:
-                x, sw, cw = block(x, context, context_mask, kv_cache=cache, return_weights=True)
+                x, sw, cw = block(x, context, mask=self_mask, context_mask=context_mask, kv_cache=cache,
+                                  return_weights=True)
                 self_ws.append(sw)
                 cross_ws.append(cw)
             else:
-                x = block(x, context, context_mask, kv_cache=cache)
+                x = block(x, context, mask=self_mask, context_mask=context_mask, kv_cache=cache)
         logits = self.unembed(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
@@ -265,96 +347,148 @@ class Decoder(nn.Module):
             return logits, loss, {"self": self_ws, "cross": cross_ws}
         return logits, loss
 
-    def _check_forward(self, tokens, targets, context, context_mask, kv_caches) -> int:
+    def _check_forward(self, tokens, targets, context, context_mask, kv_cache, mask=None) -> int:
         """Validate forward()'s arguments; return the number of cached positions."""
         c = self.config
-        start = 0
-        if kv_caches is not None:
-            if not isinstance(kv_caches, (list, tuple)) or not all(isinstance(x, KVCache) for x in kv_caches):
-                raise TypeError(
-                    f"Decoder: kv_caches must be a list of {c.n_layers} KVCache (one per layer), got "
-                    f"{V.describe(kv_caches)}"
-                )
-            if len(kv_caches) != c.n_layers:
-                raise ValueError(
-                    f"Decoder: kv_caches must hold one KVCache per layer ({c.n_layers}), got {len(kv_caches)}"
-                )
-            lengths = sorted({len(x) for x in kv_caches})
-            if len(lengths) > 1:
-                raise ValueError(f"Decoder: the layers' caches hold different numbers of positions {lengths}")
-            start = lengths[0] if lengths else 0
+        start = self._check_caches(kv_cache)
         self.embed.check(tokens, start)
+        if mask is not None:
+            B, T = tokens.shape
+            what = f" (the {start} cached positions and the {T} new ones)" if start else " like tokens"
+            V.token_mask("Decoder", mask, (B, start + T), tokens.device, what)
         if not c.cross_attention and (context is not None or context_mask is not None):
             raise ValueError(
                 "Decoder: context (or context_mask) was given but config.cross_attention is False, so "
                 "the model has no cross-attention to read it; build it with cross_attention=True"
             )
         if c.cross_attention:
-            if context is None:
-                raise ValueError(
-                    "Decoder: config.cross_attention is True, so every block has cross-attention; pass "
-                    f"context (batch, T_context, {c.d_model}), e.g. an Encoder's output"
-                )
-            V.tensor("Decoder", "context", context, ndim=3, floating=True,
-                     shape_doc=f"(batch, T_context, {c.d_model})")
-            if context.shape[0] != tokens.shape[0] or context.shape[-1] != c.d_model:
-                raise ValueError(
-                    f"Decoder: context must have shape ({tokens.shape[0]}, T_context, {c.d_model}) for "
-                    f"tokens of shape {tuple(tokens.shape)}, got {tuple(context.shape)}"
-                )
+            self._check_context(tokens, context)
         if targets is not None:
             V.targets("Decoder", targets, tuple(tokens.shape), c.vocab_size)
         return start
 
+    def _check_caches(self, kv_cache) -> int:
+        """kv_cache: None or one KVCache per layer, all of one length; returns that length."""
+        if kv_cache is None:
+            return 0
+        n = self.config.n_layers
+        if not isinstance(kv_cache, (list, tuple)) or not all(isinstance(x, KVCache) for x in kv_cache):
+            raise TypeError(
+                f"Decoder: kv_cache must be a list of {n} KVCache (one per layer), got {V.describe(kv_cache)}"
+            )
+        if len(kv_cache) != n:
+            raise ValueError(f"Decoder: kv_cache must hold one KVCache per layer ({n}), got {len(kv_cache)}")
+        lengths = sorted({len(x) for x in kv_cache})
+        if len(lengths) > 1:
+            raise ValueError(f"Decoder: the layers' caches hold different numbers of positions {lengths}")
+        return lengths[0] if lengths else 0
+
+    def _check_context(self, tokens, context) -> None:
+        d = self.config.d_model
+        if context is None:
+            raise ValueError(
+                "Decoder: config.cross_attention is True, so every block has cross-attention; pass "
+                f"context (batch, T_context, {d}), e.g. an Encoder's output"
+            )
+        V.tensor("Decoder", "context", context, ndim=3, floating=True, shape_doc=f"(batch, T_context, {d})")
+        if context.shape[0] != tokens.shape[0] or context.shape[-1] != d:
+            raise ValueError(
+                f"Decoder: context must have shape ({tokens.shape[0]}, T_context, {d}) for "
+                f"tokens of shape {tuple(tokens.shape)}, got {tuple(context.shape)}"
+            )
+
     @torch.no_grad()
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, *, use_cache: bool = True, context=None, context_mask=None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 top_k: int | None = None, *, kv_cache: bool = True, mask=None, context=None,
+                 context_mask=None, generator=None, **deprecated) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``tokens`` (B, T) and return (B, T + new).
 
         temperature 0 picks the most likely token (greedy); ``top_k`` keeps the k most likely.
-        Only the last ``context_len`` tokens are fed to the model. With ``use_cache`` each step
+        Only the last ``context_len`` tokens are fed to the model. With ``kv_cache`` each step
         computes the new token only, reusing cached keys and values; once the window has to slide,
-        positions shift and the cache is rebuilt, so the result equals ``use_cache=False``.
+        positions shift and the cache is rebuilt, so the result equals ``kv_cache=False``.
+
+        ``mask`` (B, T) bool (True = a real token) generates from a batch of left-padded prompts:
+        each row continues as its prompt would alone (the padding stays in the output). Padding
+        must be on the left: every row's last token is real. ``generator`` is a torch.Generator,
+        or a list of B of them, one per row: row b then samples what its prompt alone would with
+        ``generator[b]``.
         """
         who = "Decoder.generate"
+        if deprecated:
+            kv_cache = V.renamed(who, deprecated, "use_cache", "kv_cache", kv_cache, True)
+            V.no_other_keywords(who, deprecated)
         max_new_tokens = V.nonneg_int(who, "max_new_tokens", max_new_tokens)
         temperature = V.finite_float(who, "temperature", temperature, low=0.0)
         top_k = V.optional_positive_int(who, "top_k", top_k)
-        if not isinstance(use_cache, bool):
-            raise TypeError(f"{who}: use_cache must be a bool, got {V.describe(use_cache)}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"{who}: generator must be a torch.Generator or None, got {V.describe(generator)}")
+        if not isinstance(kv_cache, bool):
+            raise TypeError(f"{who}: kv_cache must be True or False, got {V.describe(kv_cache)}")
         L = self.config.context_len
-        self._check_forward(tokens[:, -L:] if isinstance(tokens, torch.Tensor) and tokens.ndim == 2 else tokens,
-                            None, context, context_mask, None)
+        is_ids = isinstance(tokens, torch.Tensor) and tokens.ndim == 2
+        if mask is not None:
+            self._check_prompt_mask(tokens, mask)
+        self._check_forward(tokens[:, -L:] if is_ids else tokens, None, context, context_mask, None,
+                            None if mask is None else mask[:, -L:])
+        _check_generator(who, generator, tokens.shape[0])
         was_training = self.training
         self.eval()
         try:
-            return self._generate(tokens, max_new_tokens, temperature, top_k, use_cache, context,
-                                  context_mask, generator)
+            return self._generate(tokens, max_new_tokens, temperature, top_k, kv_cache, context,
+                                  context_mask, mask, generator)
         finally:  # also when sampling raises (or is interrupted): the model's mode is restored
             self.train(was_training)
 
+    def _check_prompt_mask(self, tokens, mask) -> None:
+        """generate's mask: (B, T) bool like tokens, a real token in every row, padding on the left."""
+        who = "Decoder.generate"
+        V.token_ids(who, "tokens", tokens, self.config.vocab_size)
+        V.token_mask(who, mask, tuple(tokens.shape), tokens.device, " like tokens")
+        ends_padded = ~mask[:, -1]
+        if bool(ends_padded.any()):
+            row = int(ends_padded.nonzero()[0, 0])
+            raise ValueError(
+                f"{who}: mask must pad on the left only (each new token follows its row's last "
+                f"position, which must be a real token), got row {row} ending in padding"
+            )
+
     def _generate(self, tokens, max_new_tokens, temperature, top_k, use_cache, context, context_mask,
-                  generator) -> torch.Tensor:
+                  mask, generator) -> torch.Tensor:
         L = self.config.context_len
         caches = None
         for _ in range(max_new_tokens):
             if use_cache and caches is not None and len(caches[0]) < L:
+                step_mask = None if mask is None else mask[:, -(len(caches[0]) + 1):]
                 logits, _ = self(tokens[:, -1:], context=context, context_mask=context_mask,
-                                 kv_caches=caches)
+                                 mask=step_mask, kv_cache=caches)
             else:  # first step, no cache, or the window slid: run the whole (cropped) window
                 window = tokens[:, -L:]
                 caches = [KVCache() for _ in self.blocks] if use_cache else None
-                logits, _ = self(window, context=context, context_mask=context_mask, kv_caches=caches)
+                logits, _ = self(window, context=context, context_mask=context_mask,
+                                 mask=None if mask is None else mask[:, -L:], kv_cache=caches)
             next_tok = _sample(logits[:, -1, :].float(), temperature, top_k, generator)
             tokens = torch.cat([tokens, next_tok], dim=1)
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         return tokens
 
 
+def _check_generator(who: str, generator, batch: int) -> None:
+    """None, a torch.Generator, or a list of ``batch`` of them (one per row)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise TypeError(
+            f"{who}: generator must be a torch.Generator, a list of {batch} (one per row) or None, got "
+            f"{V.describe(generator)}"
+        )
+    if len(generator) != batch:
+        raise ValueError(
+            f"{who}: generator must hold one torch.Generator per row ({batch}), got {len(generator)}"
+        )
+
+
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
-    """logits (B, vocab) -> next token ids (B, 1)."""
+    """logits (B, vocab) -> next token ids (B, 1); ``generator`` may be one per row (a list)."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
@@ -362,4 +496,7 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generat
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
+    if isinstance(generator, (list, tuple)):  # row b draws as it would alone with generator[b]
+        rows = zip(probs, generator, strict=True)
+        return torch.cat([torch.multinomial(p[None], 1, generator=g) for p, g in rows])
     return torch.multinomial(probs, 1, generator=generator)

@@ -93,7 +93,7 @@ class TileStats:
     tiles_computed: int = 0
     tiles_skipped: int = 0
     q_reads: int = 0  # elements of q loaded: each query tile once, if any of its pairs is computed
-    k_reads: int = 0  # elements of k loaded: the key tile again for every computed pair
+    k_reads: int = 0  # elements of k loaded: the key tile again for every computed pair (GQA: per group)
     v_reads: int = 0  # elements of v loaded: likewise
     mask_reads: int = 0  # entries of a boolean mask read (as stored: broadcast dims count once)
     out_writes: int = 0  # elements of the output written: every query tile once
@@ -149,6 +149,7 @@ def tiled_attention(
     block_q: int | None = None,
     block_k: int | None = None,
     return_stats: bool = False,
+    enable_gqa: bool = False,
 ):
     """Exact attention computed tile by tile (queries x keys) with an online softmax.
 
@@ -185,6 +186,10 @@ def tiled_attention(
         block_size: the earlier name of ``block_k``; give one or the other, not both.
             Block sizes need not divide T (the last tile is shorter).
         return_stats: also return a ``TileStats`` with the counts below.
+        enable_gqa: grouped-query attention, as in ``attnlib.attention`` and SDPA: q has H heads
+            (dim -3), k and v have H_kv heads dividing H, and query head h reads key/value head
+            h // (H / H_kv). The heads are not repeated: the G = H / H_kv query heads of a group
+            share each key/value tile.
 
     Returns:
         out (..., T_q, d_v) in the dtype of ``v``, or ``(out, stats)`` with ``return_stats``. The
@@ -201,6 +206,11 @@ def tiled_attention(
         out_writes = N d_v * T_q                       (every query tile once, zeros included)
         mask_reads = the mask entries of every tile that is not already skipped by is_causal
 
+    With ``enable_gqa`` N counts (batch element, query head) pairs in q_reads and out_writes, but
+    k_reads and v_reads count N_kv = N / G (batch element, key/value head) pairs: a GQA kernel
+    processes a group's G query tiles together, so each key and value tile is loaded once per
+    group (the fast memory then holds G query tiles' state).
+
     so without a mask reads = N T_q d + N ceil(T_q / block_q) T_k (d + d_v), and causal with
     T_q = T_k = T and block_q = block_k = B dividing T (n = T / B tiles a side, n (n + 1) / 2 of the
     n^2 pairs computed) reads = N T d + N (d + d_v) T (T + B) / (2 B). The explicit path moves
@@ -213,10 +223,14 @@ def tiled_attention(
     keeps every tile for the backward pass; FlashAttention avoids that by recomputing the tiles in
     a hand-written backward, which this teaching version does not do.
     """
-    mask, scale, bq, block_k = _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k)
+    mask, scale, bq, block_k = _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k, enable_gqa)
     T_q, T_k = q.shape[-2], k.shape[-2]
     d, d_v = q.shape[-1], v.shape[-1]
-    n_batch = math.prod(q.shape[:-2])
+    n_batch = math.prod(q.shape[:-2])  # (batch element, query head) pairs
+    grouped = enable_gqa and q.shape[-3] != k.shape[-3]  # query heads share key/value heads
+    if grouped:
+        q, k, v, mask = _grouped(q, k, v, mask)
+    n_kv = math.prod(k.shape[:-2])  # (batch element, key/value head) pairs
     stats = TileStats(block_q=bq, block_k=block_k, n_q_tiles=-(-T_q // bq), n_k_tiles=-(-T_k // block_k))
 
     ct = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
@@ -242,8 +256,8 @@ def tiled_attention(
                 acc = q_tile.new_zeros(lead + (qe - qs, d_v))
             kb = k[..., ks:ke, :].to(ct)  # (..., bk, d)
             vb = v[..., ks:ke, :].to(ct)  # (..., bk, d_v)
-            stats.k_reads += n_batch * (ke - ks) * d
-            stats.v_reads += n_batch * (ke - ks) * d_v
+            stats.k_reads += n_kv * (ke - ks) * d
+            stats.v_reads += n_kv * (ke - ks) * d_v
             s = torch.matmul(q_tile, kb.transpose(-2, -1))  # (..., bq, bk): one tile of scores
             if allowed is not None:
                 s = s.masked_fill(~allowed, float("-inf"))
@@ -266,15 +280,31 @@ def tiled_attention(
             out[..., qs:qe, :] = torch.where(seen, o, torch.zeros_like(o))
         stats.out_writes += n_batch * (qe - qs) * d_v
 
+    if grouped:  # (..., H_kv, G, T_q, d_v) -> (..., H, T_q, d_v)
+        out = out.flatten(-4, -3)
     return (out, stats) if return_stats else out
 
 
-def _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k):
+def _grouped(q, k, v, mask):
+    """GQA without repeating k and v: q (..., H, T_q, d) -> (..., H_kv, G, T_q, d) and k, v
+    (..., H_kv, T_k, .) -> (..., H_kv, 1, T_k, .), so that the G query heads of a group broadcast
+    against their key/value head (query head h = kv_head * G + g); the mask likewise."""
+    H, H_kv = q.shape[-3], k.shape[-3]
+    q = q.unflatten(-3, (H_kv, H // H_kv))
+    k, v = k.unsqueeze(-3), v.unsqueeze(-3)
+    if mask is not None and mask.ndim >= 3:  # a head dim of H, or of 1 (broadcast)
+        mask = mask.unflatten(-3, (H_kv, H // H_kv)) if mask.shape[-3] == H else mask.unsqueeze(-3)
+    return q, k, v, mask
+
+
+def _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k, enable_gqa=False):
     """The checked arguments of :func:`tiled_attention`: (mask, scale, block_q, block_k), with the
     mask at least 2-D, the default scale 1/sqrt(d), block_q the queries per tile actually used
     (every query when None) and block_k from either of its two names (default 128)."""
     who = "tiled_attention"
-    V.qkv(q, k, v, who)
+    if not isinstance(enable_gqa, bool):
+        raise TypeError(f"{who}: enable_gqa must be True or False, got {V.describe(enable_gqa)}")
+    V.qkv(q, k, v, who, gqa=enable_gqa)
     if block_size is not None and block_k is not None:
         raise ValueError(f"{who}: give block_k or its earlier name block_size, not both")
     if block_size is not None:

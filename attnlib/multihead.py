@@ -249,11 +249,11 @@ class MultiHeadAttention(nn.Module):
                 raise TypeError(f"MultiHeadAttention: kv_cache must be a KVCache or None, got "
                                 f"{V.describe(kv_cache)}")
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask=None,
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask=None,
                 is_causal: bool = False, return_weights: bool = False, kv_cache: KVCache | None = None):
         """x (B, T_q, d_model); context (B, T_k, d_context) or None for self-attention.
 
-        ``mask`` broadcasts to (B, n_heads, T_q, T_k) (True = may attend). With ``kv_cache`` the
+        ``mask`` (keyword-only) broadcasts to (B, n_heads, T_q, T_k) (True = may attend). With ``kv_cache`` the
         new keys/values are appended to the cache and the queries attend to all cached positions.
         Returns y (B, T_q, d_model), or ``(y, weights)`` with weights (B, n_heads, T_q, T_k).
         """

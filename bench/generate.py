@@ -1,8 +1,8 @@
 """Generation speed of attnlib.Decoder.generate with the KV cache against recomputing every step.
 
 Both ways decode greedily (temperature 0) from the same seeded prompt with the same seeded model,
-so they must append the same tokens: asserted on every run. ``use_cache=True`` computes the keys
-and values of the new token only and reads the earlier ones from the cache; ``use_cache=False``
+so they must append the same tokens: asserted on every run. ``kv_cache=True`` computes the keys
+and values of the new token only and reads the earlier ones from the cache; ``kv_cache=False``
 runs the whole sequence again at every step. The context is long enough that the window never
 slides (a slide would rebuild the cache). Each round times both ways back to back, in alternating
 order, so load on a shared machine hits both alike; the median over the rounds is reported in
@@ -43,12 +43,12 @@ CONFIGS = {
 WAYS = {"cache": True, "recompute": False}
 
 
-def timed(model, prompt, n_new: int, use_cache: bool) -> tuple[torch.Tensor, float, float]:
+def timed(model, prompt, n_new: int, kv_cache: bool) -> tuple[torch.Tensor, float, float]:
     """The generated tokens, wall-clock seconds and CPU seconds of one generate call."""
     if prompt.device.type == "cuda":
         torch.cuda.synchronize()
     t0, c0 = time.perf_counter(), time.process_time()
-    out = model.generate(prompt, n_new, temperature=0, use_cache=use_cache)
+    out = model.generate(prompt, n_new, temperature=0, kv_cache=kv_cache)
     if prompt.device.type == "cuda":
         torch.cuda.synchronize()
     return out, time.perf_counter() - t0, time.process_time() - c0
@@ -61,8 +61,8 @@ def measure(name: str, n_new: int, rounds: int, device) -> dict:
     model = attnlib.Decoder(cfg).to(device).eval()
     g = torch.Generator().manual_seed(1)
     prompt = torch.randint(cfg.vocab_size, (1, PROMPT), generator=g).to(device)
-    for use_cache in WAYS.values():  # warm-up: allocations, kernel selection
-        timed(model, prompt, min(n_new, 8), use_cache)
+    for kv_cache in WAYS.values():  # warm-up: allocations, kernel selection
+        timed(model, prompt, min(n_new, 8), kv_cache)
     wall: dict[str, list[float]] = {w: [] for w in WAYS}
     cpu: dict[str, list[float]] = {w: [] for w in WAYS}
     outs = {}

@@ -242,8 +242,8 @@ def cached_no_mask(model, ids, caches):
 
 
 def cached_forward(model, ids, caches):
-    """Decoder.forward with kv_caches does the same step."""
-    logits, _ = model(ids[:, -1:], kv_caches=caches)
+    """Decoder.forward with kv_cache does the same step."""
+    logits, _ = model(ids[:, -1:], kv_cache=caches)
     return logits[:, -1], caches
 
 
@@ -290,7 +290,7 @@ def _kv_pairs(model, ids, caches):
 def _all_positions(model, ids, caches):
     from attnlib import KVCache
     fresh = [KVCache() for _ in model.blocks]
-    logits, _ = model(ids, kv_caches=fresh)
+    logits, _ = model(ids, kv_cache=fresh)
     for c, f in zip(caches, fresh, strict=True):
         c.k, c.v = f.k, f.v
     return logits, caches

@@ -46,7 +46,7 @@ def test_mlp_shape_and_gelu():
 @pytest.mark.parametrize("bias", [False, True])
 def test_block_is_identity_when_outputs_are_zeroed(bias):
     torch.manual_seed(1)
-    block = DecoderBlock(16, 4, bias=bias).eval()
+    block = DecoderBlock(DecoderConfig(d_model=16, n_heads=4, bias=bias)).eval()
     x = torch.randn(2, 5, 16)
     assert not torch.allclose(block(x), x)
     with torch.no_grad():
@@ -59,7 +59,7 @@ def test_block_is_identity_when_outputs_are_zeroed(bias):
 
 def test_block_is_pre_layernorm_residual():
     torch.manual_seed(2)
-    block = DecoderBlock(16, 4).eval()
+    block = DecoderBlock(DecoderConfig(d_model=16, n_heads=4)).eval()
     x = torch.randn(2, 5, 16)
     h = x + block.attn(block.ln_1(x), is_causal=True)
     expected = h + block.mlp(block.ln_2(h))
@@ -132,9 +132,9 @@ def test_kv_cache_step_by_step_equals_full_forward():
     toks = tokens(T=SMALL.context_len)
     full, _ = m(toks)
     caches = [KVCache() for _ in m.blocks]
-    out = [m(toks[:, :3], kv_caches=caches)[0]]  # a 3-token prompt, then one token at a time
+    out = [m(toks[:, :3], kv_cache=caches)[0]]  # a 3-token prompt, then one token at a time
     for t in range(3, SMALL.context_len):
-        out.append(m(toks[:, t:t + 1], kv_caches=caches)[0])
+        out.append(m(toks[:, t:t + 1], kv_cache=caches)[0])
     assert all(len(c) == SMALL.context_len for c in caches)
     torch.testing.assert_close(torch.cat(out, dim=1), full, atol=1e-4, rtol=1e-4)
 
@@ -145,8 +145,8 @@ def test_kv_cache_step_by_step_equals_full_forward():
 def test_generate_with_cache_equals_without_greedy(prompt_len, new):
     m = model()
     prompt = tokens(T=prompt_len)
-    a = m.generate(prompt, new, temperature=0, use_cache=True)
-    b = m.generate(prompt, new, temperature=0, use_cache=False)
+    a = m.generate(prompt, new, temperature=0, kv_cache=True)
+    b = m.generate(prompt, new, temperature=0, kv_cache=False)
     assert a.shape == (2, prompt_len + new)
     assert torch.equal(a[:, :prompt_len], prompt)
     assert torch.equal(a, b)
@@ -163,7 +163,7 @@ def test_generate_with_cache_equals_without_sampling(prompt_len, new):
     m = model()
     prompt = tokens(T=prompt_len)
     a = m.generate(prompt, new, temperature=0.8, top_k=5, generator=torch.Generator().manual_seed(3))
-    b = m.generate(prompt, new, temperature=0.8, top_k=5, use_cache=False,
+    b = m.generate(prompt, new, temperature=0.8, top_k=5, kv_cache=False,
                    generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
     c = m.generate(prompt, new, temperature=0.8, top_k=5, generator=torch.Generator().manual_seed(4))
@@ -220,7 +220,7 @@ def test_cross_attention_uses_context_and_respects_context_mask():
     assert w["cross"][0].shape == (2, cfg.n_heads, 6, 9) and (w["cross"][0][..., 7:] == 0).all()
     # cross-attention is not causal over the context, and generation with a cache still matches
     a = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask)
-    b = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask, use_cache=False)
+    b = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask, kv_cache=False)
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match=r"config.cross_attention is True, so every block has cross-attention; pass"):
         dec(toks)
@@ -249,9 +249,9 @@ def test_bad_tokens():
     with pytest.raises(ValueError, match=r"tokens must have shape \(batch, T\), got \(5,\)"):
         m(torch.zeros(5, dtype=torch.long))
     caches = [KVCache() for _ in m.blocks]
-    m(tokens(T=L), kv_caches=caches)
+    m(tokens(T=L), kv_cache=caches)
     with pytest.raises(ValueError, match=rf"sequence of length {L + 1} is longer than context_len"):
-        m(tokens(T=1), kv_caches=caches)  # a full cache has no room for another position
+        m(tokens(T=1), kv_cache=caches)  # a full cache has no room for another position
     enc = model(cls=Encoder)
     with pytest.raises(ValueError, match=r"Encoder: sequence of length 13 is longer than context_len=12"):
         enc(tokens(T=13))

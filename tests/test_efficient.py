@@ -518,7 +518,7 @@ def test_kv_cache_bytes():
     model = attnlib.Decoder(cfg).eval()
     caches = [attnlib.KVCache() for _ in range(cfg.n_layers)]
     with torch.no_grad():
-        model(torch.zeros(4, 5, dtype=torch.long), kv_caches=caches)
+        model(torch.zeros(4, 5, dtype=torch.long), kv_cache=caches)
     stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
     assert stored == E.kv_cache_bytes(5, n_layers=2, n_heads=3, d_head=4, batch=4)
     with pytest.raises(ValueError, match="d_head"):
@@ -595,7 +595,7 @@ def test_flops_per_token_counts_the_matmuls_of_an_attention_layer(T):
 def test_flops_per_token_counts_the_matmuls_of_a_decoder_block(d_mlp):
     d, H, T = 32, 4, 24
     torch.manual_seed(0)
-    block = attnlib.DecoderBlock(d, H, d_mlp=d_mlp).eval()
+    block = attnlib.DecoderBlock(attnlib.DecoderConfig(d_model=d, n_heads=H, d_mlp=d_mlp)).eval()
     got = _counted_flops(block, torch.randn(1, T, d), return_weights=True)
     f = E.flops_per_token(d, T, d_mlp=d_mlp)
     assert got == T * f.total
@@ -665,7 +665,7 @@ def test_kv_cache_bytes_with_fewer_kv_heads():
     model = attnlib.Decoder(cfg).eval()
     caches = [attnlib.KVCache() for _ in range(cfg.n_layers)]
     with torch.no_grad():
-        model(torch.zeros(3, 5, dtype=torch.long), kv_caches=caches)
+        model(torch.zeros(3, 5, dtype=torch.long), kv_cache=caches)
     assert caches[0].k.shape == (3, 2, 5, 4)
     stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
     assert stored == E.kv_cache_bytes(5, n_layers=2, n_heads=6, d_head=4, batch=3, n_kv_heads=2)

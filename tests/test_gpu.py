@@ -101,9 +101,9 @@ def test_kv_cache_generation_on_cuda(sampling):
     prompt = torch.randint(cfg.vocab_size, (2, 5), device="cuda")
     kw = dict(temperature=0) if sampling == "greedy" else dict(temperature=0.8, top_k=5)
 
-    def gen(use_cache):
+    def gen(kv_cache):
         g = torch.Generator(device="cuda").manual_seed(3)
-        return model.generate(prompt, 30, use_cache=use_cache, generator=g, **kw)  # runs past context_len
+        return model.generate(prompt, 30, kv_cache=kv_cache, generator=g, **kw)  # runs past context_len
 
     a, b = gen(True), gen(False)
     assert a.device.type == "cuda" and a.shape == (2, 35)

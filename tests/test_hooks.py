@@ -132,7 +132,7 @@ def test_ablate_heads_equals_zeroing_w_o_columns(heads, bias):
 
 
 def test_ablating_every_head_of_a_block_removes_the_attention_sublayer():
-    blk = DecoderBlock(16, 4).eval()
+    blk = DecoderBlock(DecoderConfig(d_model=16, n_heads=4)).eval()
     x = torch.randn(2, 5, 16)
     with ablate_heads(blk, {"attn": [0, 1, 2, 3]}):
         y = blk(x)

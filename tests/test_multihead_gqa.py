@@ -82,7 +82,7 @@ def test_gqa_gradcheck_both_paths():
 
 
 @pytest.mark.parametrize("shapes,msg", [
-    (((2, 6, 5, 4), (2, 4, 7, 4), (2, 4, 7, 3)), r"the head dim \(-3\), which must divide q's \(6 query heads\)"),
+    (((2, 6, 5, 4), (2, 4, 7, 4), (2, 4, 7, 3)), r"the key/value heads \(dim -3 of k and v\) must divide the 6 query heads \(dim -3 of q\), got 4"),
     (((2, 6, 5, 4), (2, 2, 7, 4), (2, 3, 7, 3)), r"k and v must have the same dims as q except the head dim"),
     (((3, 6, 5, 4), (2, 2, 7, 4), (2, 2, 7, 3)), r"k and v must have the same dims as q except the head dim"),
     (((5, 4), (7, 4), (7, 3)), r"attention: enable_gqa needs a head dim: q, k, v of shape \(\.\.\., H, T, d\)"),
@@ -161,16 +161,16 @@ def test_kv_cache_shrinks_and_decoding_matches():
     toks = torch.randint(0, 11, (3, 9), generator=torch.Generator().manual_seed(0))
     full, _ = m(toks)
     caches = [KVCache() for _ in m.blocks]
-    steps = [m(toks[:, :4], kv_caches=caches)[0]]
+    steps = [m(toks[:, :4], kv_cache=caches)[0]]
     for t in range(4, 9):
-        steps.append(m(toks[:, t:t + 1], kv_caches=caches)[0])
+        steps.append(m(toks[:, t:t + 1], kv_cache=caches)[0])
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
     assert caches[0].k.shape == (3, 2, 9, 4)  # n_kv_heads = 2 heads of keys, not n_heads = 4
     stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
     assert stored == E.kv_cache_bytes(9, n_layers=2, n_heads=2, d_head=4, batch=3)
     assert stored * 2 == E.kv_cache_bytes(9, n_layers=2, n_heads=4, d_head=4, batch=3)
     a = m.generate(toks[:, :3], 8, temperature=0)
-    b = m.generate(toks[:, :3], 8, temperature=0, use_cache=False)
+    b = m.generate(toks[:, :3], 8, temperature=0, kv_cache=False)
     assert torch.equal(a, b)
 
 

@@ -51,6 +51,11 @@ SINCE: dict[str, str] = {
     "torch.nn.Linear(device=)": "1.9",  # the factory kwargs of modules
     "Module.to_empty": "1.10",  # not seen by the collector (a Module method); recorded for the reader
     "torch.aminmax": "1.11",  # _validate.targets: min and max in one reduction
+    # the padding mask of Decoder (positions from each row's real tokens) and tiled_attention's GQA
+    "Tensor.unflatten": "1.13",  # positional int dims (earlier only for named tensors)
+    "Tensor.cumsum": "1.0",
+    "Tensor.clamp_min": "1.0",
+    "Tensor.new_ones": "1.0",
     # old APIs, all in torch 1.0, that the checkers and widgets began to use
     "torch.random.fork_rng": "1.0",
     "torch.random.fork_rng(devices=)": "1.0",

@@ -110,8 +110,8 @@ CASES = [
      r"MultiHeadAttention: kv_cache must be a KVCache or None, got a list"),
     ("mlp-d-mlp-0", lambda: MLP(16, 0), ValueError, r"MLP: d_mlp must be a positive int or None, got 0"),
     ("mlp-dropout-1", lambda: MLP(16, dropout=1.0), ValueError, r"MLP: dropout must lie in \[0, 1\), got 1.0"),
-    ("block-d-mlp-negative", lambda: DecoderBlock(16, 4, d_mlp=-1), ValueError,
-     r"MLP: d_mlp must be a positive int or None, got -1"),
+    ("block-d-mlp-negative", lambda: DecoderBlock(DecoderConfig(d_model=16, n_heads=4, d_mlp=-1)), ValueError,
+     r"DecoderConfig: d_mlp must be a positive int or None, got -1"),
     ("config-d-head-0", lambda: DecoderConfig(d_head=0), ValueError,
      r"DecoderConfig: d_head must be a positive int or None, got 0"),
     ("config-d-head-float", lambda: DecoderConfig(d_head=16.0), TypeError,
@@ -146,11 +146,11 @@ CASES = [
      r"Decoder: config.cross_attention is True, so every block has cross-attention; pass context"),
     ("decoder-context-shape", lambda: CROSS(TOKS, context=torch.randn(3, 4, 16)), ValueError,
      r"Decoder: context must have shape \(2, T_context, 16\) for tokens of shape \(2, 5\), got \(3, 4, 16\)"),
-    ("decoder-kv-caches-length", lambda: DEC(TOKS, kv_caches=[KVCache()]), ValueError,
-     r"Decoder: kv_caches must hold one KVCache per layer \(2\), got 1"),
-    ("decoder-kv-caches-type", lambda: DEC(TOKS, kv_caches=KVCache()), TypeError,
-     r"Decoder: kv_caches must be a list of 2 KVCache \(one per layer\), got a KVCache"),
-    ("block-context-without-cross", lambda: DecoderBlock(16, 4)(torch.randn(1, 2, 16), torch.randn(1, 3, 16)),
+    ("decoder-kv-caches-length", lambda: DEC(TOKS, kv_cache=[KVCache()]), ValueError,
+     r"Decoder: kv_cache must hold one KVCache per layer \(2\), got 1"),
+    ("decoder-kv-caches-type", lambda: DEC(TOKS, kv_cache=KVCache()), TypeError,
+     r"Decoder: kv_cache must be a list of 2 KVCache \(one per layer\), got a KVCache"),
+    ("block-context-without-cross", lambda: DecoderBlock(SMALL)(torch.randn(1, 2, 16), torch.randn(1, 3, 16)),
      ValueError, r"DecoderBlock: context \(or context_mask\) was given but this block has no cross-attention"),
     # ---- generate
     ("generate-temperature-nan", lambda: DEC.generate(TOKS, 2, temperature=math.nan), ValueError,
@@ -225,19 +225,19 @@ def test_multihead_kv_cache_unchanged_when_attention_refuses_the_mask():
     assert (cache.k, cache.v) == before and len(cache) == 3
 
 
-def test_decoder_kv_caches_unchanged_on_bad_tokens():
+def test_decoder_kv_cache_unchanged_on_bad_tokens():
     caches = [KVCache() for _ in DEC.blocks]
-    DEC(TOKS[:, :3], kv_caches=caches)
+    DEC(TOKS[:, :3], kv_cache=caches)
     before = [(c.k, c.v) for c in caches]
     with pytest.raises(ValueError, match=r"every id of tokens must lie in"):
-        DEC(torch.tensor([[1], [11]]), kv_caches=caches)
+        DEC(torch.tensor([[1], [11]]), kv_cache=caches)
     with pytest.raises(ValueError, match=r"different numbers of positions \[0, 3\]"):
-        DEC(TOKS[:, :1], kv_caches=[caches[0], KVCache()])
+        DEC(TOKS[:, :1], kv_cache=[caches[0], KVCache()])
     assert [(c.k, c.v) for c in caches] == before
 
 
-@pytest.mark.parametrize("use_cache", [True, False])
-def test_generate_restores_training_mode_when_it_raises(use_cache, monkeypatch):
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_generate_restores_training_mode_when_it_raises(kv_cache, monkeypatch):
     m = Decoder(SMALL).train()
     import attnlib.decoder as D
 
@@ -246,7 +246,7 @@ def test_generate_restores_training_mode_when_it_raises(use_cache, monkeypatch):
 
     monkeypatch.setattr(D, "_sample", boom)
     with pytest.raises(RuntimeError, match="sampling failed"):
-        m.generate(TOKS, 3, use_cache=use_cache)
+        m.generate(TOKS, 3, kv_cache=kv_cache)
     assert m.training, "generate must put the model back in training mode even when it raises"
     with pytest.raises(ValueError, match="top_k"):
         m.generate(TOKS, 3, top_k=-1)

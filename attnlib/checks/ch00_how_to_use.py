@@ -129,12 +129,6 @@ def _raw(q, k):
     return q @ k.transpose(-2, -1)
 
 
-def _sizes_other_than_d(q, k):
-    d = q.shape[-1]
-    return [(f"q.shape[{i}]", n) for i, n in enumerate(q.shape[:-1]) if n != d] + \
-        [("k.shape[-2] (T_k)", k.shape[-2])] * (k.shape[-2] != d)
-
-
 SCALED_SCORES_MISTAKES = [
     Mistake("you forgot the scale: divide the scores by sqrt(d), where d = q.shape[-1]",
             lambda q, k: _raw(q, k)),

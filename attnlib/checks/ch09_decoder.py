@@ -115,10 +115,12 @@ def check_layernorm(fn):
 def _reference_block(d_model=16, n_heads=2, seed=0) -> DecoderBlock:
     torch.manual_seed(seed)
     # non-trivial LayerNorm scales, larger weights
-    return make_every_piece_matter(DecoderBlock(d_model, n_heads).eval(), vector_spread=0.5)
+    blk = DecoderBlock(DecoderConfig(d_model=d_model, n_heads=n_heads)).eval()
+    return make_every_piece_matter(blk, vector_spread=0.5)
 
 
-# The correct block and its mistaken versions, each fn(x, blk) on a DecoderBlock's parts.
+# Mistaken versions of the block, each fn(x, blk) on a DecoderBlock's parts (the correct one is
+# block(x) itself: _block_reference).
 
 
 def _attn(blk, h, causal=True, diagonal=0):
@@ -127,11 +129,6 @@ def _attn(blk, h, causal=True, diagonal=0):
         return blk.attn(h, is_causal=causal)
     T = h.shape[-2]
     return blk.attn(h, mask=torch.ones(T, T, dtype=torch.bool).tril(diagonal))
-
-
-def _pre_ln(x, blk):
-    h = x + _attn(blk, blk.ln_1(x))
-    return h + blk.mlp(blk.ln_2(h))
 
 
 def _post_ln(x, blk):
@@ -189,7 +186,6 @@ def _no_ln(x, blk):
     return h + blk.mlp(h)
 
 
-_PRE_LN = _pre_ln
 BLOCK_MISTAKES = [
     Mistake("no causal mask", _not_causal, shows="no causal mask is applied"),
     Mistake("leak by one", _leak_by_one, shows="leak by one"),
@@ -254,7 +250,7 @@ def check_block(fn):
 
 def _block_count(d_model, n_heads, d_head, d_mlp) -> int:
     with torch.device("meta"):
-        blk = DecoderBlock(d_model, n_heads, d_head, d_mlp)
+        blk = DecoderBlock(DecoderConfig(d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp))
     return count_parameters(blk).total
 
 

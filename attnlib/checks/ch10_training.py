@@ -509,7 +509,7 @@ RECOMPUTED = (
 
 
 def _cached_step_ref(model, ids, caches):
-    logits, _ = model(ids[:, -1:], kv_caches=caches)  # (B, 1, vocab_size)
+    logits, _ = model(ids[:, -1:], kv_cache=caches)  # (B, 1, vocab_size)
     return logits[:, -1], caches
 
 
@@ -550,7 +550,7 @@ def _recomputed(model, ids, caches):
 def _rebuilt(model, ids, caches):
     from ..multihead import KVCache
     fresh = [KVCache() for _ in model.blocks]
-    return model(ids, kv_caches=fresh)[0][:, -1], fresh
+    return model(ids, kv_cache=fresh)[0][:, -1], fresh
 
 
 #: every known mistake, with its message (the tests run each one through the checker)
@@ -598,7 +598,7 @@ def _prompt_caches(model, ids):
     from ..multihead import KVCache
     caches = [KVCache() for _ in model.blocks]
     with torch.no_grad():
-        model(ids[:, :-1], kv_caches=caches)
+        model(ids[:, :-1], kv_cache=caches)
     return caches
 
 
@@ -699,7 +699,7 @@ def check_cached_step(fn):
                 with torch.no_grad():
                     want = model(ids)[0][:, -1]  # full recomputation
                     full = [KVCache() for _ in model.blocks]
-                    model(ids, kv_caches=full)  # the keys and values of every position
+                    model(ids, kv_cache=full)  # the keys and values of every position
                 given = _prompt_caches(model, ids)
                 widths: list[int] = []
                 hooks = [m.register_forward_pre_hook(
