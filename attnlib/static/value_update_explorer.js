@@ -6,7 +6,7 @@
 // Traits written back: query, causal, weights (normalised), delta (2,), updated (2,).
 
 function renderValueUpdateExplorer({ model, el }) {
-  const root = widgetRoot(el, "value-update-explorer", "Values: the weighted sum moves the query");
+  const root = widgetRoot(el, "value-update-explorer", "Proposed changes: their weighted sum moves the query");
   const get = (n) => model.get(n);
   let raw = get("weights").slice(); // slider positions; weights = raw / sum(raw)
   let own = false; // true while this view writes weights, so it does not reset its own sliders
@@ -129,7 +129,7 @@ function renderValueUpdateExplorer({ model, el }) {
 }
 
 /**
- * The 2-D picture: embeddings as dots, the weighted values chained tip to tail from the query, the
+ * The 2-D picture: embeddings as dots, the weighted proposed changes chained tip to tail from the query, the
  * update; the axes carry the names of the two coordinates, and a crowd of nearby dots one label.
  */
 function valueSvg(tokens, P, V, q, w, r, [xName, yName]) {
@@ -157,7 +157,7 @@ function valueSvg(tokens, P, V, q, w, r, [xName, yName]) {
   const Y = (y) => H / 2 - (y - cy) * k;
 
   const svg = svgEl("svg", { class: "attnlib-svg", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img" });
-  svg.append(svgEl("title", { text: "embeddings (dots), weighted values chained from the query, and the updated query" }));
+  svg.append(svgEl("title", { text: "embeddings (dots), weighted proposed changes chained from the query, and the updated query" }));
   const defs = svgEl("defs");
   for (const [id, color] of [
     ["attnlib-arrow-delta", "rgb(230, 120, 0)"],
@@ -172,7 +172,7 @@ function valueSvg(tokens, P, V, q, w, r, [xName, yName]) {
   svg.append(defs);
   svg.append(svgEl("line", { class: "attnlib-grid", x1: 0, x2: W, y1: Y(0), y2: Y(0) }));
   svg.append(svgEl("line", { class: "attnlib-grid", x1: X(0), x2: X(0), y1: 0, y2: H }));
-  // weighted values, tip to tail, starting at the query's embedding
+  // weighted proposed changes, tip to tail, starting at the query's embedding
   const parts = []; // their labels, placed with the others below
   w.forEach((wj, j) => {
     const a = chain[j];
@@ -186,7 +186,7 @@ function valueSvg(tokens, P, V, q, w, r, [xName, yName]) {
         "marker-end": "url(#attnlib-arrow-part)",
       }),
     );
-    if (len > 40) parts.push({ x: (X(a[0]) + X(b[0])) / 2, y: (Y(a[1]) + Y(b[1])) / 2, text: `${fmt(wj)}·v(${tokens[j]})`, small: true });
+    if (len > 40) parts.push({ x: (X(a[0]) + X(b[0])) / 2, y: (Y(a[1]) + Y(b[1])) / 2, text: `${fmt(wj)}·c(${tokens[j]})`, small: true });
   });
   // the total change (proposed by attention), from the query to its updated position
   svg.append(
