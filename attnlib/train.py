@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 
@@ -11,7 +14,8 @@ from tqdm.auto import tqdm
 
 from . import _validate as V
 
-__all__ = ["seed_everything", "get_batch", "TrainHistory", "train", "save_checkpoint", "load_checkpoint"]
+__all__ = ["seed_everything", "get_batch", "TrainHistory", "train", "map_seeds", "save_checkpoint",
+           "load_checkpoint"]
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -184,6 +188,50 @@ def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float =
         bar.close()
         model.eval()
     return hist
+
+
+_SEED_FN: Callable | None = None  # the function map_seeds' forked workers call (inherited, not pickled)
+
+
+def _call_seed_fn(seed):
+    return _SEED_FN(seed)
+
+
+def map_seeds(fn: Callable, seeds, *, device=None, processes: int | None = None) -> list:
+    """``[fn(seed) for seed in seeds]``, with the seeds run side by side where that is safe.
+
+    A small model trains on one CPU core (``torch.set_num_threads(1)``), so on a machine with
+    several cores independent training runs can go at the same time. On Linux, with the CPU as the
+    ``device`` (None means the CPU), torch set to one thread, and more than one core and seed, each
+    seed runs in a forked worker process: a copy of this one (one thread too), so ``fn`` may be a
+    notebook's function (even a closure) that reads its variables. Everywhere else (a GPU, which a
+    forked process cannot use; torch on several threads, whose OpenMP runtime may hang in a forked
+    copy; macOS or Windows; one core) the seeds run one after another here. Either way the results are the same, in the order of ``seeds``; ``fn`` must return
+    something picklable (numbers, lists, tensors), and an exception in a worker is raised here.
+    ``processes`` caps the workers (default: one per seed, at most one per core).
+    """
+    if not callable(fn):
+        raise TypeError(f"map_seeds: fn must be a function of the seed, got {V.describe(fn)}")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"map_seeds: seeds must be a list of ints, got {V.describe(seeds)}")
+    seeds = list(seeds)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise TypeError(f"map_seeds: seeds must be ints, got {seeds!r}")
+    cores = os.cpu_count() or 1
+    n = min(len(seeds), cores) if processes is None else V.positive_int("map_seeds", "processes", processes)
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    # a forked copy of a multi-threaded OpenMP runtime can hang, so only a one-thread torch forks
+    single = torch.get_num_threads() == 1
+    if n < 2 or len(seeds) < 2 or not (on_cpu and single) or sys.platform != "linux" or torch.cuda.is_initialized():
+        return [fn(s) for s in seeds]
+    global _SEED_FN
+    _SEED_FN = fn
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(n) as pool:
+            return pool.map(_call_seed_fn, seeds)
+    finally:
+        _SEED_FN = None
 
 
 @torch.no_grad()

@@ -4,12 +4,14 @@ input to train, get_batch and the checkpoints gets a clear error before anything
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import pytest
 import torch
 
 import attnlib
-from attnlib.train import get_batch, load_checkpoint, save_checkpoint, train
+from attnlib.train import get_batch, load_checkpoint, map_seeds, save_checkpoint, seed_everything, train
 
 
 def _setup(seed=0):
@@ -185,3 +187,74 @@ def test_save_checkpoint_needs_a_model_with_a_config(tmp_path):
                                         r"config .* got a Linear"):
         save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+# ---------------------------------------------------------------- map_seeds
+
+_FORKS = sys.platform == "linux" and (os.cpu_count() or 1) >= 2
+
+
+def _short_run(seed):
+    """Twelve training steps of a small decoder from ``seed``: its losses."""
+    g = seed_everything(seed)
+    model = attnlib.Decoder(attnlib.DecoderConfig(n_layers=1))
+    data = torch.arange(400) % 64
+    history = train(model, lambda: get_batch(data, 8, 16, generator=g), 12, progress=False)
+    return history.train_loss
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread, as a chapter that trains sets it, after a multi-threaded product (the
+    OpenMP runtime has started its threads: the case a forked worker must survive)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.randn(256, 256) @ torch.randn(256, 256)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_map_seeds_gives_what_a_loop_gives(one_thread):
+    assert map_seeds(_short_run, [3, 4]) == [_short_run(3), _short_run(4)]
+
+
+@pytest.mark.skipif(not _FORKS, reason="map_seeds forks workers only on Linux with two or more cores")
+def test_map_seeds_runs_the_seeds_in_workers_and_closures_work(one_thread):
+    offset = 10  # a closure over a local: the workers are forked, nothing is pickled but results
+    pids = map_seeds(lambda s: (os.getpid(), torch.get_num_threads(), s + offset), [1, 2])
+    assert [(n, s) for _, n, s in pids] == [(1, 11), (1, 12)]
+    assert all(pid != os.getpid() for pid, _, _ in pids)
+
+
+def test_map_seeds_stays_in_this_process_with_several_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert map_seeds(lambda s: os.getpid(), [1, 2]) == [os.getpid()] * 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kwargs", [{"device": "meta"}, {"processes": 1}])
+def test_map_seeds_runs_in_turn_here_when_it_must(kwargs):
+    assert map_seeds(lambda s: (os.getpid(), s), [1, 2], **kwargs) == [(os.getpid(), 1), (os.getpid(), 2)]
+
+
+def test_map_seeds_raises_a_workers_error_here(one_thread):
+    def fail(seed):
+        raise ValueError(f"seed {seed} went wrong")
+
+    with pytest.raises(ValueError, match="seed 2 went wrong"):
+        map_seeds(lambda s: s if s == 1 else fail(s), [1, 2])
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: map_seeds(3, [1, 2]), TypeError, "map_seeds: fn must be a function of the seed, got"),
+    (lambda: map_seeds(_short_run, "12"), TypeError, "map_seeds: seeds must be a list of ints"),
+    (lambda: map_seeds(_short_run, [1, 2.5]), TypeError, r"map_seeds: seeds must be ints, got \[1, 2.5\]"),
+    (lambda: map_seeds(_short_run, [1, 2], processes=0), ValueError, "map_seeds: processes"),
+])
+def test_map_seeds_refuses_bad_input(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
