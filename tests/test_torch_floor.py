@@ -69,6 +69,8 @@ SINCE: dict[str, str] = {
     "Tensor.diagonal": "1.0",
     "Tensor.ne": "1.0",
     "Tensor.atan2": "1.0",
+    "torch.get_num_threads": "1.0",
+    "torch.cuda.is_initialized": "1.1",
 }
 for _name in """
 torch.Generator torch.Size torch.Tensor torch.allclose torch.arange torch.argsort torch.as_tensor
