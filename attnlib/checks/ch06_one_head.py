@@ -95,7 +95,7 @@ HEAD_MISTAKES = [
             "sum to 1", lambda x, *W: head_change(x, *W, dim=-2)),
     Mistake("W_Q and W_K are swapped: queries are x @ W_Q, keys are x @ W_K (the pattern is not "
             "symmetric)", lambda x, *W: head_change(x, *W, swap=True)),
-    Mistake("you returned x + change; this function returns the head's proposed change only",
+    Mistake("you returned x + change; this function returns the head's change only",
             lambda x, *W: x + head_change(x, *W)),
     Mistake("the pattern is transposed (pattern.T @ values): row i must hold query i's weights",
             lambda x, *W: head_change(x, *W, transpose=True)),
@@ -124,7 +124,7 @@ def _head_cases():
     reference=_reference, layout="(..., T, d_model)",
     hint="check each shape: q, k, v are (..., T, d_head); the change is (..., T, d_model)"))
 def check_head(fn):
-    """Check fn(x, W_Q, W_K, W_V, W_O) -> one causal head's proposed change (..., T, d_model)."""
+    """Check fn(x, W_Q, W_K, W_V, W_O) -> the change one causal head adds to each token (..., T, d_model)."""
 
 
 # --------------------------------------------------------------------------- the bug fix
