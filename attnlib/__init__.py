@@ -11,7 +11,7 @@ from .attention import attention, causal_mask, from_mha_mask, padding_mask, soft
 from .decoder import GPT3, TINY, Decoder, DecoderBlock, DecoderConfig, Encoder
 from .device import get_device
 from .glue import glue
-from .hooks import ablate_heads, record_patterns
+from .hooks import ablate_heads, layer_stack, record_patterns
 from .mlp import MLP
 from .multihead import KVCache, MultiHeadAttention
 from .params import ParameterCount, count_parameters
@@ -24,5 +24,5 @@ __all__ = [
     "attention", "causal_mask", "padding_mask", "from_mha_mask", "softmax",
     "MultiHeadAttention", "KVCache", "MLP", "DecoderBlock", "Encoder", "Decoder", "DecoderConfig",
     "TINY", "GPT3", "count_parameters", "ParameterCount", "get_device", "Tokenizer",
-    "record_patterns", "ablate_heads",
+    "record_patterns", "layer_stack", "ablate_heads",
 ]

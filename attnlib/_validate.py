@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "token_ids", "targets",
+    "probability", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "id_bounds", "token_ids", "targets",
     "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
@@ -268,15 +268,28 @@ def float_mask_values(bias: torch.Tensor, who: str, dtype: torch.dtype) -> None:
         )
 
 
-def token_ids(who: str, name: str, t, vocab_size: int) -> torch.Tensor:
-    """Token ids: an integer tensor of shape (batch, T) with every id in [0, vocab_size)."""
+def id_bounds(*tensors) -> list[tuple[int, int]] | None:
+    """(lowest, highest) entry of each of several non-empty integer tensors on one device, read
+    with one synchronisation (on a GPU each read stalls the queue); None when any of them is
+    something else, and then each check reads its own (and names what is wrong)."""
+    ok = all(isinstance(t, torch.Tensor) and t.dtype in (torch.long, torch.int32) and t.numel()
+             for t in tensors)
+    if not ok or len({t.device for t in tensors}) != 1 or len({t.dtype for t in tensors}) != 1:
+        return None
+    flat = torch.stack([m for t in tensors for m in torch.aminmax(t)]).tolist()
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def token_ids(who: str, name: str, t, vocab_size: int, bounds: tuple[int, int] | None = None) -> torch.Tensor:
+    """Token ids: an integer tensor of shape (batch, T) with every id in [0, vocab_size).
+    ``bounds``: its (lowest, highest) id, when :func:`id_bounds` has read them already."""
     if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int32, torch.int64):
         got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
         raise TypeError(f"{who}: {name} must be an integer (long) tensor, got {got}")
     if t.ndim != 2:
         raise ValueError(f"{who}: {name} must have shape (batch, T), got {tuple(t.shape)}")
     if t.numel():
-        lo, hi = torch.stack([t.min(), t.max()]).tolist()  # one synchronisation, not two
+        lo, hi = bounds if bounds is not None else torch.stack(torch.aminmax(t)).tolist()
         if lo < 0 or hi >= vocab_size:
             bad = lo if lo < 0 else hi
             raise ValueError(
@@ -285,9 +298,11 @@ def token_ids(who: str, name: str, t, vocab_size: int) -> torch.Tensor:
     return t
 
 
-def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100) -> torch.Tensor:
+def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100,
+            bounds: tuple[int, int] | None = None) -> torch.Tensor:
     """Next-token targets: an integer tensor of ``shape`` (batch, T); each entry is an id in
-    [0, vocab_size) or ``ignore_index`` (not scored), and at least one is scored."""
+    [0, vocab_size) or ``ignore_index`` (not scored), and at least one is scored. ``bounds``: the
+    lowest and highest entry, when :func:`id_bounds` has read them already."""
     if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int32, torch.int64):
         got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
         raise TypeError(f"{who}: targets must be an integer (long) tensor, got {got}")
@@ -296,7 +311,7 @@ def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100
             f"{who}: targets must have the shape of tokens {tuple(shape)} (batch, T), got {tuple(t.shape)}"
         )
     if t.numel() and not 0 <= ignore_index < vocab_size:  # the usual case (-100): one reduction
-        lo, hi = torch.stack(torch.aminmax(t)).tolist()
+        lo, hi = bounds if bounds is not None else torch.stack(torch.aminmax(t)).tolist()
         if 0 <= lo and hi < vocab_size:
             return t  # every entry is an id, so every entry is scored (and there is at least one)
     scored = t != ignore_index
@@ -352,6 +367,18 @@ def deprecation(message: str) -> None:
     while frame is not None and frame.f_globals.get("__name__", "").startswith(("attnlib.", "torch.")):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def no_return_weights(who: str, given: dict, name: str) -> None:
+    """``return_weights`` stayed on ``attention`` and ``MultiHeadAttention`` only (attnlib 0.2): a
+    model or block asked for it gets a TypeError that shows the one way to collect its patterns."""
+    if "return_weights" in given:
+        raise TypeError(
+            f"{who}: return_weights is not an argument of models and blocks (since attnlib 0.2; it stays "
+            f"on attention and MultiHeadAttention); to collect every head's pattern, run "
+            f"`with attnlib.record_patterns({name}) as patterns: {name}(...)`, then "
+            f"patterns['blocks.0.attn'] is layer 0's"
+        )
 
 
 def no_other_keywords(who: str, given: dict) -> None:

@@ -21,19 +21,22 @@ its attention does each head put on the right adjective".
     >>> ds = make_dataset(n_train=2000, n_val=200, seed=0)
     >>> ds.tokenizer.decode(ds.train[:12])
     >>> x, pairs = ds.windows("val", context_len=32)
-    >>> _, _, w = model(x, return_weights=True)
-    >>> adjective_mass(w["self"], pairs)      # (n_layers, n_heads)
+    >>> with attnlib.record_patterns(model) as patterns:
+    ...     model(x)
+    >>> adjective_mass(patterns, pairs)      # (n_layers, n_heads)
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 
 from . import _validate as V
+from .hooks import _layer_stack
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -255,13 +258,12 @@ def make_dataset(n_train: int = 4000, n_val: int = 400, seed: int = 0, **kwargs)
 
 
 def _stacked_weights(weights) -> torch.Tensor:
-    """adjective_mass's weights: one tensor (n_layers, B, H, T, T), or a list of per-layer patterns
-    of one shape, stacked."""
+    """adjective_mass's weights: one tensor (n_layers, B, H, T, T), record_patterns' dict (its
+    self-attention layers), or a list of per-layer patterns of one shape, stacked."""
     if isinstance(weights, torch.Tensor):
         return V.tensor("adjective_mass", "weights", weights, floating=True)
-    if isinstance(weights, dict):
-        raise TypeError(f"adjective_mass: weights must be a list of per-layer patterns, got a dict with keys "
-                        f"{list(weights)}; pass one kind, e.g. weights['self']")
+    if isinstance(weights, Mapping):
+        return _layer_stack("adjective_mass", weights, "attn", "")
     try:
         layers = list(weights)
     except TypeError:
@@ -305,8 +307,9 @@ def adjective_mass(weights, pairs: torch.Tensor) -> torch.Tensor:
     """Average attention from each needs-it position onto its adjective, per layer and head.
 
     Args:
-        weights: a list (one per layer) of patterns (B, H, T, T), e.g. ``model(x,
-            return_weights=True)[2]["self"]``, or one tensor (n_layers, B, H, T, T).
+        weights: the dict that ``attnlib.record_patterns(model)`` collected while the model ran on
+            the windows (its self-attention layers "blocks.<l>.attn" are used), a list (one per
+            layer) of patterns (B, H, T, T), or one tensor (n_layers, B, H, T, T).
         pairs: (P, 3) or (P, 4) rows ``(window, query_pos, key_pos[, kind])`` from
             :meth:`AdjectiveDataset.windows` (select rows, e.g. ``pairs[pairs[:, 3] == 0]``, to
             measure one kind of question).

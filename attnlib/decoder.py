@@ -171,33 +171,29 @@ class DecoderBlock(nn.Module):
         V.deprecation("DecoderBlock: .causal is deprecated; use .is_causal instead (same meaning)")
         return self.is_causal
 
-    def forward(self, x, context=None, *, mask=None, context_mask=None, kv_cache=None,
-                return_weights: bool = False):
-        """x (B, T, d_model) -> (B, T, d_model); with return_weights also (self_w, cross_w).
+    def forward(self, x, context=None, *, mask=None, context_mask=None, kv_cache=None, **removed):
+        """x (B, T, d_model) -> (B, T, d_model).
 
         ``mask`` is the self-attention's (combined by AND with the causal mask when ``is_causal``),
         ``context_mask`` the cross-attention's; each broadcasts to (B, n_heads, T_q, T_k), True =
-        may attend. ``kv_cache`` (a KVCache) is the self-attention's.
+        may attend. ``kv_cache`` (a KVCache) is the self-attention's. To see the patterns, use
+        ``attnlib.record_patterns(block)``.
         """
-        if self.cross_attn is None and (context is not None or context_mask is not None):
+        if removed:
+            V.no_return_weights("DecoderBlock.forward", removed, "block")
+            V.no_other_keywords("DecoderBlock.forward", removed)
+        cross = self.cross_attn
+        if cross is None and (context is not None or context_mask is not None):
             raise ValueError(
                 "DecoderBlock: context (or context_mask) was given but this block has no "
                 "cross-attention; build it with cross_attention=True"
             )
-        if self.cross_attn is not None and context is None:
+        if cross is not None and context is None:
             raise ValueError("DecoderBlock: this block has cross-attention; pass context")
-        a = self.attn(self.ln_1(x), mask=mask, is_causal=self.is_causal, kv_cache=kv_cache,
-                      return_weights=return_weights)
-        a, self_w = a if return_weights else (a, None)
-        x = x + a
-        cross_w = None
-        if self.cross_attn is not None:
-            c = self.cross_attn(self.ln_c(x), context=context, mask=context_mask,
-                                return_weights=return_weights)
-            c, cross_w = c if return_weights else (c, None)
-            x = x + c
-        x = x + self.mlp(self.ln_2(x))
-        return (x, self_w, cross_w) if return_weights else x
+        x = x + self.attn(self.ln_1(x), mask=mask, is_causal=self.is_causal, kv_cache=kv_cache)
+        if cross is not None:
+            x = x + cross(self.ln_c(x), context=context, mask=context_mask)
+        return x + self.mlp(self.ln_2(x))
 
 
 def _init_weights(model: nn.Module, n_layers: int) -> None:
@@ -228,9 +224,9 @@ class _Embed(nn.Module):
         self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None  # none that drops nothing
 
-    def check(self, tokens: torch.Tensor, start: int = 0) -> None:
+    def check(self, tokens: torch.Tensor, start: int = 0, bounds: tuple[int, int] | None = None) -> None:
         """Token ids (B, T) in [0, vocab_size) that fit in the context after ``start`` positions."""
-        V.token_ids(self.who, "tokens", tokens, self.cfg.vocab_size)
+        V.token_ids(self.who, "tokens", tokens, self.cfg.vocab_size, bounds)
         T = tokens.shape[1]
         if start + T > self.cfg.context_len:
             raise ValueError(
@@ -267,17 +263,13 @@ class Encoder(nn.Module):
         self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
         _init_weights(self, c.n_layers)
 
-    def forward(self, tokens: torch.Tensor, *, mask=None, return_weights: bool = False):
+    def forward(self, tokens: torch.Tensor, *, mask=None, **removed):
+        V.no_return_weights("Encoder.forward", removed, "encoder")
+        V.no_other_keywords("Encoder.forward", removed)
         x = self.embed(tokens)
-        weights = []
         for block in self.blocks:
-            if return_weights:
-                x, w, _ = block(x, mask=mask, return_weights=True)
-                weights.append(w)
-            else:
-                x = block(x, mask=mask)
-        x = self.ln_f(x)
-        return (x, weights) if return_weights else x
+            x = block(x, mask=mask)
+        return self.ln_f(x)
 
 
 class Decoder(nn.Module):
@@ -303,12 +295,12 @@ class Decoder(nn.Module):
         _init_weights(self, c.n_layers)
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *, mask=None, context=None,
-                context_mask=None, return_weights: bool = False, kv_cache=None, **deprecated):
+                context_mask=None, kv_cache=None, **deprecated):
         """tokens (B, T) -> ``(logits, loss)`` with logits (B, T, vocab_size).
 
-        loss is the mean next-token cross-entropy against ``targets`` (B, T), or None. With
-        ``return_weights`` returns ``(logits, loss, weights)`` where weights is a dict of lists (one
-        entry per layer) under "self" (B, H, T, T) and "cross" (B, H, T, T_context).
+        loss is the mean next-token cross-entropy against ``targets`` (B, T), or None. To see every
+        head's pattern, run the model inside ``with attnlib.record_patterns(model) as patterns:``
+        (patterns["blocks.0.attn"] is layer 0's self-attention, (B, H, T, T)).
         ``kv_cache`` (a list of one KVCache per layer) makes the call a decoding step after the
         cached positions.
 
@@ -320,6 +312,7 @@ class Decoder(nn.Module):
         Every argument is checked before anything is computed or any cache changes.
         """
         if deprecated:
+            V.no_return_weights("Decoder.forward", deprecated, "model")
             kv_cache = V.renamed("Decoder", deprecated, "kv_caches", "kv_cache", kv_cache, None)
             V.no_other_keywords("Decoder", deprecated)
         start = self._check_forward(tokens, targets, context, context_mask, kv_cache, mask)
@@ -328,30 +321,23 @@ class Decoder(nn.Module):
             positions = (mask.cumsum(-1) - 1).clamp_min(0)[:, start:]  # (B, T)
             self_mask = mask[:, None, None, :]  # (B, 1, 1, T_cached + T): the keys that are real
         x = self.embed(tokens, start, positions=positions, check=False)  # (B, T, d_model): the stream
-        self_ws, cross_ws = [], []
         for i, block in enumerate(self.blocks):
             cache = None if kv_cache is None else kv_cache[i]
-            if return_weights:
-                x, sw, cw = block(x, context, mask=self_mask, context_mask=context_mask, kv_cache=cache,
-                                  return_weights=True)
-                self_ws.append(sw)
-                cross_ws.append(cw)
-            else:
-                x = block(x, context, mask=self_mask, context_mask=context_mask, kv_cache=cache)
+            x = block(x, context, mask=self_mask, context_mask=context_mask, kv_cache=cache)
         logits = self.unembed(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                    ignore_index=-100)
-        if return_weights:
-            return logits, loss, {"self": self_ws, "cross": cross_ws}
         return logits, loss
 
     def _check_forward(self, tokens, targets, context, context_mask, kv_cache, mask=None) -> int:
         """Validate forward()'s arguments; return the number of cached positions."""
         c = self.config
         start = self._check_caches(kv_cache)
-        self.embed.check(tokens, start)
+        # the lowest and highest token id and target, read at once (one synchronisation, not two)
+        bounds = V.id_bounds(tokens, targets) if targets is not None else None
+        self.embed.check(tokens, start, bounds and bounds[0])
         if mask is not None:
             B, T = tokens.shape
             what = f" (the {start} cached positions and the {T} new ones)" if start else " like tokens"
@@ -364,7 +350,7 @@ class Decoder(nn.Module):
         if c.cross_attention:
             self._check_context(tokens, context)
         if targets is not None:
-            V.targets("Decoder", targets, tuple(tokens.shape), c.vocab_size)
+            V.targets("Decoder", targets, tuple(tokens.shape), c.vocab_size, bounds=bounds and bounds[1])
         return start
 
     def _check_caches(self, kv_cache) -> int:

@@ -4,6 +4,8 @@
         model(tokens)
     patterns["blocks.0.attn"]          # (B, n_heads, T_q, T_k), the pattern layer 0 used
 
+    layer_stack(patterns)              # (n_layers, B, n_heads, T_q, T_k), layer 0 first
+
     with ablate_heads(model, {"blocks.1.attn": [0, 2]}):
         logits, loss = model(tokens)   # heads 0 and 2 of layer 1 add nothing to the residual stream
 
@@ -22,6 +24,7 @@ zeroing the heads' columns of W_O would do, without touching W_O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -31,7 +34,7 @@ from torch import nn
 from . import _validate as V
 from .multihead import MultiHeadAttention
 
-__all__ = ["record_patterns", "ablate_heads", "attention_modules"]
+__all__ = ["record_patterns", "layer_stack", "ablate_heads", "attention_modules"]
 
 
 def attention_modules(model: nn.Module) -> dict[str, MultiHeadAttention]:
@@ -82,6 +85,40 @@ def record_patterns(model: nn.Module, names: Iterable[str] | None = None, *,
     finally:
         for name, m in modules.items():
             m._pattern_sink = previous[name]
+
+
+def layer_stack(patterns: Mapping[str, torch.Tensor], kind: str = "attn", *,
+                prefix: str = "") -> torch.Tensor:
+    """The patterns of one kind of module, one per layer, stacked: (n_layers, B, H, T_q, T_k).
+
+    ``patterns`` is what ``record_patterns`` collected; ``kind`` is "attn" (self-attention) or
+    "cross_attn"; ``prefix`` picks a sub-model ("decoder." or "encoder." of a ``Seq2Seq``). Layer l
+    is ``patterns[f"{prefix}blocks.{l}.{kind}"]``; every layer from 0 on must be there.
+    """
+    return _layer_stack("layer_stack", patterns, kind, prefix)
+
+
+def _layer_stack(who: str, patterns, kind: str, prefix: str) -> torch.Tensor:
+    if not isinstance(patterns, Mapping):
+        raise TypeError(f"{who}: patterns must be the dict that record_patterns yields, got {V.describe(patterns)}")
+    for arg, value in (("kind", kind), ("prefix", prefix)):
+        if not isinstance(value, str):
+            raise TypeError(f"{who}: {arg} must be a str, got {V.describe(value)}")
+    key = re.compile(re.escape(prefix) + r"blocks\.(\d+)\." + re.escape(kind))
+    layers = {int(m.group(1)): p for name, p in patterns.items() if (m := key.fullmatch(str(name)))}
+    if not layers:
+        raise ValueError(f"{who}: no pattern named {prefix}blocks.<layer>.{kind}; the patterns are "
+                         f"{sorted(map(str, patterns))} (did the model run inside record_patterns?)")
+    missing = sorted(set(range(max(layers) + 1)) - set(layers))
+    if missing:
+        raise ValueError(f"{who}: layer {missing[0]} is missing ({prefix}blocks.{missing[0]}.{kind}); "
+                         f"record every layer (record_patterns without names)")
+    for i in sorted(layers):
+        V.tensor(who, f"the pattern of {prefix}blocks.{i}.{kind}", layers[i], floating=True)
+    shapes = list(dict.fromkeys(tuple(layers[i].shape) for i in sorted(layers)))
+    if len(shapes) > 1:
+        raise ValueError(f"{who}: the layers' patterns differ in shape, {shapes}; record one forward pass")
+    return torch.stack([layers[i] for i in sorted(layers)])
 
 
 def _head_list(who: str, name: str, heads, n_heads: int) -> list[int]:

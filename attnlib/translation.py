@@ -32,6 +32,7 @@ from torch import nn
 from . import _validate as V
 from .attention import padding_mask
 from .decoder import Decoder, DecoderConfig, Encoder
+from .hooks import record_patterns
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -269,12 +270,14 @@ class Seq2Seq(nn.Module):
         mask = padding_mask(src_len.to(src.device), src.shape[1])
         return self.encoder(src, mask=mask), mask
 
-    def forward(self, src, src_len, tgt_in, targets=None, *, return_weights: bool = False):
-        """-> (logits (B, T, tgt_vocab), loss) or with return_weights (logits, loss, weights);
-        weights["cross"][layer] has shape (B, n_heads, T, S)."""
+    def forward(self, src, src_len, tgt_in, targets=None, **removed):
+        """-> (logits (B, T, tgt_vocab), loss). The patterns: inside ``with
+        attnlib.record_patterns(model) as patterns:``, patterns["decoder.blocks.<l>.cross_attn"] is
+        layer l's cross-attention (B, n_heads, T, S); or :meth:`cross_pattern`."""
+        V.no_return_weights("Seq2Seq.forward", removed, "model")
+        V.no_other_keywords("Seq2Seq.forward", removed)
         memory, mask = self.encode(src, src_len)
-        return self.decoder(tgt_in, targets, context=memory, context_mask=mask,
-                            return_weights=return_weights)
+        return self.decoder(tgt_in, targets, context=memory, context_mask=mask)
 
     @torch.no_grad()
     def cross_pattern(self, batch: Batch, layer: int = -1, head: int | None = None) -> torch.Tensor:
@@ -290,11 +293,15 @@ class Seq2Seq(nn.Module):
                              f"layer), got {layer!r}")
         if head is not None:
             V.index(who, "head", head, self.config.n_heads, "the heads of a layer")
+        name = f"decoder.blocks.{layer % n_layers}.cross_attn"
         was = self.training
         self.eval()
-        _, _, w = self(batch.src, batch.src_len, batch.tgt_in, return_weights=True)
-        self.train(was)
-        w = w["cross"][layer]  # (B, H, T, S)
+        try:
+            with record_patterns(self, [name]) as patterns:
+                self(batch.src, batch.src_len, batch.tgt_in)
+        finally:
+            self.train(was)
+        w = patterns[name]  # (B, H, T, S)
         return w.mean(dim=1) if head is None else w[:, head]
 
     @torch.no_grad()

@@ -89,12 +89,12 @@ def colour_head(model, ds) -> tuple[int, int, float]:
     """The head that looks most at the colour adjective from `is` (chapter 10's measure)."""
     import torch
 
-    from attnlib import data
+    from attnlib import data, record_patterns
 
     x_val, pairs = ds.windows("val", context_len=32)
-    with torch.no_grad():
-        _, _, w = model(x_val, return_weights=True)
-    m = data.adjective_mass(w["self"], pairs[pairs[:, 3] == data.KINDS.index("colour")])
+    with torch.no_grad(), record_patterns(model) as w:
+        model(x_val)
+    m = data.adjective_mass(w, pairs[pairs[:, 3] == data.KINDS.index("colour")])
     layer, head = divmod(int(m.argmax()), m.shape[1])
     return layer, head, float(m[layer, head])
 

@@ -168,11 +168,14 @@ def test_adjective_mass_on_a_real_model(ds):
     cfg = attnlib.TINY.replace(vocab_size=len(ds.tokenizer))
     model = attnlib.Decoder(cfg).eval()
     x, pairs = ds.windows("val", context_len=cfg.context_len, n=8)
-    with torch.no_grad():
-        _, _, w = model(x, return_weights=True)
-    m = data.adjective_mass(w["self"], pairs)
+    with torch.no_grad(), attnlib.record_patterns(model) as w:
+        model(x)
+    m = data.adjective_mass(w, pairs)
     assert m.shape == (cfg.n_layers, cfg.n_heads)
     assert ((m >= 0) & (m <= 1)).all()
+    b, q, k = pairs[:, :3].unbind(1)  # by hand: layer 1, head 2
+    assert m[1, 2] == w["blocks.1.attn"][b, 2, q, k].mean()
+    torch.testing.assert_close(data.adjective_mass(attnlib.layer_stack(w), pairs), m)
 
 
 def test_question_accuracy_counts_the_attribute_after_each_question(ds):
@@ -264,9 +267,13 @@ BAD = [
      r"^adjective_mass: pairs must be an integer tensor .* got a list$"),
     ("mass-empty-weights", lambda: data.adjective_mass([], _PAIRS), ValueError,
      r"^adjective_mass: weights must not be empty"),
-    ("mass-weights-dict", lambda: data.adjective_mass({"self": list(_W)}, _PAIRS), TypeError,
-     r"^adjective_mass: weights must be a list of per-layer patterns, got a dict with keys \['self'\]; "
-     r"pass one kind, e.g. weights\['self'\]$"),
+    ("mass-weights-dict", lambda: data.adjective_mass({"self": list(_W)}, _PAIRS), ValueError,
+     r"^adjective_mass: no pattern named blocks.<layer>.attn; the patterns are \['self'\] \(did the model "
+     r"run inside record_patterns\?\)$"),
+    ("mass-patterns-gap", lambda: data.adjective_mass({"blocks.1.attn": _W[1]}, _PAIRS), ValueError,
+     r"^adjective_mass: layer 0 is missing \(blocks.0.attn\); record every layer"),
+    ("mass-patterns-not-tensor", lambda: data.adjective_mass({"blocks.0.attn": [1.0]}, _PAIRS), TypeError,
+     r"^adjective_mass: the pattern of blocks.0.attn must be a torch.Tensor, got a list$"),
     ("mass-ragged-layers", lambda: data.adjective_mass([_W[0], _W[1, ..., :5, :5]], _PAIRS), ValueError,
      r"^adjective_mass: every layer's pattern must have one shape \(B, H, T, T\), got "
      r"\[\(2, 3, 6, 6\), \(2, 3, 5, 5\)\]$"),

@@ -6,7 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlib import MLP, TINY, Decoder, DecoderBlock, DecoderConfig, Encoder, KVCache, padding_mask
+from attnlib import (
+    MLP,
+    TINY,
+    Decoder,
+    DecoderBlock,
+    DecoderConfig,
+    Encoder,
+    KVCache,
+    padding_mask,
+    record_patterns,
+)
 from attnlib.train import get_batch, load_checkpoint, save_checkpoint, seed_everything, train
 
 SMALL = TINY.replace(context_len=12, vocab_size=23)
@@ -88,10 +98,11 @@ def test_decoder_causality():
 def test_decoder_attention_weights_are_causal_and_shaped():
     m = model()
     toks = tokens(T=7)
-    logits, loss, w = m(toks, return_weights=True)
+    with record_patterns(m) as w:
+        logits, loss = m(toks)
     assert loss is None and logits.shape == (2, 7, SMALL.vocab_size)
-    assert len(w["self"]) == SMALL.n_layers and w["cross"] == [None] * SMALL.n_layers
-    for pat in w["self"]:
+    assert list(w) == [f"blocks.{i}.attn" for i in range(SMALL.n_layers)]  # no cross-attention
+    for pat in w.values():
         assert pat.shape == (2, SMALL.n_heads, 7, 7)
         assert (pat.triu(1) == 0).all()
         torch.testing.assert_close(pat.sum(-1), torch.ones(2, SMALL.n_heads, 7))
@@ -201,8 +212,9 @@ def test_encoder_is_not_causal_and_respects_padding():
     out_c = enc(changed, mask=mask)
     torch.testing.assert_close(out_c[0, :5], out_m[0, :5], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out_c[1], out_m[1])
-    out_w, ws = enc(toks, mask=mask, return_weights=True)
-    assert len(ws) == SMALL.n_layers and (ws[0][0, :, :, 5:] == 0).all()
+    with record_patterns(enc) as ws:
+        enc(toks, mask=mask)
+    assert len(ws) == SMALL.n_layers and (ws["blocks.0.attn"][0, :, :, 5:] == 0).all()
 
 
 def test_cross_attention_uses_context_and_respects_context_mask():
@@ -215,9 +227,11 @@ def test_cross_attention_uses_context_and_respects_context_mask():
     ctx2[:, 7] += 1.0
     assert (dec(toks, context=ctx2)[0] - logits).abs().amax() > 1e-3, "changing the context must matter"
     cmask = padding_mask(torch.tensor([7, 7]), 9)  # context positions 7, 8 are padding
-    masked, _, w = dec(toks, context=ctx, context_mask=cmask, return_weights=True)
+    with record_patterns(dec) as w:
+        masked, _ = dec(toks, context=ctx, context_mask=cmask)
     torch.testing.assert_close(dec(toks, context=ctx2, context_mask=cmask)[0], masked)
-    assert w["cross"][0].shape == (2, cfg.n_heads, 6, 9) and (w["cross"][0][..., 7:] == 0).all()
+    cross = w["blocks.0.cross_attn"]
+    assert cross.shape == (2, cfg.n_heads, 6, 9) and (cross[..., 7:] == 0).all()
     # cross-attention is not causal over the context, and generation with a cache still matches
     a = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask)
     b = dec.generate(toks[:, :3], 12, temperature=0, context=ctx, context_mask=cmask, kv_cache=False)

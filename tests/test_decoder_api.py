@@ -147,9 +147,9 @@ def test_bad_block_arguments(make, exc, msg):
 
 @pytest.mark.parametrize("fn,names", [
     (MultiHeadAttention.forward, ["mask", "is_causal", "return_weights", "kv_cache"]),
-    (DecoderBlock.forward, ["mask", "context_mask", "kv_cache", "return_weights"]),
-    (Encoder.forward, ["mask", "return_weights"]),
-    (Decoder.forward, ["mask", "context", "context_mask", "return_weights", "kv_cache"]),
+    (DecoderBlock.forward, ["mask", "context_mask", "kv_cache"]),
+    (Encoder.forward, ["mask"]),
+    (Decoder.forward, ["mask", "context", "context_mask", "kv_cache"]),
     (Decoder.generate, ["kv_cache", "mask", "context", "context_mask", "generator"]),
 ], ids=["mha", "block", "encoder", "decoder", "generate"])
 def test_masks_and_flags_are_keyword_only(fn, names):

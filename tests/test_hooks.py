@@ -1,4 +1,5 @@
-"""attnlib.hooks: record_patterns against return_weights, ablate_heads against a hand-made ablation."""
+"""attnlib.hooks: record_patterns against a forward pass run by hand, block by block, with
+MultiHeadAttention(return_weights=True); layer_stack; ablate_heads against a hand-made ablation."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from attnlib import (
     Encoder,
     MultiHeadAttention,
     ablate_heads,
+    layer_stack,
     record_patterns,
 )
 from attnlib.hooks import attention_modules
@@ -36,33 +38,88 @@ def test_attention_modules_names():
                                           "blocks.1.cross_attn"]
 
 
-def test_record_patterns_equals_return_weights_decoder():
+def by_hand(m, toks, context=None):
+    """The model's forward pass written out, block by block, keeping each attention's pattern from
+    MultiHeadAttention(return_weights=True): (output, {module name: pattern})."""
+    x, found = m.embed(toks), {}
+    for i, b in enumerate(m.blocks):
+        a, found[f"blocks.{i}.attn"] = b.attn(b.ln_1(x), is_causal=b.is_causal, return_weights=True)
+        x = x + a
+        if b.cross_attn is not None:
+            c, found[f"blocks.{i}.cross_attn"] = b.cross_attn(b.ln_c(x), context=context, return_weights=True)
+            x = x + c
+        x = x + b.mlp(b.ln_2(x))
+    x = m.ln_f(x)
+    return (m.unembed(x) if hasattr(m, "unembed") else x), found
+
+
+def test_record_patterns_equals_the_patterns_of_a_forward_by_hand():
     m, toks = model(), tokens()
-    logits_w, _, weights = m(toks, return_weights=True)
+    logits_h, weights = by_hand(m, toks)
     with record_patterns(m) as pats:
         logits, _ = m(toks)
     assert list(pats) == [f"blocks.{i}.attn" for i in range(CFG.n_layers)]
-    for i in range(CFG.n_layers):
-        assert torch.equal(pats[f"blocks.{i}.attn"], weights["self"][i])
-        assert pats[f"blocks.{i}.attn"].shape == (2, CFG.n_heads, 7, 7)
-    assert torch.equal(logits, logits_w)  # the same (explicit) computation
+    for name, w in weights.items():
+        assert torch.equal(pats[name], w)
+        assert pats[name].shape == (2, CFG.n_heads, 7, 7)
+    assert torch.equal(logits, logits_h)  # the same (explicit) computation
     torch.testing.assert_close(logits, m(toks)[0], atol=1e-5, rtol=1e-5)  # and the fast path agrees
+    stacked = layer_stack(pats)
+    assert stacked.shape == (CFG.n_layers, 2, CFG.n_heads, 7, 7)
+    assert all(torch.equal(stacked[i], weights[f"blocks.{i}.attn"]) for i in range(CFG.n_layers))
 
 
 def test_record_patterns_cross_attention_and_encoder():
     cfg = CFG.replace(cross_attention=True, n_layers=2)
     dec, enc = model(cfg), model(CFG.replace(n_layers=2), cls=Encoder)
     src, tgt = tokens(T=9, seed=1), tokens(T=5, seed=2)
-    _, enc_w = enc(src, return_weights=True)
+    _, enc_w = by_hand(enc, src)
     with record_patterns(enc) as enc_pats:
         ctx = enc(src)
-    _, _, w = dec(tgt, context=ctx, return_weights=True)
+    _, w = by_hand(dec, tgt, ctx)
     with record_patterns(dec) as pats:
         dec(tgt, context=ctx)
-    for i in range(2):
-        assert torch.equal(pats[f"blocks.{i}.attn"], w["self"][i])
-        assert torch.equal(pats[f"blocks.{i}.cross_attn"], w["cross"][i])
-        assert torch.equal(enc_pats[f"blocks.{i}.attn"], enc_w[i])
+    assert pats.keys() == w.keys() and enc_pats.keys() == enc_w.keys()
+    assert all(torch.equal(pats[n], w[n]) for n in w)
+    assert all(torch.equal(enc_pats[n], enc_w[n]) for n in enc_w)
+    assert (pats["blocks.0.attn"].triu(1) == 0).all() and (enc_pats["blocks.0.attn"].triu(1) > 0).any()
+    torch.testing.assert_close(layer_stack(pats, "cross_attn"),
+                               torch.stack([w["blocks.0.cross_attn"], w["blocks.1.cross_attn"]]))
+
+
+def test_layer_stack_bad_input():
+    with pytest.raises(TypeError, match=r"layer_stack: patterns must be the dict that record_patterns yields, got a list"):
+        layer_stack([torch.ones(2, 2)])
+    p = {"blocks.0.attn": torch.ones(1, 2, 3, 3), "blocks.2.attn": torch.ones(1, 2, 3, 3)}
+    with pytest.raises(ValueError, match=r"layer_stack: layer 1 is missing \(blocks.1.attn\)"):
+        layer_stack(p)
+    with pytest.raises(ValueError, match=r"layer_stack: no pattern named blocks.<layer>.cross_attn; the patterns"):
+        layer_stack(p, "cross_attn")
+    with pytest.raises(ValueError, match=r"no pattern named decoder.blocks.<layer>.attn"):
+        layer_stack(p, prefix="decoder.")
+    with pytest.raises(TypeError, match=r"layer_stack: kind must be a str, got 0$"):
+        layer_stack(p, 0)
+    p["blocks.1.attn"] = torch.ones(1, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"layer_stack: the layers' patterns differ in shape"):
+        layer_stack(p)
+
+
+@pytest.mark.parametrize("who,call", [
+    ("Decoder.forward", lambda: model()(tokens(), return_weights=True)),
+    ("DecoderBlock.forward", lambda: DecoderBlock(CFG)(torch.zeros(1, 3, 16), return_weights=True)),
+    ("Encoder.forward", lambda: model(cls=Encoder)(tokens(), return_weights=True)),
+], ids=["decoder", "block", "encoder"])
+def test_models_refuse_return_weights_and_say_what_to_use(who, call):
+    with pytest.raises(TypeError, match=rf"{who}: return_weights is not an argument of models and blocks.*"
+                                        r"attnlib.record_patterns\("):
+        call()
+
+
+def test_blocks_refuse_other_unknown_keywords():
+    with pytest.raises(TypeError, match=r"DecoderBlock.forward: got an unexpected keyword argument 'causal'"):
+        DecoderBlock(CFG)(torch.zeros(1, 3, 16), causal=True)
+    with pytest.raises(TypeError, match=r"Encoder.forward: got an unexpected keyword argument 'context'"):
+        model(cls=Encoder)(tokens(), context=None)
 
 
 def test_record_patterns_on_a_single_module_and_names_filter():

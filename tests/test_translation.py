@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from attnlib import record_patterns
 from attnlib import translation as tr
 from attnlib.train import seed_everything, train
 
@@ -100,17 +101,24 @@ def test_seq2seq_shapes_and_cross_pattern():
     seed_everything(0)
     model = tr.Seq2Seq(tr.small_config(d_model=32, n_heads=2, d_mlp=64, n_layers=1))
     b = tr.make_batch(tr.make_pairs(5, seed=0))
-    logits, loss, w = model(b.src, b.src_len, b.tgt_in, b.tgt_out, return_weights=True)
+    with record_patterns(model) as w:
+        logits, loss = model(b.src, b.src_len, b.tgt_in, b.tgt_out)
     assert logits.shape == (*b.tgt_in.shape, len(tr.tgt_tokenizer()))
     assert loss.ndim == 0
-    cross = w["cross"][0]
+    assert sorted(w) == ["decoder.blocks.0.attn", "decoder.blocks.0.cross_attn", "encoder.blocks.0.attn"]
+    cross = w["decoder.blocks.0.cross_attn"]
     assert cross.shape == (5, 2, b.tgt_in.shape[1], b.src.shape[1])
     # no weight on padded source positions, and every row sums to one (no causal mask)
     for i, n in enumerate(b.src_len.tolist()):
         assert (cross[i, :, :, n:] == 0).all()
     torch.testing.assert_close(cross.sum(-1), torch.ones(cross.shape[:-1]))
-    assert model.cross_pattern(b).shape == (5, b.tgt_in.shape[1], b.src.shape[1])
-    assert model.cross_pattern(b, head=1).shape == (5, b.tgt_in.shape[1], b.src.shape[1])
+    model.train()
+    torch.testing.assert_close(model.cross_pattern(b), cross.mean(1))
+    torch.testing.assert_close(model.cross_pattern(b, head=1), cross[:, 1])
+    torch.testing.assert_close(model.cross_pattern(b, layer=-1), cross.mean(1))
+    assert model.training  # cross_pattern runs in eval mode and gives the mode back
+    with pytest.raises(TypeError, match=r"Seq2Seq.forward: return_weights is not an argument"):
+        model(b.src, b.src_len, b.tgt_in, return_weights=True)
 
 
 def test_padding_does_not_change_a_sentence():
