@@ -369,15 +369,15 @@ def deprecation(message: str) -> None:
     warnings.warn(message, DeprecationWarning, stacklevel=level)
 
 
-def no_return_weights(who: str, given: dict, name: str) -> None:
+def no_return_weights(who: str, given: dict, name: str, first: str = "blocks.0.attn") -> None:
     """``return_weights`` stayed on ``attention`` and ``MultiHeadAttention`` only (attnlib 0.2): a
     model or block asked for it gets a TypeError that shows the one way to collect its patterns."""
     if "return_weights" in given:
         raise TypeError(
             f"{who}: return_weights is not an argument of models and blocks (since attnlib 0.2; it stays "
             f"on attention and MultiHeadAttention); to collect every head's pattern, run "
-            f"`with attnlib.record_patterns({name}) as patterns: {name}(...)`, then "
-            f"patterns['blocks.0.attn'] is layer 0's"
+            f"`with attnlib.record_patterns({name}) as patterns: {name}(...)`; each pattern is "
+            f"named like its module, e.g. patterns[{first!r}]"
         )
 
 

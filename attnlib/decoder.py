@@ -180,7 +180,7 @@ class DecoderBlock(nn.Module):
         ``attnlib.record_patterns(block)``.
         """
         if removed:
-            V.no_return_weights("DecoderBlock.forward", removed, "block")
+            V.no_return_weights("DecoderBlock.forward", removed, "block", "attn")
             V.no_other_keywords("DecoderBlock.forward", removed)
         cross = self.cross_attn
         if cross is None and (context is not None or context_mask is not None):

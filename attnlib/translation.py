@@ -274,7 +274,7 @@ class Seq2Seq(nn.Module):
         """-> (logits (B, T, tgt_vocab), loss). The patterns: inside ``with
         attnlib.record_patterns(model) as patterns:``, patterns["decoder.blocks.<l>.cross_attn"] is
         layer l's cross-attention (B, n_heads, T, S); or :meth:`cross_pattern`."""
-        V.no_return_weights("Seq2Seq.forward", removed, "model")
+        V.no_return_weights("Seq2Seq.forward", removed, "model", "decoder.blocks.0.cross_attn")
         V.no_other_keywords("Seq2Seq.forward", removed)
         memory, mask = self.encode(src, src_len)
         return self.decoder(tgt_in, targets, context=memory, context_mask=mask)

@@ -174,7 +174,7 @@ def test_adjective_mass_on_a_real_model(ds):
     assert m.shape == (cfg.n_layers, cfg.n_heads)
     assert ((m >= 0) & (m <= 1)).all()
     b, q, k = pairs[:, :3].unbind(1)  # by hand: layer 1, head 2
-    assert m[1, 2] == w["blocks.1.attn"][b, 2, q, k].mean()
+    torch.testing.assert_close(m[1, 2], w["blocks.1.attn"][b, 2, q, k].mean())
     torch.testing.assert_close(data.adjective_mass(attnlib.layer_stack(w), pairs), m)
 
 

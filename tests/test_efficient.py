@@ -596,7 +596,8 @@ def test_flops_per_token_counts_the_matmuls_of_a_decoder_block(d_mlp):
     d, H, T = 32, 4, 24
     torch.manual_seed(0)
     block = attnlib.DecoderBlock(attnlib.DecoderConfig(d_model=d, n_heads=H, d_mlp=d_mlp)).eval()
-    got = _counted_flops(block, torch.randn(1, T, d), return_weights=True)
+    with attnlib.record_patterns(block):  # the explicit path: every product a matmul the counter sees
+        got = _counted_flops(block, torch.randn(1, T, d))
     f = E.flops_per_token(d, T, d_mlp=d_mlp)
     assert got == T * f.total
     assert f.mlp == 2 * 2 * d * (4 * d if d_mlp is None else d_mlp)
