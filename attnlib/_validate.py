@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "id_bounds", "token_ids", "targets",
+    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "id_bounds", "token_ids", "targets",
     "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
@@ -111,6 +111,21 @@ def probability(who: str, name: str, val) -> float:
     if not 0.0 <= x < 1.0:  # also False for NaN
         raise ValueError(f"{who}: {name} must lie in [0, 1), got {val!r}")
     return x
+
+
+_BOOLS = ("bool", "bool_")  # Python's and numpy's (numpy.bool_, named numpy.bool in numpy 2)
+
+
+def flags(who: str, **given) -> dict[str, bool]:
+    """Switches (``is_causal=...``): each True or False (a Python or numpy bool), returned as bools.
+    An int or a string would be read by its truth value, so ``"no"`` would mean yes: refused."""
+    out = {}
+    for name, val in given.items():
+        numpy_bool = type(val).__module__ == "numpy" and type(val).__name__ in _BOOLS
+        if not (isinstance(val, bool) or numpy_bool):
+            raise TypeError(f"{who}: {name} must be True or False, got {describe(val)}")
+        out[name] = bool(val)
+    return out
 
 
 def unit_interval(who: str, name: str, val) -> float:
@@ -268,14 +283,18 @@ def float_mask_values(bias: torch.Tensor, who: str, dtype: torch.dtype) -> None:
         )
 
 
+_ID_DTYPES = (torch.long, torch.int32)
+
+
 def id_bounds(*tensors) -> list[tuple[int, int]] | None:
     """(lowest, highest) entry of each of several non-empty integer tensors on one device, read
     with one synchronisation (on a GPU each read stalls the queue); None when any of them is
     something else, and then each check reads its own (and names what is wrong)."""
-    ok = all(isinstance(t, torch.Tensor) and t.dtype in (torch.long, torch.int32) and t.numel()
-             for t in tensors)
-    if not ok or len({t.device for t in tensors}) != 1 or len({t.dtype for t in tensors}) != 1:
-        return None
+    first = tensors[0]
+    for t in tensors:  # a loop, not set comprehensions: this runs at every training step
+        if (not isinstance(t, torch.Tensor) or t.dtype not in _ID_DTYPES or not t.numel()
+                or t.dtype != first.dtype or t.device != first.device):
+            return None
     flat = torch.stack([m for t in tensors for m in torch.aminmax(t)]).tolist()
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 

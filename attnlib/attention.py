@@ -218,13 +218,22 @@ def attention(
         out (..., T_q, d_v), or ``(out, weights)`` when ``return_weights`` is True.
     """
     V.qkv(q, k, v, "attention", gqa=enable_gqa)
+    if not (type(is_causal) is type(return_weights) is type(enable_gqa) is bool):
+        V.flags("attention", is_causal=is_causal, return_weights=return_weights, enable_gqa=enable_gqa)
     if type(dropout_p) is not float or dropout_p != 0.0:
         dropout_p = V.probability("attention", "dropout_p", dropout_p)
+    if scale is not None:
+        scale = V.finite_float("attention", "scale", scale)
+    return _attend(q, k, v, mask, is_causal, scale, dropout_p, return_weights, enable_gqa)
+
+
+def _attend(q, k, v, mask, is_causal: bool, scale: float | None, dropout_p: float, return_weights: bool,
+            enable_gqa: bool):
+    """``attention`` once its q, k, v, scale and dropout_p are known to be valid (the mask is still
+    checked, by the front end). ``MultiHeadAttention`` calls it with the q, k and v its own
+    projections made, which cannot be malformed once its input has passed its own checks."""
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    else:
-        scale = V.finite_float("attention", "scale", scale)
-
     m, keep, sdpa_causal = _mask_front_end(mask, is_causal, q, k, fused_causal_ok=not return_weights)
     gqa_kw = _NO_KW
     if enable_gqa and q.shape[-3] != k.shape[-3]:

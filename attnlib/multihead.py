@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
-from .attention import attention
+from .attention import _attend
 
 __all__ = ["MultiHeadAttention", "KVCache"]
 
@@ -215,10 +215,6 @@ class MultiHeadAttention(nn.Module):
                 state_dict[new] = torch.cat([state_dict.pop(k) for k in keys])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _split(self, t: torch.Tensor, n_heads: int) -> torch.Tensor:  # (B, T, H*dh) -> (B, H, T, dh)
-        B, T, _ = t.shape
-        return t.view(B, T, n_heads, self.d_head).transpose(1, 2)
-
     def _check(self, name: str, t, width: int) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"MultiHeadAttention: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -258,25 +254,29 @@ class MultiHeadAttention(nn.Module):
         Returns y (B, T_q, d_model), or ``(y, weights)`` with weights (B, n_heads, T_q, T_k).
         """
         self._check_inputs(x, context, kv_cache)
+        if not (type(is_causal) is type(return_weights) is bool):
+            V.flags("MultiHeadAttention", is_causal=is_causal, return_weights=return_weights)
         q, k, v = self._project(x, context)
-        q = self._split(q, self.n_heads)  # (B, H, T_q, dh)
-        k = self._split(k, self.n_kv_heads)  # (B, H_kv, T_k, dh)
-        v = self._split(v, self.n_kv_heads)  # (B, H_kv, T_k, dh)
+        n_heads, n_kv_heads, d_head = self.n_heads, self.n_kv_heads, self.d_head
+        B, T_q, _ = q.shape
+        T_k = k.shape[1]
+        q = q.view(B, T_q, n_heads, d_head).transpose(1, 2)  # (B, H, T_q, dh)
+        k = k.view(B, T_k, n_kv_heads, d_head).transpose(1, 2)  # (B, H_kv, T_k, dh)
+        v = v.view(B, T_k, n_kv_heads, d_head).transpose(1, 2)  # (B, H_kv, T_k, dh)
         if kv_cache is not None:
             k, v = kv_cache.extended(k, v)  # (B, H_kv, T_cached + T_q, dh)
         p = self.dropout if self.training else 0.0
         sink = self._pattern_sink
         need = return_weights or sink is not None  # the pattern is asked for: explicit path
-        res = attention(q, k, v, mask, is_causal=is_causal, dropout_p=p, return_weights=need,
-                        enable_gqa=self.n_kv_heads != self.n_heads)
+        # q, k and v come from this module's projections of checked inputs, so attention's own
+        # checks of them are skipped (the mask is still checked)
+        res = _attend(q, k, v, mask, is_causal, None, p, need, n_kv_heads != n_heads)
         if kv_cache is not None:  # stored only once attention has accepted every input
             kv_cache.k, kv_cache.v = k, v
         out, weights = res if need else (res, None)
         if sink is not None:
             sink(weights)
-        B, H, T_q, dh = out.shape
-        y = out.transpose(1, 2).reshape(B, T_q, H * dh)  # heads side by side
-        y = self.out_proj(y)  # (B, T_q, d_model): sum of the heads' changes
+        y = self.out_proj(out.transpose(1, 2).reshape(B, T_q, n_heads * d_head))  # sum of the heads' changes
         if self.resid_dropout is not None:
             y = self.resid_dropout(y)
         return (y, weights) if return_weights else y

@@ -190,7 +190,7 @@ def test_multihead_gqa_output_is_tiled_gqa_of_its_projections():
     m = MultiHeadAttention(16, 4, n_kv_heads=2).double().eval()
     x = torch.randn(2, 6, 16, dtype=torch.float64)
     q, k, v = m._project(x, None)
-    q, k, v = m._split(q, 4), m._split(k, 2), m._split(v, 2)
+    q, k, v = (t.view(2, 6, h, 4).transpose(1, 2) for t, h in ((q, 4), (k, 2), (v, 2)))  # (B, H, T, dh)
     o = E.tiled_attention(q, k, v, is_causal=True, block_q=2, block_k=2, enable_gqa=True)
     want = m.out_proj(o.transpose(1, 2).reshape(2, 6, 16))
     torch.testing.assert_close(m(x, is_causal=True), want, atol=1e-12, rtol=1e-12)

@@ -64,6 +64,17 @@ CASES = [
      r"attention: dropout_p must lie in \[0, 1\), got 1.0"),
     ("attention-dropout-nan", lambda: attention(Q, K, Vv, dropout_p=math.nan), ValueError,
      r"attention: dropout_p must lie in \[0, 1\), got nan"),
+    ("attention-str-is-causal", lambda: attention(Q, K, Vv, is_causal="no"), TypeError,
+     r"^attention: is_causal must be True or False, got 'no'$"),
+    ("attention-int-return-weights", lambda: attention(Q, K, Vv, return_weights=1), TypeError,
+     r"^attention: return_weights must be True or False, got 1$"),
+    ("attention-tensor-enable-gqa", lambda: attention(Q, K, Vv, enable_gqa=torch.tensor(True)), TypeError,
+     r"^attention: enable_gqa must be True or False, got a torch.bool tensor of shape \(\)$"),
+    ("mha-str-is-causal", lambda: MultiHeadAttention(16, 4)(torch.randn(2, 5, 16), is_causal="yes"),
+     TypeError, r"^MultiHeadAttention: is_causal must be True or False, got 'yes'$"),
+    ("mha-none-return-weights",
+     lambda: MultiHeadAttention(16, 4)(torch.randn(2, 5, 16), return_weights=None), TypeError,
+     r"^MultiHeadAttention: return_weights must be True or False, got None$"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,
      r"attention: the head size d \(last dim of q and k\) must be >= 1, got q \(2, 3, 5, 0\)"),
     ("attention-int-mask", lambda: attention(Q, K, Vv, torch.ones(5, 5, dtype=torch.long)), TypeError,
@@ -350,3 +361,17 @@ def test_the_happy_path_is_untouched():
     attention(Q, K, Vv, m, dropout_p=0, scale=1)  # ints are numbers too
     attention(Q, K, Vv, scale=torch.tensor(0.5))
     assert attnlib.Tokenizer(("a", "b")).decode(torch.tensor([1, 0])) == "b a"
+
+
+def test_switches_accept_numpy_bools_as_their_value():
+    """A numpy bool (what comparing numpy arrays gives) is a switch like True/False, on attention and
+    MultiHeadAttention; only non-bools are refused."""
+    want = attention(Q, K, Vv, is_causal=True)
+    torch.testing.assert_close(attention(Q, K, Vv, is_causal=np.bool_(True)), want, rtol=0, atol=0)
+    out, w = attention(Q, K, Vv, is_causal=np.bool_(False), return_weights=np.bool_(True))
+    torch.testing.assert_close(out, attention(Q, K, Vv), rtol=1e-6, atol=1e-6)
+    assert w.shape == (2, 3, 5, 5)
+    m = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 5, 16, generator=G)
+    torch.testing.assert_close(m(x, is_causal=np.bool_(True)), m(x, is_causal=True), rtol=0, atol=0)
+    assert V.flags("f", a=np.bool_(True), b=False) == {"a": True, "b": False}
