@@ -283,7 +283,7 @@ def float_mask_values(bias: torch.Tensor, who: str, dtype: torch.dtype) -> None:
         )
 
 
-_ID_DTYPES = (torch.long, torch.int32)
+ID_DTYPES = (torch.long, torch.int32)  #: the integer dtypes taken as token ids
 
 
 def id_bounds(*tensors) -> list[tuple[int, int]] | None:
@@ -292,7 +292,7 @@ def id_bounds(*tensors) -> list[tuple[int, int]] | None:
     something else, and then each check reads its own (and names what is wrong)."""
     first = tensors[0]
     for t in tensors:  # a loop, not set comprehensions: this runs at every training step
-        if (not isinstance(t, torch.Tensor) or t.dtype not in _ID_DTYPES or not t.numel()
+        if (not isinstance(t, torch.Tensor) or t.dtype not in ID_DTYPES or not t.numel()
                 or t.dtype != first.dtype or t.device != first.device):
             return None
     flat = torch.stack([m for t in tensors for m in torch.aminmax(t)]).tolist()

@@ -334,6 +334,18 @@ class Decoder(nn.Module):
     def _check_forward(self, tokens, targets, context, context_mask, kv_cache, mask=None) -> int:
         """Validate forward()'s arguments; return the number of cached positions."""
         c = self.config
+        # The training step's case first, in one test and one reduction (this runs at every step,
+        # where the checks below cost as much as a small model's Python): ids and targets of one
+        # shape, every entry an id. Anything else, including a target to ignore, takes the
+        # itemised checks, which name what is wrong.
+        if (kv_cache is None and mask is None and context is None and context_mask is None
+                and not c.cross_attention and isinstance(tokens, torch.Tensor) and tokens.ndim == 2
+                and 0 < tokens.shape[1] <= c.context_len and tokens.dtype in V.ID_DTYPES
+                and isinstance(targets, torch.Tensor) and targets.shape == tokens.shape
+                and targets.dtype == tokens.dtype and targets.device == tokens.device and tokens.numel()):
+            lo, hi = torch.stack(torch.aminmax(torch.stack((tokens, targets)))).tolist()
+            if 0 <= lo and hi < c.vocab_size:
+                return 0
         start = self._check_caches(kv_cache)
         # the lowest and highest token id and target, read at once (one synchronisation, not two)
         bounds = V.id_bounds(tokens, targets) if targets is not None else None

@@ -1,12 +1,18 @@
-"""Training throughput of attnlib.Decoder against a plain-PyTorch decoder of identical shape.
+"""Training throughput of attnlib.Decoder against plain-PyTorch decoders of identical shape.
 
-Two models, built with the same shape, the same initialisation scheme and the same seed:
+Three models, built with the same shape, the same initialisation scheme and the same seed:
 
   attnlib    ``attnlib.Decoder(config)``: one fused qkv projection (with per-head views), input
              validation, the mask front end, then ``F.scaled_dot_product_attention(is_causal=True)``.
   reference  ``RefDecoder`` written below in plain PyTorch, nanoGPT style: one fused qkv projection,
              no validation, ``F.scaled_dot_product_attention(is_causal=True)``. Same parameter count
              (asserted), pre-LayerNorm blocks without biases, GELU MLP, tied unembedding.
+
+  nanogpt    ``NanoGPT`` written below with the module structure of Karpathy's nanoGPT
+             (``model.py``: a ``CausalSelfAttention`` and an ``MLP`` module per block, a ``GELU`` module,
+             ``Dropout`` modules even at p = 0, its own ``LayerNorm`` module, the ``transformer``
+             ``ModuleDict``), at dropout 0 and without biases. The same arithmetic as ``reference``: it
+             differs only in its Python structure, which is what the tiny configuration measures.
 
 Both train on the same batches (a seeded random token stream, cut into windows by
 ``attnlib.train.get_batch``) with the same optimizer, AdamW (lr 3e-4, weight decay 0.1), on the same
@@ -33,6 +39,14 @@ on CPU the peak resident set size of the process (VmHWM), which includes the PyT
     python bench/train.py --quick                # the tiny config, a few seconds (CI smoke test)
     python bench/train.py --markdown             # a table ready for bench/RESULTS.md
     python bench/train.py --profile              # where the time goes, per model (torch.profiler)
+    python bench/train.py --overhead             # the Python cost of a step: 4 tokens, no arithmetic
+
+``--overhead`` times whole optimizer steps of each model on a batch of 1 x 4 tokens, where the
+arithmetic costs almost nothing, so what is left is each model's Python and dispatch cost per step
+(module calls, checks, autograd bookkeeping): the only thing in which the models differ, since a
+profile of a tiny step finds the same operators with the same shapes in all three. Steps of the
+models alternate (ABBA order) and each one is timed on its own, so the medians come with a
+distribution-free 95% confidence interval of the per-pair difference.
 """
 
 from __future__ import annotations
@@ -62,7 +76,7 @@ CONFIGS = {
     "tiny": (attnlib.TINY, 64),
     "small": (attnlib.DecoderConfig(vocab_size=64, context_len=256, d_model=384, n_layers=6, n_heads=6), 64),
 }
-MODELS = ["attnlib", "reference"]
+MODELS = ["attnlib", "reference", "nanogpt"]
 
 
 # --------------------------------------------------------------------------- the reference decoder
@@ -93,10 +107,7 @@ class RefDecoder(nn.Module):
 
     def __init__(self, cfg: attnlib.DecoderConfig):
         super().__init__()
-        if cfg.bias or not cfg.tie_embeddings or cfg.cross_attention or cfg.dropout:
-            raise ValueError("RefDecoder covers bias=False, tie_embeddings=True, no cross-attention, no dropout")
-        if cfg.d_head not in (None, cfg.d_model // cfg.n_heads):
-            raise ValueError("RefDecoder needs d_head = d_model // n_heads")
+        self.supports(cfg)
         d_mlp = cfg.d_mlp or 4 * cfg.d_model
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
@@ -109,6 +120,14 @@ class RefDecoder(nn.Module):
                 resid = name.endswith(("proj.weight", "fc_out.weight"))
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layers) if resid else 0.02)
 
+    @staticmethod
+    def supports(cfg: attnlib.DecoderConfig) -> None:
+        if cfg.bias or not cfg.tie_embeddings or cfg.cross_attention or cfg.dropout or cfg.n_kv_heads:
+            raise ValueError("the references cover bias=False, tie_embeddings=True, no cross-attention, "
+                             "no dropout, no GQA")
+        if cfg.d_head not in (None, cfg.d_model // cfg.n_heads):
+            raise ValueError("the references need d_head = d_model // n_heads")
+
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor):
         T = tokens.shape[1]
         x = self.tok(tokens) + self.pos(torch.arange(T, device=tokens.device))
@@ -116,6 +135,98 @@ class RefDecoder(nn.Module):
             x = block(x)
         logits = self.head(self.ln_f(x))
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        return logits, loss
+
+
+class _NanoLayerNorm(nn.Module):
+    """nanoGPT's LayerNorm: a module of its own so that the bias can be switched off."""
+
+    def __init__(self, n: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.bias = nn.Parameter(torch.zeros(n)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class _NanoAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=False)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=False)
+        self.attn_dropout = nn.Dropout(dropout)  # unused on the SDPA path, built all the same
+        self.resid_dropout = nn.Dropout(dropout)
+        self.n_head, self.n_embd, self.dropout = n_head, n_embd, dropout
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=p, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class _NanoMLP(nn.Module):
+    def __init__(self, n_embd: int, d_mlp: int, dropout: float):
+        super().__init__()
+        self.c_fc = nn.Linear(n_embd, d_mlp, bias=False)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(d_mlp, n_embd, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class _NanoBlock(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, d_mlp: int):
+        super().__init__()
+        self.ln_1 = _NanoLayerNorm(n_embd, bias=False)
+        self.attn = _NanoAttention(n_embd, n_head, 0.0)
+        self.ln_2 = _NanoLayerNorm(n_embd, bias=False)
+        self.mlp = _NanoMLP(n_embd, d_mlp, 0.0)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class NanoGPT(nn.Module):
+    """A decoder with nanoGPT's module structure (its ``GPT`` class at bias=False, dropout=0), the
+    shape of ``attnlib.Decoder(cfg)``. Written for this benchmark; the structure is nanoGPT's."""
+
+    def __init__(self, cfg: attnlib.DecoderConfig):
+        super().__init__()
+        RefDecoder.supports(cfg)
+        self.block_size = cfg.context_len
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(cfg.vocab_size, cfg.d_model),
+            wpe=nn.Embedding(cfg.context_len, cfg.d_model),
+            drop=nn.Dropout(0.0),
+            h=nn.ModuleList(_NanoBlock(cfg.d_model, cfg.n_heads, cfg.mlp_dim) for _ in range(cfg.n_layers)),
+            ln_f=_NanoLayerNorm(cfg.d_model, bias=False),
+        ))
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # tied, as nanoGPT ties them
+        for name, p in self.named_parameters():  # GPT-2 initialisation
+            if p.ndim >= 2:
+                std = 0.02 / math.sqrt(2 * cfg.n_layers) if name.endswith("c_proj.weight") else 0.02
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor):
+        b, t = idx.size()
+        assert t <= self.block_size, f"sequence of length {t} is longer than the block size {self.block_size}"
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 
 
@@ -128,7 +239,7 @@ def n_params(model: nn.Module) -> int:
 
 def build(which: str, cfg, device, compile_: bool, fused: bool, seed: int = 0):
     torch.manual_seed(seed)
-    model = attnlib.Decoder(cfg) if which == "attnlib" else RefDecoder(cfg)
+    model = {"attnlib": attnlib.Decoder, "reference": RefDecoder, "nanogpt": NanoGPT}[which](cfg)
     model.to(device).train()
     kw = {"fused": True} if fused else {}
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, **kw)
@@ -174,7 +285,7 @@ def throughput(cfg, batch: int, args, device) -> dict:
     amp = autocast_dtype(args.autocast, device)
     models = {m: build(m, cfg, device, args.compile, args.fused) for m in MODELS}
     counts = {m: n_params(models[m][0]) for m in MODELS}
-    assert counts["attnlib"] == counts["reference"], f"parameter counts differ: {counts}"
+    assert len(set(counts.values())) == 1, f"parameter counts differ: {counts}"
     batches = make_batches(cfg, batch, max(args.steps, 4), device)
     tokens = batch * cfg.context_len * args.steps
     for m in MODELS:  # warm-up: first-call allocations, kernel selection, compilation
@@ -191,14 +302,16 @@ def throughput(cfg, batch: int, args, device) -> dict:
             samples[m].append(tokens / (time.perf_counter() - t0))
             cpu_samples[m].append(tokens / max(time.process_time() - c0, 1e-9))
     med = {m: statistics.median(samples[m]) for m in MODELS}
-    # each round times both models back to back: the per-round ratios pair samples taken under the
-    # same machine load; their quartiles show how far the median ratio can be trusted
-    paired = sorted(a / b for a, b in zip(cpu_samples["attnlib"], cpu_samples["reference"], strict=True))
-    q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [paired[0]] * 3
     cpu_med = {m: statistics.median(cpu_samples[m]) for m in MODELS}
-    return {"params": counts["attnlib"], "tok_s": med, "samples": samples, "ratio": med["attnlib"] / med["reference"],
-            "cpu_tok_s": cpu_med, "cpu_ratio": cpu_med["attnlib"] / cpu_med["reference"],
-            "paired": (statistics.median(paired), q[0], q[2]),
+    vs = {}
+    for other in MODELS[1:]:
+        # each round times the models back to back: the per-round ratios pair samples taken under
+        # the same machine load; their quartiles show how far the median ratio can be trusted
+        paired = sorted(a / b for a, b in zip(cpu_samples["attnlib"], cpu_samples[other], strict=True))
+        q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [paired[0]] * 3
+        vs[other] = {"ratio": med["attnlib"] / med[other], "cpu_ratio": cpu_med["attnlib"] / cpu_med[other],
+                     "paired": (statistics.median(paired), q[0], q[2])}
+    return {"params": counts["attnlib"], "tok_s": med, "samples": samples, "cpu_tok_s": cpu_med, "vs": vs,
             "loss": losses, "amp": str(amp).replace("torch.", "") if amp else "fp32"}
 
 
@@ -266,6 +379,48 @@ def profile(cfg, batch: int, args, device) -> None:
         print(prof.key_averages().table(sort_by=key, row_limit=15))
 
 
+def overhead(name: str, cfg, args, device, markdown: bool) -> None:
+    """Median seconds per optimizer step on a batch of 1 x 4 tokens, per model, in ABBA order, with
+    a 95% confidence interval of the median per-pair difference to attnlib (distribution-free: the
+    order statistics of the sorted differences that bracket the median)."""
+    amp = autocast_dtype(args.autocast, device)
+    models = {m: build(m, cfg, device, args.compile, args.fused) for m in MODELS}
+    T = min(4, cfg.context_len)
+    g = torch.Generator().manual_seed(0)
+    batches = [tuple(torch.randint(cfg.vocab_size, (1, T), generator=g).to(device) for _ in range(2))
+               for _ in range(4)]
+    for m in MODELS:
+        train_steps(models[m][1], models[m][2], batches, 0, 20, device, amp)
+    times: dict[str, list[float]] = {m: [] for m in MODELS}
+    for i in range(args.pairs):
+        order = MODELS if i % 2 == 0 else MODELS[::-1]
+        for m in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            train_steps(models[m][1], models[m][2], batches, i, 1, device, amp)  # .item(): the step is done
+            times[m].append(time.perf_counter() - t0)
+    n = args.pairs
+    k = max(0, int(n / 2 - 1.96 * math.sqrt(n) / 2))  # rank of the lower 95% bound of a median
+    us = {m: statistics.median(times[m]) * 1e6 for m in MODELS}
+    print(f"\n{name}: Python and dispatch cost of one optimizer step on 1 x {T} tokens "
+          f"({n} ABBA pairs, median us per step)")
+    lines = []
+    for m in MODELS:
+        line = f"  {m:<10} {us[m]:8.0f} us"
+        if m != "attnlib":
+            d = sorted((a - b) * 1e6 for a, b in zip(times["attnlib"], times[m], strict=True))
+            ci = f"[{d[k]:+.0f}, {d[n - 1 - k]:+.0f}]" if n > 1 else ""
+            line += f"   attnlib - {m}: {statistics.median(d):+.0f} us {ci} (95% CI)"
+            lines.append((m, statistics.median(d), ci))
+        print(line)
+    if markdown:
+        print("\n| config | attnlib us/step | reference us/step | nanogpt us/step | attnlib - reference "
+              "[95% CI] | attnlib - nanogpt [95% CI] |\n|---|---:|---:|---:|---|---|")
+        diffs = " | ".join(f"{d:+.0f} us {ci}" for _, d, ci in lines)
+        print(f"| {name} (1 x {T} tokens) | {us['attnlib']:.0f} | {us['reference']:.0f} | {us['nanogpt']:.0f} "
+              f"| {diffs} |")
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -279,7 +434,38 @@ def environment(device) -> str:
             f"Python {platform.python_version()}; attnlib {attnlib.__version__}")
 
 
-def main(argv=None) -> int:
+def _report(res: dict, opts: str) -> None:
+    mem = res["mem"]
+    print(f"\n{res['name']}: {res['params']:,} parameters each, batch {res['batch']} x context "
+          f"{res['cfg'].context_len}, {res['amp']}, {opts}, {res['rounds']} rounds of {res['steps']} steps "
+          f"({res['wall']:.0f} s)")
+    for m in MODELS:
+        s = ", ".join(f"{v:,.0f}" for v in res["samples"][m])
+        print(f"  {m:<10} median {res['tok_s'][m]:>11,.0f} tokens/s   peak {_mb(mem[m]):>6} MB   "
+              f"[{s}]  last loss {res['loss'][m]:.3f}")
+    for other, v in res["vs"].items():
+        pm, lo, hi = v["paired"]
+        print(f"  attnlib / {other}: {v['ratio']:.2f}x (wall clock); {v['cpu_ratio']:.2f}x per CPU second "
+              f"({res['cpu_tok_s']['attnlib']:,.0f} vs {res['cpu_tok_s'][other]:,.0f} tokens per CPU s); "
+              f"per-round paired ratio (CPU s) {pm:.2f}x, quartiles {lo:.2f}x .. {hi:.2f}x")
+
+
+def _markdown(rows: list[dict], on_gpu: bool) -> None:
+    mem_kind = "peak CUDA MB" if on_gpu else "peak RSS MB"
+    print(f"\n| config | params | batch x T | dtype | attnlib tok/s | reference tok/s | nanogpt tok/s | "
+          f"ratio to reference: wall, CPU s, paired (quartiles) | ratio to nanogpt: wall, CPU s, paired "
+          f"(quartiles) | {mem_kind}: attnlib, reference, nanogpt |")
+    print("|---|---:|---|---|---:|---:|---:|---|---|---|")
+    for r in rows:
+        ratios = [f"{v['ratio']:.2f}x, {v['cpu_ratio']:.2f}x, {v['paired'][0]:.2f}x "
+                  f"({v['paired'][1]:.2f}-{v['paired'][2]:.2f})" for v in r["vs"].values()]
+        toks = " | ".join(f"{r['tok_s'][m]:,.0f}" for m in MODELS)
+        mems = ", ".join(_mb(r["mem"][m]) for m in MODELS)
+        print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['batch']} x {r['cfg'].context_len} | "
+              f"{r['amp']} | {toks} | {' | '.join(ratios)} | {mems} |")
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: attnlib.get_device())")
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
@@ -287,7 +473,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per timed sample")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (each model once per round)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
-    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models")
     p.add_argument("--fused", action="store_true", help="fused AdamW (CUDA)")
     p.add_argument("--autocast", choices=["auto", "none", "bf16", "fp16"], default="auto",
                    help="autocast dtype; auto = bf16 on a CUDA GPU that supports it, else none (fp32)")
@@ -296,10 +482,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true", help="tiny config, few steps: a CI smoke test")
     p.add_argument("--profile", action="store_true", help="print the top operators of each model")
+    p.add_argument("--overhead", action="store_true",
+                   help="time steps on 1 x 4 tokens: each model's Python and dispatch cost per step")
+    p.add_argument("--pairs", type=int, default=1000, help="ABBA pairs of steps for --overhead")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--_peak-child", dest="peak_child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
 
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else attnlib.get_device()
@@ -317,6 +509,7 @@ def main(argv=None) -> int:
         args.steps = args.steps or 3
         args.batch = args.batch or 16
         args.mem_steps = 1
+        args.pairs = min(args.pairs, 20)
     on_gpu = device.type == "cuda"
 
     print(environment(device))
@@ -331,33 +524,19 @@ def main(argv=None) -> int:
         if args.profile:
             profile(cfg, batch, run, device)
             continue
+        if args.overhead or args.quick:
+            overhead(name, cfg, run, device, args.markdown)
+            if args.overhead:
+                continue
         t0 = time.perf_counter()
         res = throughput(cfg, batch, run, device)
         mem = {m: None for m in MODELS} if args.no_memory else peak_memory(name, batch, run, device)
         res.update(name=name, batch=batch, steps=steps, rounds=rounds, mem=mem, cfg=cfg,
                    wall=time.perf_counter() - t0)
         rows.append(res)
-        print(f"\n{name}: {res['params']:,} parameters each, batch {batch} x context {cfg.context_len}, "
-              f"{res['amp']}, {opts}, {rounds} rounds of {steps} steps ({res['wall']:.0f} s)")
-        for m in MODELS:
-            s = ", ".join(f"{v:,.0f}" for v in res["samples"][m])
-            print(f"  {m:<10} median {res['tok_s'][m]:>11,.0f} tokens/s   peak {_mb(mem[m]):>6} MB   "
-                  f"[{s}]  last loss {res['loss'][m]:.3f}")
-        print(f"  ratio attnlib / reference: {res['ratio']:.2f}x (wall clock); "
-              f"{res['cpu_ratio']:.2f}x per CPU second ({res['cpu_tok_s']['attnlib']:,.0f} vs "
-              f"{res['cpu_tok_s']['reference']:,.0f} tokens per CPU s)")
-        pm, lo, hi = res["paired"]
-        print(f"  per-round paired ratio (CPU s): median {pm:.2f}x, quartiles {lo:.2f}x .. {hi:.2f}x")
-
+        _report(res, opts)
     if args.markdown and rows:
-        mem_kind = "peak CUDA MB" if on_gpu else "peak RSS MB"
-        print(f"\n| config | params | batch x T | dtype | attnlib tok/s | reference tok/s | ratio | "
-              f"ratio per CPU s | paired ratio (quartiles) | attnlib {mem_kind} | reference {mem_kind} |")
-        print("|---|---:|---|---|---:|---:|---:|---:|---|---:|---:|")
-        for r in rows:
-            print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['batch']} x {r['cfg'].context_len} | {r['amp']} | "
-                  f"{r['tok_s']['attnlib']:,.0f} | {r['tok_s']['reference']:,.0f} | {r['ratio']:.2f}x | "
-                  f"{r['cpu_ratio']:.2f}x | {r['paired'][0]:.2f}x ({r['paired'][1]:.2f}-{r['paired'][2]:.2f}) | {_mb(r['mem']['attnlib'])} | {_mb(r['mem']['reference'])} |")
+        _markdown(rows, on_gpu)
     return 0
 
 

@@ -145,6 +145,13 @@ CASES = [
      r"Decoder: every target must lie in \[0, vocab_size=11\) or be ignore_index=-100, got 11"),
     ("decoder-target-negative", lambda: DEC(TOKS, torch.full((2, 5), -5)), ValueError,
      r"Decoder: every target must lie in \[0, vocab_size=11\) or be ignore_index=-100, got -5"),
+    # tokens and targets of one shape take the training step's one-reduction check first
+    ("decoder-token-too-big-with-targets", lambda: DEC(torch.tensor([[1, 11]]), torch.tensor([[1, 2]])),
+     ValueError, r"^Decoder: every id of tokens must lie in \[0, vocab_size=11\), got 11$"),
+    ("decoder-target-too-big-with-int32", lambda: DEC(TOKS.int(), torch.full((2, 5), 11, dtype=torch.int32)),
+     ValueError, r"^Decoder: every target must lie in \[0, vocab_size=11\) or be ignore_index=-100, got 11$"),
+    ("decoder-too-long-with-targets", lambda: DEC(torch.ones(1, 9, dtype=torch.long), torch.ones(1, 9, dtype=torch.long)),
+     ValueError, r"^Decoder: sequence of length 9 is longer than context_len=8; crop it"),
     ("decoder-target-shape", lambda: DEC(TOKS, TOKS.reshape(-1)), ValueError,
      r"Decoder: targets must have the shape of tokens \(2, 5\) \(batch, T\), got \(10,\)"),
     ("decoder-target-float", lambda: DEC(TOKS, TOKS.float()), TypeError,
