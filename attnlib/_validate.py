@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "qkv", "mask", "id_bounds", "token_ids", "targets",
+    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
     "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
@@ -172,6 +172,37 @@ def tensor(who: str, name: str, t, *, ndim: int | None = None, shape_doc: str = 
         doc = shape_doc or f"{ndim} dims"
         raise ValueError(f"{who}: {name} must have shape {doc}, got {tuple(t.shape)}")
     return t
+
+
+def autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for this device type (there an input may differ in dtype from the
+    weights: autocast casts both)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type: one function per device
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
+def stream(who: str, name: str, t, width: int, weight: torch.Tensor, *, ndim: int | None = 3) -> None:
+    """Activations for a module whose parameters include ``weight``: a floating-point tensor of shape
+    (batch, T, width) (with ``ndim=None``: (..., width)), on the weights' device and, outside
+    autocast, in their dtype. Only a failing test pays for the message."""
+    if (isinstance(t, torch.Tensor) and (ndim is None or t.ndim == ndim) and t.ndim >= 1
+            and t.shape[-1] == width and t.dtype == weight.dtype and t.device == weight.device):
+        return
+    shape = f"(batch, T, {width})" if ndim == 3 else f"(..., {width})"
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{who}: {name} must be a torch.Tensor of shape {shape}, got {describe(t)}")
+    if (ndim is not None and t.ndim != ndim) or t.ndim < 1 or t.shape[-1] != width:
+        raise ValueError(f"{who}: {name} must have shape {shape}, got {tuple(t.shape)}")
+    if t.device != weight.device:
+        raise ValueError(f"{who}: {name} is on {t.device} but the weights are on {weight.device}; move one "
+                         "of them with .to(...)")
+    if not t.is_floating_point():
+        raise TypeError(f"{who}: {name} must be floating point (activations, not token ids), got {t.dtype}")
+    if not autocast_on(t.device.type):
+        raise TypeError(f"{who}: {name} must be {weight.dtype} like the weights, got {t.dtype}; convert "
+                        f"one of them (x.to({weight.dtype}) or module.to({t.dtype}))")
 
 
 def qkv(q, k, v, who: str, *, gqa: bool = False) -> None:

@@ -182,6 +182,7 @@ class DecoderBlock(nn.Module):
         if removed:
             V.no_return_weights("DecoderBlock.forward", removed, "block", "attn")
             V.no_other_keywords("DecoderBlock.forward", removed)
+        V.stream("DecoderBlock", "x", x, self.config.d_model, self.ln_2.weight)
         cross = self.cross_attn
         if cross is None and (context is not None or context_mask is not None):
             raise ValueError(

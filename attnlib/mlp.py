@@ -24,6 +24,7 @@ class MLP(nn.Module):
         self.down = nn.Linear(d_mlp, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None  # none that drops nothing
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d_model) -> (B, T, d_model)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., d_model) -> (..., d_model)
+        V.stream("MLP", "x", x, self.up.in_features, self.up.weight, ndim=None)
         y = self.down(self.act(self.up(x)))
         return y if self.dropout is None else self.dropout(y)

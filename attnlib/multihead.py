@@ -215,24 +215,17 @@ class MultiHeadAttention(nn.Module):
                 state_dict[new] = torch.cat([state_dict.pop(k) for k in keys])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _check(self, name: str, t, width: int) -> None:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"MultiHeadAttention: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 3 or t.shape[-1] != width:
-            raise ValueError(
-                f"MultiHeadAttention: {name} must have shape (batch, T, {width}), got {tuple(t.shape)}"
-            )
-
     def _check_inputs(self, x, context, kv_cache) -> None:
         """forward's arguments: shapes, widths, batch sizes, the cache only for self-attention."""
-        self._check("x", x, self.d_model)
+        w = self.out_proj.weight
+        V.stream("MultiHeadAttention", "x", x, self.d_model, w)
         if context is None and self.d_context != self.d_model:
             raise ValueError(
                 f"MultiHeadAttention: d_context={self.d_context} differs from d_model={self.d_model}, so "
                 "self-attention is impossible; pass context (B, T_k, d_context)"
             )
         if context is not None:
-            self._check("context", context, self.d_context)
+            V.stream("MultiHeadAttention", "context", context, self.d_context, w)
             if context.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"MultiHeadAttention: x has batch {x.shape[0]} but context has batch {context.shape[0]}"

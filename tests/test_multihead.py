@@ -298,7 +298,8 @@ def test_bad_forward_inputs():
         m(torch.randn(5, D))
     with pytest.raises(ValueError, match=r"x must have shape \(batch, T, 16\), got \(2, 5, 12\)"):
         m(torch.randn(2, 5, 12))
-    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, got ndarray"):
+    with pytest.raises(TypeError, match=r"^MultiHeadAttention: x must be a torch.Tensor of shape \(batch, T, 16\), "
+                                        r"got a ndarray$"):
         m(torch.randn(2, 5, D).numpy())
     with pytest.raises(ValueError, match=r"context must have shape \(batch, T, 16\), got \(2, 7, 8\)"):
         m(torch.randn(2, 5, D), context=torch.randn(2, 7, 8))

@@ -33,6 +33,9 @@ SINCE: dict[str, str] = {
     "torch.utils._python_dispatch.TorchDispatchMode": "2.0",  # private; stable shape since 2.0
     "torch.load(weights_only=)": "1.13",
     "torch.autocast": "1.10",
+    # with CUDA's amp; a device-type argument since 2.4 (attnlib falls back to the two old functions)
+    "torch.is_autocast_enabled": "1.6",
+    "torch.is_autocast_cpu_enabled": "1.10",  # with CPU autocast
     "torch.nan_to_num": "1.8",
     "torch.broadcast_shapes": "1.8",
     "torch.arccos": "1.8",

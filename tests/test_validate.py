@@ -75,6 +75,28 @@ CASES = [
     ("mha-none-return-weights",
      lambda: MultiHeadAttention(16, 4)(torch.randn(2, 5, 16), return_weights=None), TypeError,
      r"^MultiHeadAttention: return_weights must be True or False, got None$"),
+    # activations of another dtype than the weights, or not activations at all: named, not torch's
+    ("mha-float64-input", lambda: MultiHeadAttention(16, 4)(torch.randn(2, 5, 16, dtype=torch.float64)),
+     TypeError, r"^MultiHeadAttention: x must be torch.float32 like the weights, got torch.float64; convert "
+                r"one of them \(x.to\(torch.float32\) or module.to\(torch.float64\)\)$"),
+    ("mha-token-ids-as-input", lambda: MultiHeadAttention(16, 4)(torch.ones(2, 5, 16, dtype=torch.long)),
+     TypeError, r"^MultiHeadAttention: x must be floating point \(activations, not token ids\), got torch.int64$"),
+    ("mha-half-context", lambda: MultiHeadAttention(16, 4, d_context=8)(
+        torch.randn(2, 5, 16), context=torch.randn(2, 3, 8).half()),
+     TypeError, r"^MultiHeadAttention: context must be torch.float32 like the weights, got torch.float16"),
+    ("block-wrong-width", lambda: DecoderBlock(SMALL)(torch.randn(2, 5, 15)), ValueError,
+     r"^DecoderBlock: x must have shape \(batch, T, 16\), got \(2, 5, 15\)$"),
+    ("block-2d-input", lambda: DecoderBlock(SMALL)(torch.randn(5, 16)), ValueError,
+     r"^DecoderBlock: x must have shape \(batch, T, 16\), got \(5, 16\)$"),
+    ("block-float64-input", lambda: DecoderBlock(SMALL)(torch.randn(2, 5, 16).double()), TypeError,
+     r"^DecoderBlock: x must be torch.float32 like the weights, got torch.float64"),
+    ("block-list-input", lambda: DecoderBlock(SMALL)([[0.0] * 16]), TypeError,
+     r"^DecoderBlock: x must be a torch.Tensor of shape \(batch, T, 16\), got a list$"),
+    ("mlp-wrong-width", lambda: MLP(16)(torch.randn(3, 15)), ValueError,
+     r"^MLP: x must have shape \(\.\.\., 16\), got \(3, 15\)$"),
+    ("mlp-scalar", lambda: MLP(16)(torch.tensor(1.0)), ValueError, r"^MLP: x must have shape \(\.\.\., 16\), got \(\)$"),
+    ("mlp-float64-input", lambda: MLP(16)(torch.randn(3, 16).double()), TypeError,
+     r"^MLP: x must be torch.float32 like the weights, got torch.float64"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,
      r"attention: the head size d \(last dim of q and k\) must be >= 1, got q \(2, 3, 5, 0\)"),
     ("attention-int-mask", lambda: attention(Q, K, Vv, torch.ones(5, 5, dtype=torch.long)), TypeError,
@@ -382,3 +404,38 @@ def test_switches_accept_numpy_bools_as_their_value():
     x = torch.randn(2, 5, 16, generator=G)
     torch.testing.assert_close(m(x, is_causal=np.bool_(True)), m(x, is_causal=True), rtol=0, atol=0)
     assert V.flags("f", a=np.bool_(True), b=False) == {"a": True, "b": False}
+
+
+def test_activations_of_another_dtype_pass_under_autocast():
+    """Under autocast an input may differ in dtype from the weights (autocast casts both): the checks
+    let it through, and the result is autocast's."""
+    m, blk, mlp = MultiHeadAttention(16, 4).eval(), DecoderBlock(SMALL).eval(), MLP(16).eval()
+    x = torch.randn(2, 5, 16, generator=G)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for f in (lambda: m(x.bfloat16()), lambda: blk(x.bfloat16()), lambda: mlp(x.bfloat16())):
+            assert f().shape == (2, 5, 16)
+        torch.testing.assert_close(m(x.bfloat16()).float(), m(x).float(), atol=0.05, rtol=0.05)
+    assert V.autocast_on("cpu") is False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert V.autocast_on("cpu") is True
+
+
+def test_mlp_takes_any_leading_dims():
+    mlp = MLP(16).eval()
+    x = torch.randn(3, 2, 4, 16, generator=G)
+    torch.testing.assert_close(mlp(x)[1, 0], mlp(x[1, 0]), rtol=1e-6, atol=1e-6)
+    assert mlp(torch.randn(16)).shape == (16,)
+
+
+def test_autocast_on_falls_back_on_torch_before_2_4(monkeypatch):
+    """torch < 2.4's is_autocast_enabled takes no device type (CUDA only) and CPU has its own
+    function: autocast_on uses them there."""
+    def old_is_autocast_enabled(*args):
+        if args:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments but 1 was given")
+        return "cuda answer"
+
+    monkeypatch.setattr(torch, "is_autocast_enabled", old_is_autocast_enabled)
+    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: "cpu answer")
+    assert V.autocast_on("cuda") == "cuda answer"
+    assert V.autocast_on("cpu") == "cpu answer"
