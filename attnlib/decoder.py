@@ -228,6 +228,10 @@ class _Embed(nn.Module):
     def check(self, tokens: torch.Tensor, start: int = 0, bounds: tuple[int, int] | None = None) -> None:
         """Token ids (B, T) in [0, vocab_size) that fit in the context after ``start`` positions."""
         V.token_ids(self.who, "tokens", tokens, self.cfg.vocab_size, bounds)
+        device = self.tok.weight.device
+        if tokens.device != device:
+            raise ValueError(f"{self.who}: tokens are on {tokens.device} but the model is on {device}; move "
+                             f"them with tokens.to({str(device)!r})")
         T = tokens.shape[1]
         if start + T > self.cfg.context_len:
             raise ValueError(
@@ -343,7 +347,8 @@ class Decoder(nn.Module):
                 and not c.cross_attention and isinstance(tokens, torch.Tensor) and tokens.ndim == 2
                 and 0 < tokens.shape[1] <= c.context_len and tokens.dtype in V.ID_DTYPES
                 and isinstance(targets, torch.Tensor) and targets.shape == tokens.shape
-                and targets.dtype == tokens.dtype and targets.device == tokens.device and tokens.numel()):
+                and targets.dtype == tokens.dtype and targets.device == tokens.device and tokens.numel()
+                and tokens.device == self.embed.tok.weight.device):
             lo, hi = torch.stack(torch.aminmax(torch.stack((tokens, targets)))).tolist()
             if 0 <= lo and hi < c.vocab_size:
                 return 0

@@ -39,6 +39,8 @@ NAN_MASK = torch.zeros(5, 5).index_put_((torch.tensor([1]), torch.tensor([2])), 
 INF_MASK = torch.zeros(5, 5).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(math.inf))
 BIG_MASK = torch.zeros(5, 5).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(1e9))
 TOK = Tokenizer(["the", "cat", "sat"])
+with torch.device("meta"):  # a model on another device than the tokens (no GPU needed)
+    META_DEC, META_ENC = Decoder(SMALL), Encoder(SMALL)
 
 
 CASES = [
@@ -174,6 +176,10 @@ CASES = [
      ValueError, r"^Decoder: every target must lie in \[0, vocab_size=11\) or be ignore_index=-100, got 11$"),
     ("decoder-too-long-with-targets", lambda: DEC(torch.ones(1, 9, dtype=torch.long), torch.ones(1, 9, dtype=torch.long)),
      ValueError, r"^Decoder: sequence of length 9 is longer than context_len=8; crop it"),
+    ("decoder-tokens-on-another-device", lambda: META_DEC(TOKS, TOKS), ValueError,
+     r"^Decoder: tokens are on cpu but the model is on meta; move them with tokens.to\('meta'\)$"),
+    ("encoder-tokens-on-another-device", lambda: META_ENC(TOKS), ValueError,
+     r"^Encoder: tokens are on cpu but the model is on meta; move them with tokens.to\('meta'\)$"),
     ("decoder-target-shape", lambda: DEC(TOKS, TOKS.reshape(-1)), ValueError,
      r"Decoder: targets must have the shape of tokens \(2, 5\) \(batch, T\), got \(10,\)"),
     ("decoder-target-float", lambda: DEC(TOKS, TOKS.float()), TypeError,
