@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
+    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
     "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
@@ -172,6 +172,20 @@ def tensor(who: str, name: str, t, *, ndim: int | None = None, shape_doc: str = 
         doc = shape_doc or f"{ndim} dims"
         raise ValueError(f"{who}: {name} must have shape {doc}, got {tuple(t.shape)}")
     return t
+
+
+def device(who: str, name: str, val) -> torch.device | None:
+    """None (the default device), a torch.device, or a name such as "cpu", "cuda" or "cuda:1"."""
+    if val is None or isinstance(val, torch.device):
+        return val
+    if isinstance(val, str):
+        try:
+            return torch.device(val)
+        except RuntimeError:
+            pass
+    raise (TypeError if not isinstance(val, str) else ValueError)(
+        f"{who}: {name} must be None, a torch.device or a device name like 'cpu' or 'cuda', got {describe(val)}"
+    )
 
 
 def autocast_on(device_type: str) -> bool:

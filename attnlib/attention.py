@@ -70,7 +70,7 @@ def causal_mask(T_q: int, T_k: int | None = None, device=None) -> torch.Tensor:
     """
     T_q = V.positive_int("causal_mask", "T_q", T_q)
     T_k = T_q if T_k is None else V.positive_int("causal_mask", "T_k", T_k)
-    return _causal(T_q, T_k, device)
+    return _causal(T_q, T_k, V.device("causal_mask", "device", device))
 
 
 def _causal(T_q: int, T_k: int, device=None) -> torch.Tensor:

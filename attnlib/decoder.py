@@ -82,6 +82,12 @@ class DecoderConfig:
         return self.d_mlp if self.d_mlp is not None else 4 * self.d_model
 
     def replace(self, **changes) -> DecoderConfig:
+        """A copy with some fields changed (checked like a new config)."""
+        names = [f.name for f in fields(self)]
+        unknown = [k for k in changes if k not in names]
+        if unknown:
+            raise TypeError(f"DecoderConfig.replace: {unknown[0]!r} is not a field of DecoderConfig; the "
+                            f"fields are {', '.join(names)}")
         return replace(self, **changes)
 
 

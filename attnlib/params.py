@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from . import _validate as V
 from .mlp import MLP
 from .multihead import MultiHeadAttention
 
@@ -51,6 +52,8 @@ def _component(module: nn.Module, name: str) -> str:
 def count_parameters(module: nn.Module) -> ParameterCount:
     """Total number of parameters (shared ones counted once) and a breakdown by component:
     attention, mlp, layernorm, token embedding, position embedding, unembedding, other."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"count_parameters: module must be a torch.nn.Module, got {V.describe(module)}")
     owner: dict[int, str] = {}
     # Walk parents before children, so the outermost recognised component claims a parameter
     # (a Linear inside a MultiHeadAttention counts as attention).

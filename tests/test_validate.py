@@ -99,6 +99,17 @@ CASES = [
     ("mlp-scalar", lambda: MLP(16)(torch.tensor(1.0)), ValueError, r"^MLP: x must have shape \(\.\.\., 16\), got \(\)$"),
     ("mlp-float64-input", lambda: MLP(16)(torch.randn(3, 16).double()), TypeError,
      r"^MLP: x must be torch.float32 like the weights, got torch.float64"),
+    ("causal-mask-bad-device-name", lambda: causal_mask(3, device="nope"), ValueError,
+     r"^causal_mask: device must be None, a torch.device or a device name like 'cpu' or 'cuda', got 'nope'$"),
+    ("causal-mask-int-device", lambda: causal_mask(3, device=0.5), TypeError,
+     r"^causal_mask: device must be None, a torch.device or a device name like 'cpu' or 'cuda', got 0.5$"),
+    ("config-replace-unknown-field", lambda: SMALL.replace(nheads=2), TypeError,
+     r"^DecoderConfig.replace: 'nheads' is not a field of DecoderConfig; the fields are vocab_size, "
+     r"context_len, d_model, n_layers, n_heads,"),
+    ("config-replace-bad-value", lambda: SMALL.replace(n_heads=3), ValueError,
+     r"^DecoderConfig: d_model=16 is not divisible by n_heads=3"),
+    ("count-parameters-list", lambda: attnlib.count_parameters([1]), TypeError,
+     r"^count_parameters: module must be a torch.nn.Module, got a list$"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,
      r"attention: the head size d \(last dim of q and k\) must be >= 1, got q \(2, 3, 5, 0\)"),
     ("attention-int-mask", lambda: attention(Q, K, Vv, torch.ones(5, 5, dtype=torch.long)), TypeError,
@@ -445,3 +456,10 @@ def test_autocast_on_falls_back_on_torch_before_2_4(monkeypatch):
     monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: "cpu answer")
     assert V.autocast_on("cuda") == "cuda answer"
     assert V.autocast_on("cpu") == "cpu answer"
+
+
+def test_causal_mask_takes_device_names_and_devices():
+    want = causal_mask(3, 4)
+    for dev in ("cpu", torch.device("cpu"), None):
+        assert torch.equal(causal_mask(3, 4, device=dev), want)
+    assert causal_mask(2, device="meta").device.type == "meta"
