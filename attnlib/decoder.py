@@ -226,6 +226,9 @@ class _Embed(nn.Module):
 
     def __init__(self, cfg: DecoderConfig, who: str):
         super().__init__()
+        if not isinstance(cfg, DecoderConfig):
+            raise TypeError(f"{who}: config must be a DecoderConfig, e.g. DecoderConfig(d_model=64, "
+                            f"n_heads=4), got {V.describe(cfg)}")
         self.cfg, self.who = cfg, who
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.context_len, cfg.d_model)

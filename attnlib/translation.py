@@ -261,6 +261,9 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, config: DecoderConfig):
         super().__init__()
+        if not isinstance(config, DecoderConfig):
+            raise TypeError(f"Seq2Seq: config must be a DecoderConfig, e.g. small_config(), got "
+                            f"{V.describe(config)}")
         self.config = config
         self.encoder = Encoder(config.replace(vocab_size=len(src_tokenizer()), cross_attention=False))
         self.decoder = Decoder(config.replace(vocab_size=len(tgt_tokenizer()), cross_attention=True))

@@ -26,6 +26,7 @@ ValueError that names the argument.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from importlib import resources
@@ -157,6 +158,33 @@ class _Explorer(anywidget.AnyWidget):
     """
 
     _css = _CSS
+
+    def __init_subclass__(cls, **kwargs):
+        # Every explorer's bad argument is reported under the explorer's name ("CostExplorer:
+        # n_heads must be ..."), whichever helper found it, and before the widget exists.
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def named_init(self, *args, **kw):
+            try:
+                init(self, *args, **kw)
+            except (TypeError, ValueError) as e:
+                if str(e).startswith(cls.__name__):
+                    raise
+                raise type(e)(f"{cls.__name__}: {e}") from None
+
+        cls.__init__ = named_init
+
+    def __init__(self, **kwargs):
+        # traitlets would accept an unknown keyword with a warning only, so a misspelt argument
+        # (d_modle=...) would be dropped in silence; what is not a trait is refused
+        unknown = [k for k in kwargs if not self.has_trait(k)]
+        if unknown:
+            raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
+        super().__init__(**kwargs)
 
     def _safe_refresh(self) -> None:
         # Python keeps the result traits current too (e.g. while executing a notebook with no

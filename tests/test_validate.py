@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import attnlib
+import attnlib.translation
 from attnlib import (
     MLP,
     Decoder,
@@ -108,6 +109,12 @@ CASES = [
      r"context_len, d_model, n_layers, n_heads,"),
     ("config-replace-bad-value", lambda: SMALL.replace(n_heads=3), ValueError,
      r"^DecoderConfig: d_model=16 is not divisible by n_heads=3"),
+    ("decoder-config-int", lambda: Decoder(3), TypeError,
+     r"^Decoder: config must be a DecoderConfig, e.g. DecoderConfig\(d_model=64, n_heads=4\), got 3$"),
+    ("encoder-config-dict", lambda: Encoder({"d_model": 16}), TypeError,
+     r"^Encoder: config must be a DecoderConfig, .*got a dict$"),
+    ("seq2seq-config-int", lambda: attnlib.translation.Seq2Seq(3), TypeError,
+     r"^Seq2Seq: config must be a DecoderConfig, e.g. small_config\(\), got 3$"),
     ("count-parameters-list", lambda: attnlib.count_parameters([1]), TypeError,
      r"^count_parameters: module must be a torch.nn.Module, got a list$"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,

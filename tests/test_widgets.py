@@ -374,8 +374,36 @@ def test_attention_explorer_rejects_bad_inputs(kwargs, name):
     args = {"tokens": TOKENS, "x": torch.randn(4, 6), "w_q": torch.randn(6, 3), "w_k": torch.randn(6, 3)}
     args.update(kwargs)
     extra = {k: args.pop(k) for k in ("temperature", "query", "dim_labels") if k in args}
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^AttentionExplorer: .*{name}"):
         W.AttentionExplorer(args["tokens"], args["x"], args["w_q"], args["w_k"], **extra)
+
+
+@pytest.mark.parametrize("make, who", [
+    (lambda **kw: W.CostExplorer(**kw), "CostExplorer"),
+    (lambda **kw: W.TileExplorer(**kw), "TileExplorer"),
+    (lambda **kw: W.SoftmaxExplorer(["a", "b"], [1.0, 2.0], **kw), "SoftmaxExplorer"),
+    (lambda **kw: W.AttentionExplorer(TOKENS, torch.randn(4, 6), torch.randn(6, 3), torch.randn(6, 3), **kw),
+     "AttentionExplorer"),
+])
+def test_explorers_refuse_unknown_keywords_by_name(make, who):
+    """traitlets would only warn about a keyword that is not a trait (a typo would vanish): refused,
+    under the explorer's name; a real trait such as layout is still taken."""
+    with pytest.raises(TypeError, match=rf"^{who}: got an unexpected keyword argument 'temprature'$"):
+        make(temprature=2.0)
+    assert make(layout={"width": "300px"}).layout.width == "300px"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: W.CostExplorer(n_heads=0), r"^CostExplorer: n_heads must be a positive int, got 0$"),
+    (lambda: W.CostExplorer(context_lens=[4, 2]), r"^CostExplorer: context_lens must be a non-empty increasing"),
+    (lambda: W.SoftmaxExplorer(["a"], [1.0], temperature=0), r"^SoftmaxExplorer: temperature must be"),
+    (lambda: W.SoftmaxExplorer(["a", "b"], [1.0]), r"^SoftmaxExplorer: labels has 2 labels but 1 are needed"),
+    (lambda: W.TileExplorer(T=-1), r"^TileExplorer: T must be a positive int, got -1$"),
+])
+def test_explorer_errors_name_the_explorer_once(make, message):
+    with pytest.raises(ValueError, match=message) as info:
+        make()
+    assert str(info.value).count("Explorer:") == 1
 
 
 def test_attention_explorer_rejects_bad_trait_values():
