@@ -14,12 +14,12 @@ Three models, built with the same shape, the same initialisation scheme and the 
              ``ModuleDict``), at dropout 0 and without biases. The same arithmetic as ``reference``: it
              differs only in its Python structure, which is what the tiny configuration measures.
 
-Both train on the same batches (a seeded random token stream, cut into windows by
+All three train on the same batches (a seeded random token stream, cut into windows by
 ``attnlib.train.get_batch``) with the same optimizer, AdamW (lr 3e-4, weight decay 0.1), on the same
-device. Each round times ``--steps`` optimizer steps of one model, then of the other (the order
-alternates from round to round, so drift on a shared machine hits both alike); after a warm-up
-round, ``--rounds`` rounds are timed and the median tokens/s of each model is reported, with the
-ratio attnlib / reference (above 1.0 means attnlib is faster). Every sample is also timed in CPU
+device. Each round times ``--steps`` optimizer steps of each model in turn (the order reverses from
+round to round, so drift on a shared machine hits all alike); after a warm-up round, ``--rounds``
+rounds are timed and the median tokens/s of each model is reported, with the ratios attnlib /
+reference and attnlib / nanogpt (above 1.0 means attnlib is faster). Every sample is also timed in CPU
 seconds of this process (``time.process_time``): on a CPU shared with other work, tokens per CPU
 second is far steadier than tokens per wall-clock second (with ``--threads 1`` it is the cost of the
 work itself), so both ratios are printed. On a GPU read the wall-clock one.
@@ -28,10 +28,10 @@ Configurations:
   tiny   attnlib.TINY (2 layers, 4 heads, 64 wide, context 32, vocab 64), batch 64
   small  6 layers, 6 heads, 384 wide, context 256, vocab 64, batch 64 (nanoGPT's Shakespeare size)
 
-Peak memory is measured in a fresh process per model (so the two cannot share an allocator): it
+Peak memory is measured in a fresh process per model (so no two share an allocator): it
 builds the model and takes ``--mem-steps`` steps. On CUDA it is ``torch.cuda.max_memory_allocated``;
 on CPU the peak resident set size of the process (VmHWM), which includes the PyTorch runtime
-(the same few hundred MB for both models; compare the difference, not the absolute number).
+(the same few hundred MB for every model; compare the difference, not the absolute number).
 
     python bench/train.py                        # CPU, both configurations
     python bench/train.py --config tiny --steps 20
