@@ -38,6 +38,8 @@ class Tokenizer:
         self.vocab = list(dict.fromkeys(words))
         if unk is not None and unk not in self.vocab:
             self.vocab.append(unk)
+        if not self.vocab:
+            raise ValueError("Tokenizer: vocab must hold at least one word (or give unk)")
         self.unk = unk
         self.stoi = {w: i for i, w in enumerate(self.vocab)}
 

@@ -20,6 +20,7 @@ __all__ = ["seed_everything", "get_batch", "TrainHistory", "train", "map_seeds",
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed torch's global generators and return a fresh ``torch.Generator`` seeded the same."""
+    seed = V.nonneg_int("seed_everything", "seed", seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 

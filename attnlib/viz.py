@@ -591,9 +591,33 @@ def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None,
                          xlabel="key", ylabel="query", **kwargs)
 
 
+def _allowed(who: str, name: str, mask) -> np.ndarray:
+    """A mask (T_q, T_k) as booleans, True = may attend, read as attention reads it: a bool mask as it
+    is, a 0/1 integer mask as bools, a float mask as added to the scores (-inf = blocked). Casting a
+    float mask to bool would show it inverted (0.0, which allows, would read as False)."""
+    m = _grid(who, name, mask, "(T_q, T_k)")  # float: the kind of mask is read from the input
+    if isinstance(mask, torch.Tensor):
+        kind = "bool" if mask.dtype == torch.bool else ("float" if mask.is_floating_point() else "int")
+    else:
+        dt = np.asarray(mask).dtype
+        kind = "bool" if np.issubdtype(dt, np.bool_) else ("int" if np.issubdtype(dt, np.integer) else "float")
+    if kind == "bool":
+        return m.astype(bool)
+    if kind == "int":
+        if not np.isin(m, (0, 1)).all():
+            raise ValueError(f"{who}: an integer {name} must hold 0 and 1 only (1 = may attend), got "
+                             f"{[int(x) for x in np.unique(m) if x not in (0, 1)][:3]}")
+        return m.astype(bool)
+    if np.isnan(m).any() or np.isposinf(m).any():
+        raise ValueError(f"{who}: a float {name} is added to the scores and must hold finite numbers or -inf "
+                         "(blocked), got NaN or +inf")
+    return m > -np.inf
+
+
 def plot_mask(mask, q_tokens, k_tokens=None, *, ax=None, title=None, legend=True):
-    """A boolean mask (T_q, T_k), True = may attend (dark blue), False = blocked (hatched grey)."""
-    m = _grid("plot_mask", "mask", mask, "(T_q, T_k)").astype(bool)
+    """A mask (T_q, T_k), True = may attend (dark blue), False = blocked (hatched grey). A float mask
+    is read as attention reads it, added to the scores: -inf is blocked, any finite value may attend."""
+    m = _allowed("plot_mask", "mask", mask)
     k_tokens = q_tokens if k_tokens is None else k_tokens
     _labels_fit("plot_mask", m.shape, q_tokens, k_tokens, ("query", "key"), "a mask")
     ax = plot_heatmap(m.astype(float), q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
@@ -619,7 +643,7 @@ def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None, row_l
     if isinstance(masks, torch.Tensor) and masks.ndim != 3:
         raise ValueError(f"plot_masks: masks must be 3-D (n, T_q, T_k), got shape {tuple(masks.shape)}")
     V.non_empty("plot_masks", "masks", masks)
-    ms = [_grid("plot_masks", f"masks[{i}]", m, "(T_q, T_k)").astype(bool) for i, m in enumerate(masks)]
+    ms = [_allowed("plot_masks", f"masks[{i}]", m) for i, m in enumerate(masks)]
     n = len(ms)
     per_mask = q_tokens and isinstance(q_tokens[0], (list, tuple))
 
@@ -713,6 +737,9 @@ def plot_decoder_flow(n_layers: int = 2, d_model: int | str = "d_model", vocab_s
 def _stream_flow_args(tokens, n_layers, patterns):
     """The checked arguments of :func:`plot_stream_flow`: the tokens as strings and the patterns
     as arrays (or None)."""
+    if isinstance(tokens, str) or not hasattr(tokens, "__iter__"):
+        raise TypeError(f"plot_stream_flow: tokens must be a list of tokens (a column each), got "
+                        f"{V.describe(tokens)}")
     tokens = [str(t) for t in tokens]
     T = len(tokens)
     if not 1 <= T <= 8:

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 import attnlib
+import attnlib.train
 import attnlib.translation
+import attnlib.viz
 from attnlib import (
     MLP,
     Decoder,
@@ -115,6 +117,16 @@ CASES = [
      r"^Encoder: config must be a DecoderConfig, .*got a dict$"),
     ("seq2seq-config-int", lambda: attnlib.translation.Seq2Seq(3), TypeError,
      r"^Seq2Seq: config must be a DecoderConfig, e.g. small_config\(\), got 3$"),
+    ("seed-everything-str", lambda: attnlib.train.seed_everything("1"), TypeError,
+     r"^seed_everything: seed must be a non-negative int, got '1'$"),
+    ("tokenizer-empty", lambda: Tokenizer([]), ValueError,
+     r"^Tokenizer: vocab must hold at least one word \(or give unk\)$"),
+    ("plot-stream-flow-int", lambda: attnlib.viz.plot_stream_flow(3), TypeError,
+     r"^plot_stream_flow: tokens must be a list of tokens \(a column each\), got 3$"),
+    ("plot-mask-nan", lambda: attnlib.viz.plot_mask(torch.tensor([[0.0, math.nan]]), ["a"], ["b", "c"]),
+     ValueError, r"^plot_mask: a float mask is added to the scores and must hold finite numbers or -inf"),
+    ("plot-mask-int-2", lambda: attnlib.viz.plot_mask(torch.tensor([[0, 2]]), ["a"], ["b", "c"]),
+     ValueError, r"^plot_mask: an integer mask must hold 0 and 1 only \(1 = may attend\), got \[2\]$"),
     ("count-parameters-list", lambda: attnlib.count_parameters([1]), TypeError,
      r"^count_parameters: module must be a torch.nn.Module, got a list$"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,

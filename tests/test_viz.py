@@ -184,6 +184,21 @@ def test_plot_masks_draws_blocked_cells_hatched_with_one_figure_legend():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["may attend", "blocked"]
 
 
+def test_plot_mask_reads_a_float_mask_as_attention_does():
+    """An additive float mask (0 = may attend, -inf = blocked) is drawn like the bool mask it stands
+    for, not inverted (a cast to bool would make 0.0 blocked and -inf allowed); 0/1 ints likewise."""
+    allowed = torch.ones(3, 3, dtype=torch.bool).tril()
+    additive = torch.zeros(3, 3).masked_fill(~allowed, float("-inf"))
+
+    def hatched(ax):
+        return len([p for p in ax.patches if p.get_hatch()])
+
+    for m in (allowed, additive, allowed.long(), additive.numpy()):
+        assert hatched(viz.plot_mask(m, TOKENS[:3])) == 3  # the three cells above the diagonal
+    fig = viz.plot_masks([additive, allowed.int()], TOKENS[:3])
+    assert [hatched(a) for a in fig.axes if a.images] == [3, 3]
+
+
 def test_bad_input_names_the_function_and_what_it_got():
     with pytest.raises(ValueError, match=r"plot_attention: weights must be 2-D \(T_q, T_k\), got shape \(2, 2, 2\)"):
         viz.plot_attention(torch.zeros(2, 2, 2), TOKENS[:2])
