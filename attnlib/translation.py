@@ -268,9 +268,18 @@ class Seq2Seq(nn.Module):
         self.encoder = Encoder(config.replace(vocab_size=len(src_tokenizer()), cross_attention=False))
         self.decoder = Decoder(config.replace(vocab_size=len(tgt_tokenizer()), cross_attention=True))
 
-    def encode(self, src: torch.Tensor, src_len: torch.Tensor):
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor, who: str = "Seq2Seq.encode"):
         """src (B, S) -> (memory (B, S, d_model), key-padding mask (B, 1, 1, S))."""
-        mask = padding_mask(src_len.to(src.device), src.shape[1])
+        V.token_ids(who, "src", src, self.encoder.config.vocab_size)
+        B, S = src.shape
+        if not isinstance(src_len, torch.Tensor) or src_len.dtype not in V.ID_DTYPES or src_len.shape != (B,):
+            raise TypeError(f"{who}: src_len must be an integer tensor of shape ({B},), the true length of "
+                            f"each source row, got {V.describe(src_len)}")
+        lo, hi = torch.stack(torch.aminmax(src_len)).tolist() if B else (1, S)
+        if lo < 1 or hi > S:
+            raise ValueError(f"{who}: every src_len must lie in [1, {S}] (src has {S} positions), got "
+                             f"{lo if lo < 1 else hi}")
+        mask = padding_mask(src_len.to(src.device), S)
         return self.encoder(src, mask=mask), mask
 
     def forward(self, src, src_len, tgt_in, targets=None, **removed):
@@ -279,7 +288,10 @@ class Seq2Seq(nn.Module):
         layer l's cross-attention (B, n_heads, T, S); or :meth:`cross_pattern`."""
         V.no_return_weights("Seq2Seq.forward", removed, "model", "decoder.blocks.0.cross_attn")
         V.no_other_keywords("Seq2Seq.forward", removed)
-        memory, mask = self.encode(src, src_len)
+        memory, mask = self.encode(src, src_len, "Seq2Seq.forward")
+        if isinstance(tgt_in, torch.Tensor) and tgt_in.ndim == 2 and tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"Seq2Seq.forward: tgt_in must have the batch size of src ({src.shape[0]}), "
+                             f"got {tuple(tgt_in.shape)}")
         return self.decoder(tgt_in, targets, context=memory, context_mask=mask)
 
     @torch.no_grad()

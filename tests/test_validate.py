@@ -42,6 +42,8 @@ NAN_MASK = torch.zeros(5, 5).index_put_((torch.tensor([1]), torch.tensor([2])), 
 INF_MASK = torch.zeros(5, 5).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(math.inf))
 BIG_MASK = torch.zeros(5, 5).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(1e9))
 TOK = Tokenizer(["the", "cat", "sat"])
+S2S = attnlib.translation.Seq2Seq(attnlib.translation.small_config()).eval()
+S2S_B = attnlib.translation.make_batch(attnlib.translation.make_pairs(2))
 with torch.device("meta"):  # a model on another device than the tokens (no GPU needed)
     META_DEC, META_ENC = Decoder(SMALL), Encoder(SMALL)
 
@@ -127,6 +129,15 @@ CASES = [
      ValueError, r"^plot_mask: a float mask is added to the scores and must hold finite numbers or -inf"),
     ("plot-mask-int-2", lambda: attnlib.viz.plot_mask(torch.tensor([[0, 2]]), ["a"], ["b", "c"]),
      ValueError, r"^plot_mask: an integer mask must hold 0 and 1 only \(1 = may attend\), got \[2\]$"),
+    ("seq2seq-src-len-list", lambda: S2S(S2S_B.src, [3, 4], S2S_B.tgt_in), TypeError,
+     r"^Seq2Seq.forward: src_len must be an integer tensor of shape \(2,\), the true length of each source "
+     r"row, got a list$"),
+    ("seq2seq-src-len-too-long", lambda: S2S(S2S_B.src, S2S_B.src_len + 50, S2S_B.tgt_in), ValueError,
+     r"^Seq2Seq.forward: every src_len must lie in \[1, \d+\] \(src has \d+ positions\), got 5\d$"),
+    ("seq2seq-src-float", lambda: S2S(S2S_B.src.float(), S2S_B.src_len, S2S_B.tgt_in), TypeError,
+     r"^Seq2Seq.forward: src must be an integer \(long\) tensor, got torch.float32$"),
+    ("seq2seq-tgt-batch", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in[:1]), ValueError,
+     r"^Seq2Seq.forward: tgt_in must have the batch size of src \(2\), got \(1, \d+\)$"),
     ("count-parameters-list", lambda: attnlib.count_parameters([1]), TypeError,
      r"^count_parameters: module must be a torch.nn.Module, got a list$"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,
