@@ -45,8 +45,11 @@ SINCE: dict[str, str] = {
     "Tensor.nan_to_num": "1.8",
     "Tensor.isposinf": "1.7",  # called as np.isposinf (viz); the collector only sees the name
     "Tensor.ravel": "1.8",  # np.ravel (viz)
+    "Tensor.unique": OLD,  # np.unique (viz)
     "Tensor.is_complex": "1.6",
     "Tensor.real": "1.6",  # _validate.real (train); the collector only sees the name
+    "Tensor.device": OLD,  # _validate.device (attention), not a torch call; the collector sees the name
+    "Tensor.__init_subclass__": OLD,  # super().__init_subclass__ (widgets): Python's, not torch's
     "torch.promote_types": "1.5",  # tiled_attention's working dtype
     "Tensor.prod": "1.0",
     "Tensor.new_empty": "1.0",
