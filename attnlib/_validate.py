@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
+    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "joint_bounds", "token_ids", "targets",
     "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
@@ -342,6 +342,16 @@ def id_bounds(*tensors) -> list[tuple[int, int]] | None:
             return None
     flat = torch.stack([m for t in tensors for m in torch.aminmax(t)]).tolist()
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def joint_bounds(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int]:
+    """The lowest and highest entry of two integer tensors of one shape, dtype and device, in one
+    reduction: read as two numbers on the CPU, with one synchronisation on a GPU."""
+    lo, hi = torch.aminmax(torch.stack((a, b)))
+    if a.device.type == "cpu":
+        return int(lo), int(hi)
+    lo, hi = torch.stack((lo, hi)).tolist()
+    return lo, hi
 
 
 def token_ids(who: str, name: str, t, vocab_size: int, bounds: tuple[int, int] | None = None) -> torch.Tensor:

@@ -353,14 +353,14 @@ class Decoder(nn.Module):
         # shape, every entry an id. Anything else, including a target to ignore, takes the
         # itemised checks, which name what is wrong.
         if (kv_cache is None and mask is None and context is None and context_mask is None
-                and not c.cross_attention and isinstance(tokens, torch.Tensor) and tokens.ndim == 2
-                and 0 < tokens.shape[1] <= c.context_len and tokens.dtype in V.ID_DTYPES
-                and isinstance(targets, torch.Tensor) and targets.shape == tokens.shape
-                and targets.dtype == tokens.dtype and targets.device == tokens.device and tokens.numel()
-                and tokens.device == self.embed.tok.weight.device):
-            lo, hi = torch.stack(torch.aminmax(torch.stack((tokens, targets)))).tolist()
-            if 0 <= lo and hi < c.vocab_size:
-                return 0
+                and not c.cross_attention and type(tokens) is torch.Tensor and type(targets) is torch.Tensor):
+            shape = tokens.shape
+            if (len(shape) == 2 and shape[0] and 0 < shape[1] <= c.context_len and targets.shape == shape
+                    and tokens.dtype is targets.dtype and tokens.dtype in V.ID_DTYPES
+                    and tokens.device == targets.device == self.unembed.weight.device):
+                lo, hi = V.joint_bounds(tokens, targets)
+                if 0 <= lo and hi < c.vocab_size:
+                    return 0
         start = self._check_caches(kv_cache)
         # the lowest and highest token id and target, read at once (one synchronisation, not two)
         bounds = V.id_bounds(tokens, targets) if targets is not None else None

@@ -108,3 +108,20 @@ def test_kv_cache_generation_on_cuda(sampling):
     a, b = gen(True), gen(False)
     assert a.device.type == "cuda" and a.shape == (2, 35)
     assert torch.equal(a, b)
+
+
+def test_decoder_checks_ids_on_cuda_with_one_reading():
+    """The training step's one-reduction check of tokens and targets on the device: it passes good
+    ids (the loss equals the CPU model's) and names a bad target; V.joint_bounds reads both bounds."""
+    from attnlib import _validate as V
+
+    torch.manual_seed(0)
+    model = Decoder(TINY)
+    x = torch.randint(0, TINY.vocab_size, (4, 8))
+    y = torch.randint(0, TINY.vocab_size, (4, 8))
+    want = model(x, y)[1]
+    got = model.cuda()(x.cuda(), y.cuda())[1]
+    torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)
+    assert V.joint_bounds(x.cuda(), y.cuda()) == (min(x.min(), y.min()), max(x.max(), y.max()))
+    with pytest.raises(ValueError, match=r"every target must lie in \[0, vocab_size=64\)"):
+        model(x.cuda(), torch.full_like(y, 64).cuda())

@@ -493,3 +493,11 @@ def test_causal_mask_takes_device_names_and_devices():
     for dev in ("cpu", torch.device("cpu"), None):
         assert torch.equal(causal_mask(3, 4, device=dev), want)
     assert causal_mask(2, device="meta").device.type == "meta"
+
+
+def test_joint_bounds_reads_both_tensors():
+    a = torch.tensor([[3, 9], [4, 5]])
+    b = torch.tensor([[-2, 1], [0, 7]])
+    assert V.joint_bounds(a, b) == (-2, 9)
+    assert V.joint_bounds(a, a) == (3, 9)
+    assert all(type(v) is int for v in V.joint_bounds(a, b))
