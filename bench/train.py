@@ -44,7 +44,9 @@ on CPU the peak resident set size of the process (VmHWM), which includes the PyT
 ``--overhead`` times whole optimizer steps of each model on a batch of 1 x 4 tokens, where the
 arithmetic costs almost nothing, so what is left is each model's Python and dispatch cost per step
 (module calls, checks, autograd bookkeeping): the only thing in which the models differ, since a
-profile of a tiny step finds the same operators with the same shapes in all three. Steps of the
+profile of a tiny step finds the same operators with the same shapes in all three. It adds a fourth
+model, ``unchecked``: attnlib with the input checks of ``Decoder.forward`` and ``MultiHeadAttention``
+switched off, so that attnlib - unchecked is what those checks cost. Steps of the
 models alternate (ABBA order) and each one is timed on its own, so the medians come with a
 distribution-free 95% confidence interval of the per-pair difference.
 """
@@ -379,46 +381,64 @@ def profile(cfg, batch: int, args, device) -> None:
         print(prof.key_averages().table(sort_by=key, row_limit=15))
 
 
+def _without_checks(model: nn.Module) -> nn.Module:
+    """attnlib's model with the input checks of ``Decoder.forward`` and of every
+    ``MultiHeadAttention`` switched off (instance attributes shadow the methods), to measure what
+    they cost. The same answers on valid input; never do this outside a benchmark."""
+    model._check_forward = lambda *args, **kwargs: 0
+    for m in model.modules():
+        if isinstance(m, attnlib.MultiHeadAttention):
+            m._check_inputs = lambda *args: None
+    return model
+
+
+OVERHEAD_MODELS = [*MODELS, "unchecked"]  # unchecked: attnlib with _without_checks
+
+
 def overhead(name: str, cfg, args, device, markdown: bool) -> None:
     """Median seconds per optimizer step on a batch of 1 x 4 tokens, per model, in ABBA order, with
     a 95% confidence interval of the median per-pair difference to attnlib (distribution-free: the
-    order statistics of the sorted differences that bracket the median)."""
+    order statistics of the sorted differences that bracket the median). ``unchecked`` is attnlib
+    with its Decoder and MultiHeadAttention input checks off: attnlib - unchecked is their cost."""
     amp = autocast_dtype(args.autocast, device)
     models = {m: build(m, cfg, device, args.compile, args.fused) for m in MODELS}
+    model, _, opt = build("attnlib", cfg, device, False, args.fused)
+    model = _without_checks(model)
+    models["unchecked"] = (model, torch.compile(model) if args.compile else model, opt)
+    names = OVERHEAD_MODELS
     T = min(4, cfg.context_len)
     g = torch.Generator().manual_seed(0)
     batches = [tuple(torch.randint(cfg.vocab_size, (1, T), generator=g).to(device) for _ in range(2))
                for _ in range(4)]
-    for m in MODELS:
-        train_steps(models[m][1], models[m][2], batches, 0, 20, device, amp)
-    times: dict[str, list[float]] = {m: [] for m in MODELS}
+    warm = {m: train_steps(models[m][1], models[m][2], batches, 0, 20, device, amp) for m in names}
+    assert warm["unchecked"] == warm["attnlib"], f"the checks changed the training: {warm}"
+    times: dict[str, list[float]] = {m: [] for m in names}
     for i in range(args.pairs):
-        order = MODELS if i % 2 == 0 else MODELS[::-1]
-        for m in order:
+        for m in names if i % 2 == 0 else names[::-1]:
             _sync(device)
             t0 = time.perf_counter()
             train_steps(models[m][1], models[m][2], batches, i, 1, device, amp)  # .item(): the step is done
             times[m].append(time.perf_counter() - t0)
     n = args.pairs
     k = max(0, int(n / 2 - 1.96 * math.sqrt(n) / 2))  # rank of the lower 95% bound of a median
-    us = {m: statistics.median(times[m]) * 1e6 for m in MODELS}
+    us = {m: statistics.median(times[m]) * 1e6 for m in names}
     print(f"\n{name}: Python and dispatch cost of one optimizer step on 1 x {T} tokens "
           f"({n} ABBA pairs, median us per step)")
-    lines = []
-    for m in MODELS:
+    diffs = []
+    for m in names:
         line = f"  {m:<10} {us[m]:8.0f} us"
         if m != "attnlib":
             d = sorted((a - b) * 1e6 for a, b in zip(times["attnlib"], times[m], strict=True))
             ci = f"[{d[k]:+.0f}, {d[n - 1 - k]:+.0f}]" if n > 1 else ""
             line += f"   attnlib - {m}: {statistics.median(d):+.0f} us {ci} (95% CI)"
-            lines.append((m, statistics.median(d), ci))
+            diffs.append(f"{statistics.median(d):+.0f} us {ci}")
         print(line)
     if markdown:
-        print("\n| config | attnlib us/step | reference us/step | nanogpt us/step | attnlib - reference "
-              "[95% CI] | attnlib - nanogpt [95% CI] |\n|---|---:|---:|---:|---|---|")
-        diffs = " | ".join(f"{d:+.0f} us {ci}" for _, d, ci in lines)
-        print(f"| {name} (1 x {T} tokens) | {us['attnlib']:.0f} | {us['reference']:.0f} | {us['nanogpt']:.0f} "
-              f"| {diffs} |")
+        print("\n| config | " + " | ".join(f"{m} us/step" for m in names) + " | "
+              + " | ".join(f"attnlib - {m} [95% CI]" for m in names[1:]) + " |")
+        print("|---|" + "---:|" * len(names) + "---|" * (len(names) - 1))
+        print(f"| {name} (1 x {T} tokens) | " + " | ".join(f"{us[m]:.0f}" for m in names) + " | "
+              + " | ".join(diffs) + " |")
 
 
 # --------------------------------------------------------------------------- report
