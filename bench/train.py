@@ -411,7 +411,8 @@ def overhead(name: str, cfg, args, device, markdown: bool) -> None:
     batches = [tuple(torch.randint(cfg.vocab_size, (1, T), generator=g).to(device) for _ in range(2))
                for _ in range(4)]
     warm = {m: train_steps(models[m][1], models[m][2], batches, 0, 20, device, amp) for m in names}
-    assert warm["unchecked"] == warm["attnlib"], f"the checks changed the training: {warm}"
+    # the same operators on the same numbers: equal on a CPU; a GPU's atomic adds may differ in the last bits
+    assert math.isclose(warm["unchecked"], warm["attnlib"], rel_tol=1e-5), f"the checks changed the training: {warm}"
     times: dict[str, list[float]] = {m: [] for m in names}
     for i in range(args.pairs):
         for m in names if i % 2 == 0 else names[::-1]:
