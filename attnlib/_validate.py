@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
-    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "joint_bounds", "token_ids", "targets",
+    "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
     "token_mask", "renamed", "deprecation", "no_other_keywords",
 ]
 
@@ -344,20 +344,10 @@ def id_bounds(*tensors) -> list[tuple[int, int]] | None:
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
 
-def joint_bounds(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int]:
-    """The lowest and highest entry of two integer tensors of one shape, dtype and device, in one
-    reduction: read as two numbers on the CPU, with one synchronisation on a GPU."""
-    lo, hi = torch.aminmax(torch.stack((a, b)))
-    if a.device.type == "cpu":
-        return int(lo), int(hi)
-    lo, hi = torch.stack((lo, hi)).tolist()
-    return lo, hi
-
-
 def token_ids(who: str, name: str, t, vocab_size: int, bounds: tuple[int, int] | None = None) -> torch.Tensor:
     """Token ids: an integer tensor of shape (batch, T) with every id in [0, vocab_size).
     ``bounds``: its (lowest, highest) id, when :func:`id_bounds` has read them already."""
-    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int32, torch.int64):
+    if not isinstance(t, torch.Tensor) or t.dtype not in ID_DTYPES:
         got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
         raise TypeError(f"{who}: {name} must be an integer (long) tensor, got {got}")
     if t.ndim != 2:
@@ -377,7 +367,7 @@ def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100
     """Next-token targets: an integer tensor of ``shape`` (batch, T); each entry is an id in
     [0, vocab_size) or ``ignore_index`` (not scored), and at least one is scored. ``bounds``: the
     lowest and highest entry, when :func:`id_bounds` has read them already."""
-    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int32, torch.int64):
+    if not isinstance(t, torch.Tensor) or t.dtype not in ID_DTYPES:
         got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
         raise TypeError(f"{who}: targets must be an integer (long) tensor, got {got}")
     if tuple(t.shape) != tuple(shape):

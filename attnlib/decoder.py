@@ -348,22 +348,21 @@ class Decoder(nn.Module):
     def _check_forward(self, tokens, targets, context, context_mask, kv_cache, mask=None) -> int:
         """Validate forward()'s arguments; return the number of cached positions."""
         c = self.config
-        # The training step's case first, in one test and one reduction (this runs at every step,
-        # where the checks below cost as much as a small model's Python): ids and targets of one
-        # shape, every entry an id. Anything else, including a target to ignore, takes the
-        # itemised checks, which name what is wrong.
-        if (kv_cache is None and mask is None and context is None and context_mask is None
-                and not c.cross_attention and type(tokens) is torch.Tensor and type(targets) is torch.Tensor):
-            shape = tokens.shape
-            if (len(shape) == 2 and shape[0] and 0 < shape[1] <= c.context_len and targets.shape == shape
-                    and tokens.dtype is targets.dtype and tokens.dtype in V.ID_DTYPES
-                    and tokens.device == targets.device == self.unembed.weight.device):
-                lo, hi = V.joint_bounds(tokens, targets)
-                if 0 <= lo and hi < c.vocab_size:
-                    return 0
-        start = self._check_caches(kv_cache)
-        # the lowest and highest token id and target, read at once (one synchronisation, not two)
+        # the lowest and highest token id and target, read at once (one synchronisation, not two);
+        # None unless both are non-empty id tensors of one dtype and device
         bounds = V.id_bounds(tokens, targets) if targets is not None else None
+        # A training step's case first, in one test (this runs at every step, where the itemised
+        # checks below cost as much as a small model's Python): no cache, mask or context, ids and
+        # targets of one shape that fits the context, every entry an id. Anything else, including a
+        # target to ignore, takes the itemised checks, which name what is wrong.
+        if (bounds is not None and kv_cache is None and mask is None and context is None
+                and context_mask is None and not c.cross_attention and tokens.ndim == 2
+                and tokens.shape[1] <= c.context_len and targets.shape == tokens.shape
+                and tokens.device == self.unembed.weight.device):
+            (lo, hi), (t_lo, t_hi) = bounds
+            if 0 <= min(lo, t_lo) and max(hi, t_hi) < c.vocab_size:
+                return 0
+        start = self._check_caches(kv_cache)
         self.embed.check(tokens, start, bounds and bounds[0])
         if mask is not None:
             B, T = tokens.shape

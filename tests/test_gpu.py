@@ -112,7 +112,7 @@ def test_kv_cache_generation_on_cuda(sampling):
 
 def test_decoder_checks_ids_on_cuda_with_one_reading():
     """The training step's one-reduction check of tokens and targets on the device: it passes good
-    ids (the loss equals the CPU model's) and names a bad target; V.joint_bounds reads both bounds."""
+    ids (the loss equals the CPU model's) and names a bad target; V.id_bounds reads both bounds."""
     from attnlib import _validate as V
 
     torch.manual_seed(0)
@@ -122,6 +122,6 @@ def test_decoder_checks_ids_on_cuda_with_one_reading():
     want = model(x, y)[1]
     got = model.cuda()(x.cuda(), y.cuda())[1]
     torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)
-    assert V.joint_bounds(x.cuda(), y.cuda()) == (min(x.min(), y.min()), max(x.max(), y.max()))
+    assert V.id_bounds(x.cuda(), y.cuda()) == [(int(x.min()), int(x.max())), (int(y.min()), int(y.max()))]
     with pytest.raises(ValueError, match=r"every target must lie in \[0, vocab_size=64\)"):
         model(x.cuda(), torch.full_like(y, 64).cuda())

@@ -495,9 +495,11 @@ def test_causal_mask_takes_device_names_and_devices():
     assert causal_mask(2, device="meta").device.type == "meta"
 
 
-def test_joint_bounds_reads_both_tensors():
+def test_id_bounds_reads_both_tensors():
     a = torch.tensor([[3, 9], [4, 5]])
     b = torch.tensor([[-2, 1], [0, 7]])
-    assert V.joint_bounds(a, b) == (-2, 9)
-    assert V.joint_bounds(a, a) == (3, 9)
-    assert all(type(v) is int for v in V.joint_bounds(a, b))
+    assert V.id_bounds(a, b) == [(3, 9), (-2, 7)]
+    assert V.id_bounds(a, a) == [(3, 9), (3, 9)]
+    assert all(type(v) is int for pair in V.id_bounds(a, b) for v in pair)
+    # anything but non-empty id tensors of one dtype and device: None, and each check reads its own
+    assert V.id_bounds(a, b.int()) is None and V.id_bounds(a, b[:0]) is None and V.id_bounds(a, [1]) is None
