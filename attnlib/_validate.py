@@ -335,11 +335,16 @@ def id_bounds(*tensors) -> list[tuple[int, int]] | None:
     """(lowest, highest) entry of each of several non-empty integer tensors on one device, read
     with one synchronisation (on a GPU each read stalls the queue); None when any of them is
     something else, and then each check reads its own (and names what is wrong)."""
-    first = tensors[0]
+    first, same_shape = tensors[0], True
     for t in tensors:  # a loop, not set comprehensions: this runs at every training step
         if (not isinstance(t, torch.Tensor) or t.dtype not in ID_DTYPES or not t.numel()
                 or t.dtype != first.dtype or t.device != first.device):
             return None
+        same_shape = same_shape and t.shape == first.shape
+    if same_shape:  # a training step's tokens and targets: one reduction over them stacked, which
+        # inside a step costs less than one per tensor (bench/RESULTS.md, 2026-12-04, second run)
+        lo, hi = torch.aminmax(torch.stack(tensors).view(len(tensors), -1), dim=1)
+        return [tuple(pair) for pair in torch.stack((lo, hi), dim=1).tolist()]
     flat = torch.stack([m for t in tensors for m in torch.aminmax(t)]).tolist()
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
@@ -363,16 +368,17 @@ def token_ids(who: str, name: str, t, vocab_size: int, bounds: tuple[int, int] |
 
 
 def targets(who: str, t, shape: tuple, vocab_size: int, ignore_index: int = -100,
-            bounds: tuple[int, int] | None = None) -> torch.Tensor:
+            bounds: tuple[int, int] | None = None, like: str = "tokens") -> torch.Tensor:
     """Next-token targets: an integer tensor of ``shape`` (batch, T); each entry is an id in
     [0, vocab_size) or ``ignore_index`` (not scored), and at least one is scored. ``bounds``: the
-    lowest and highest entry, when :func:`id_bounds` has read them already."""
+    lowest and highest entry, when :func:`id_bounds` has read them already. ``like``: the argument
+    whose shape they must have, as the message names it."""
     if not isinstance(t, torch.Tensor) or t.dtype not in ID_DTYPES:
         got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
         raise TypeError(f"{who}: targets must be an integer (long) tensor, got {got}")
     if tuple(t.shape) != tuple(shape):
         raise ValueError(
-            f"{who}: targets must have the shape of tokens {tuple(shape)} (batch, T), got {tuple(t.shape)}"
+            f"{who}: targets must have the shape of {like} {tuple(shape)} (batch, T), got {tuple(t.shape)}"
         )
     if t.numel() and not 0 <= ignore_index < vocab_size:  # the usual case (-100): one reduction
         lo, hi = bounds if bounds is not None else torch.stack(torch.aminmax(t)).tolist()

@@ -288,11 +288,25 @@ class Seq2Seq(nn.Module):
         layer l's cross-attention (B, n_heads, T, S); or :meth:`cross_pattern`."""
         V.no_return_weights("Seq2Seq.forward", removed, "model", "decoder.blocks.0.cross_attn")
         V.no_other_keywords("Seq2Seq.forward", removed)
+        self._check_target_side(src, tgt_in, targets)
         memory, mask = self.encode(src, src_len, "Seq2Seq.forward")
-        if isinstance(tgt_in, torch.Tensor) and tgt_in.ndim == 2 and tgt_in.shape[0] != src.shape[0]:
-            raise ValueError(f"Seq2Seq.forward: tgt_in must have the batch size of src ({src.shape[0]}), "
-                             f"got {tuple(tgt_in.shape)}")
         return self.decoder(tgt_in, targets, context=memory, context_mask=mask)
+
+    def _check_target_side(self, src, tgt_in, targets) -> None:
+        """src, tgt_in and targets, named as the reader passed them (the decoder would name its own
+        arguments, tokens and targets), before the encoder runs; encode checks src_len."""
+        who, c = "Seq2Seq.forward", self.decoder.config
+        V.token_ids(who, "src", src, self.encoder.config.vocab_size)
+        bounds = V.id_bounds(tgt_in, targets) if targets is not None else None
+        V.token_ids(who, "tgt_in", tgt_in, c.vocab_size, bounds and bounds[0])
+        if isinstance(src, torch.Tensor) and src.ndim == 2 and tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"{who}: tgt_in must have the batch size of src ({src.shape[0]}), "
+                             f"got {tuple(tgt_in.shape)}")
+        if tgt_in.shape[1] > c.context_len:
+            raise ValueError(f"{who}: tgt_in has {tgt_in.shape[1]} positions, more than the decoder's "
+                             f"context_len={c.context_len}")
+        if targets is not None:
+            V.targets(who, targets, tuple(tgt_in.shape), c.vocab_size, bounds=bounds and bounds[1], like="tgt_in")
 
     @torch.no_grad()
     def cross_pattern(self, batch: Batch, layer: int = -1, head: int | None = None) -> torch.Tensor:

@@ -138,6 +138,18 @@ CASES = [
      r"^Seq2Seq.forward: src must be an integer \(long\) tensor, got torch.float32$"),
     ("seq2seq-tgt-batch", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in[:1]), ValueError,
      r"^Seq2Seq.forward: tgt_in must have the batch size of src \(2\), got \(1, \d+\)$"),
+    ("seq2seq-tgt-in-float", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in.float()), TypeError,
+     r"^Seq2Seq.forward: tgt_in must be an integer \(long\) tensor, got torch.float32$"),
+    ("seq2seq-tgt-in-id", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in + 1000), ValueError,
+     r"^Seq2Seq.forward: every id of tgt_in must lie in \[0, vocab_size=\d+\), got 10\d\d$"),
+    ("seq2seq-tgt-in-too-long", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in.repeat(1, 10)),
+     ValueError, r"^Seq2Seq.forward: tgt_in has \d+ positions, more than the decoder's context_len=\d+$"),
+    ("seq2seq-targets-id", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in, S2S_B.tgt_out + 1000),
+     ValueError, r"^Seq2Seq.forward: every target must lie in \[0, vocab_size=\d+\) or be ignore_index=-100"),
+    ("seq2seq-targets-shape", lambda: S2S(S2S_B.src, S2S_B.src_len, S2S_B.tgt_in, S2S_B.tgt_out[:, 1:]),
+     ValueError, r"^Seq2Seq.forward: targets must have the shape of tgt_in \(2, 8\) \(batch, T\), got \(2, 7\)$"),
+    ("seq2seq-src-before-tgt", lambda: S2S(S2S_B.src - 1000, S2S_B.src_len, S2S_B.tgt_in.float()), ValueError,
+     r"^Seq2Seq.forward: every id of src must lie in \[0, vocab_size=\d+\), got -\d+$"),
     ("count-parameters-list", lambda: attnlib.count_parameters([1]), TypeError,
      r"^count_parameters: module must be a torch.nn.Module, got a list$"),
     ("attention-head-size-0", lambda: attention(Q[..., :0], K[..., :0], Vv), ValueError,
@@ -501,5 +513,9 @@ def test_id_bounds_reads_both_tensors():
     assert V.id_bounds(a, b) == [(3, 9), (-2, 7)]
     assert V.id_bounds(a, a) == [(3, 9), (3, 9)]
     assert all(type(v) is int for pair in V.id_bounds(a, b) for v in pair)
+    # tensors of one shape are reduced stacked, others one by one: the same answers
+    assert V.id_bounds(a, b[:1]) == [(3, 9), (-2, 1)]
+    assert V.id_bounds(a.int(), b.int(), a[:, :1].int()) == [(3, 9), (-2, 7), (3, 4)]
+    assert V.id_bounds(a.t(), b) == [(3, 9), (-2, 7)]  # not contiguous
     # anything but non-empty id tensors of one dtype and device: None, and each check reads its own
     assert V.id_bounds(a, b.int()) is None and V.id_bounds(a, b[:0]) is None and V.id_bounds(a, [1]) is None
