@@ -124,7 +124,8 @@ def from_mha_mask(mask: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- mask front end
 
 
-def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fused_causal_ok: bool):
+def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fused_causal_ok: bool,
+                    who: str = "attention"):
     """Turn (mask, is_causal) into what both paths consume.
 
     Returns ``(m, keep, sdpa_causal)``:
@@ -143,7 +144,7 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
     if mask is None and T_q == T_k and fused_causal_ok:
         return None, None, True
     if mask is not None:
-        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, "attention")
+        V.mask(mask, tuple(q.shape[:-1]) + (T_k,), q.device, who)
 
     allowed = None
     bias = None
@@ -155,7 +156,7 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
         # read the float mask in the working dtype, as SDPA will: a float32 -1e9 is -inf in fp16, so
         # a row of them must count as fully masked here too (else the two paths disagree)
         bias = mask.to(q.dtype)
-        V.float_mask_values(bias, "attention", q.dtype)
+        V.float_mask_values(bias, who, q.dtype)
         if allowed is not None:
             bias = bias.masked_fill(~allowed, float("-inf"))
         allowed = bias > float("-inf")
@@ -175,12 +176,20 @@ def _mask_front_end(mask, is_causal: bool, q: torch.Tensor, k: torch.Tensor, fus
 # --------------------------------------------------------------------------- softmax and attention
 
 
+def _is_dim(dim, ndim: int) -> bool:
+    return isinstance(dim, int) and not isinstance(dim, bool) and -max(ndim, 1) <= dim < max(ndim, 1)
+
+
 def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Numerically stable softmax, written out: subtract the row max, exponentiate, normalise.
 
     Equal to ``torch.softmax``; exists so the book can show every step. Rows that are entirely -inf
     are the caller's job (the attention front end never produces them).
     """
+    V.tensor("softmax", "scores", scores, floating=True)
+    if not _is_dim(dim, scores.ndim):
+        raise ValueError(f"softmax: dim must be an int in [-{scores.ndim}, {scores.ndim}) (a dim of scores "
+                         f"{tuple(scores.shape)}), got {dim!r}")
     shifted = scores - scores.amax(dim=dim, keepdim=True)
     e = shifted.exp()
     return e / e.sum(dim=dim, keepdim=True)
@@ -228,13 +237,14 @@ def attention(
 
 
 def _attend(q, k, v, mask, is_causal: bool, scale: float | None, dropout_p: float, return_weights: bool,
-            enable_gqa: bool):
+            enable_gqa: bool, who: str = "attention"):
     """``attention`` once its q, k, v, scale and dropout_p are known to be valid (the mask is still
-    checked, by the front end). ``MultiHeadAttention`` calls it with the q, k and v its own
-    projections made, which cannot be malformed once its input has passed its own checks."""
+    checked, by the front end, whose errors name ``who``). ``MultiHeadAttention`` calls it with the
+    q, k and v its own projections made, which cannot be malformed once its input has passed its own
+    checks."""
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    m, keep, sdpa_causal = _mask_front_end(mask, is_causal, q, k, fused_causal_ok=not return_weights)
+    m, keep, sdpa_causal = _mask_front_end(mask, is_causal, q, k, fused_causal_ok=not return_weights, who=who)
     gqa_kw = _NO_KW
     if enable_gqa and q.shape[-3] != k.shape[-3]:
         if return_weights or not _SDPA_GQA:  # explicit path, or a torch without enable_gqa

@@ -234,18 +234,22 @@ class _Embed(nn.Module):
         self.pos = nn.Embedding(cfg.context_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None  # none that drops nothing
 
-    def check(self, tokens: torch.Tensor, start: int = 0, bounds: tuple[int, int] | None = None) -> None:
-        """Token ids (B, T) in [0, vocab_size) that fit in the context after ``start`` positions."""
-        V.token_ids(self.who, "tokens", tokens, self.cfg.vocab_size, bounds)
+    def check(self, tokens: torch.Tensor, start: int = 0, bounds: tuple[int, int] | None = None,
+              who: str | None = None) -> None:
+        """Token ids (B, T) in [0, vocab_size) that fit in the context after ``start`` positions;
+        errors name ``who`` (default: the model)."""
+        who = who or self.who
+        V.token_ids(who, "tokens", tokens, self.cfg.vocab_size, bounds)
         device = self.tok.weight.device
         if tokens.device != device:
-            raise ValueError(f"{self.who}: tokens are on {tokens.device} but the model is on {device}; move "
+            raise ValueError(f"{who}: tokens are on {tokens.device} but the model is on {device}; move "
                              f"them with tokens.to({str(device)!r})")
         T = tokens.shape[1]
         if start + T > self.cfg.context_len:
             raise ValueError(
-                f"{self.who}: sequence of length {start + T} is longer than context_len="
-                f"{self.cfg.context_len}; crop it (generate() does this for you)"
+                f"{who}: sequence of length {start + T} is longer than context_len="
+                f"{self.cfg.context_len}; crop it"
+                + (" (generate() does this for you)" if self.who == "Decoder" else "")
             )
 
     def forward(self, tokens: torch.Tensor, start: int = 0, *, positions: torch.Tensor | None = None,
@@ -280,7 +284,11 @@ class Encoder(nn.Module):
     def forward(self, tokens: torch.Tensor, *, mask=None, **removed):
         V.no_return_weights("Encoder.forward", removed, "encoder")
         V.no_other_keywords("Encoder.forward", removed)
-        x = self.embed(tokens)
+        self.embed.check(tokens)
+        if mask is not None:  # named here, not by the attention that would read it
+            B, T = tokens.shape
+            V.mask(mask, (B, self.config.n_heads, T, T), tokens.device, "Encoder.forward")
+        x = self.embed(tokens, check=False)
         for block in self.blocks:
             x = block(x, mask=mask)
         return self.ln_f(x)
@@ -341,8 +349,8 @@ class Decoder(nn.Module):
         logits = self.unembed(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1).long(),
+                                   ignore_index=-100)  # .long(): int32 targets too (no copy for long)
         return logits, loss
 
     def _check_forward(self, tokens, targets, context, context_mask, kv_cache, mask=None) -> int:
@@ -364,6 +372,8 @@ class Decoder(nn.Module):
                 return 0
         start = self._check_caches(kv_cache)
         self.embed.check(tokens, start, bounds and bounds[0])
+        if start:
+            self._check_cache_contents(kv_cache, tokens.shape[0])
         if mask is not None:
             B, T = tokens.shape
             what = f" (the {start} cached positions and the {T} new ones)" if start else " like tokens"
@@ -390,10 +400,35 @@ class Decoder(nn.Module):
             )
         if len(kv_cache) != n:
             raise ValueError(f"Decoder: kv_cache must hold one KVCache per layer ({n}), got {len(kv_cache)}")
+        if len({id(x) for x in kv_cache}) != n:  # [KVCache()] * n: every layer would append to one cache
+            raise ValueError(f"Decoder: kv_cache must hold {n} different KVCache objects, one per layer, "
+                             "got the same one more than once (build them with [KVCache() for _ in range(n)])")
         lengths = sorted({len(x) for x in kv_cache})
         if len(lengths) > 1:
             raise ValueError(f"Decoder: the layers' caches hold different numbers of positions {lengths}")
         return lengths[0] if lengths else 0
+
+    def _check_cache_contents(self, kv_cache, batch: int) -> None:
+        """Filled caches that this model, on this batch, can extend: checked for every layer before
+        the first one runs, so that a bad cache of layer 2 cannot leave layer 0's cache extended."""
+        c = self.config
+        want = (batch, c.kv_heads, c.head_dim)
+        first = kv_cache[0]
+        for i, cache in enumerate(kv_cache):
+            if cache.k is None:
+                continue
+            got = (cache.k.shape[0], cache.k.shape[1], cache.k.shape[-1])
+            if cache.k.ndim != 4 or got != want or cache.v.shape != cache.k.shape:
+                raise ValueError(
+                    f"Decoder: kv_cache[{i}] holds keys {tuple(cache.k.shape)} and values "
+                    f"{tuple(cache.v.shape)}; this model on a batch of {batch} needs (batch={batch}, "
+                    f"kv_heads={c.kv_heads}, T_cached, head_dim={c.head_dim}) for both"
+                )
+            if (cache.k.dtype, cache.k.device) != (first.k.dtype, first.k.device):
+                raise TypeError(
+                    f"Decoder: kv_cache[{i}] holds {cache.k.dtype} on {cache.k.device} but kv_cache[0] "
+                    f"{first.k.dtype} on {first.k.device}; the layers' caches must agree"
+                )
 
     def _check_context(self, tokens, context) -> None:
         d = self.config.d_model
@@ -441,6 +476,9 @@ class Decoder(nn.Module):
             self._check_prompt_mask(tokens, mask)
         self._check_forward(tokens[:, -L:] if is_ids else tokens, None, context, context_mask, None,
                             None if mask is None else mask[:, -L:])
+        if tokens.shape[1] == 0:
+            raise ValueError(f"{who}: tokens must hold a prompt of at least one token per row to "
+                             f"continue, got shape {tuple(tokens.shape)}")
         _check_generator(who, generator, tokens.shape[0])
         was_training = self.training
         self.eval()
@@ -503,7 +541,9 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generat
     """logits (B, vocab) -> next token ids (B, 1); ``generator`` may be one per row (a list)."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    # the largest logit first becomes 0: a small temperature then sends the others to -inf, never
+    # the largest to +inf (inf - inf would make the softmax NaN); at temperature 1 nothing changes
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -54,6 +54,10 @@ def _modules(who: str, model, names) -> dict[str, MultiHeadAttention]:
         return found
     if isinstance(names, str):
         names = [names]
+    try:
+        names = list(names)  # once: a generator would be used up by the check below
+    except TypeError:
+        raise TypeError(f"{who}: names must be a module name or a list of them, got {V.describe(names)}") from None
     unknown = [n for n in names if n not in found]
     if unknown:
         raise ValueError(f"{who}: no attention module named {unknown[0]!r}; the model has {sorted(found)}")
@@ -70,6 +74,7 @@ def record_patterns(model: nn.Module, names: Iterable[str] | None = None, *,
     ``detach=False``.
     """
     modules = _modules("record_patterns", model, names)
+    detach = V.flags("record_patterns", detach=detach)["detach"]
     patterns: dict[str, torch.Tensor] = {}
 
     def sink_for(name: str):

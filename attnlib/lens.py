@@ -52,6 +52,7 @@ def residual_stages(model, tokens: torch.Tensor, **forward_kwargs) -> dict[str, 
     the caller asks for it).
     """
     _check_model("residual_stages", model)
+    model.embed.check(tokens, who="residual_stages")  # named here, not by the model's forward
     names = stage_names(model)
     # each stage's stream is the input of the LayerNorm that comes next
     readers = [model.blocks[0].ln_1]
@@ -78,5 +79,6 @@ def logit_lens(model, tokens: torch.Tensor, **forward_kwargs) -> dict[str, torch
     same tensor). Softmax an entry to read it as next-token probabilities.
     """
     _check_model("logit_lens", model)
+    model.embed.check(tokens, who="logit_lens")
     stages = residual_stages(model, tokens, **forward_kwargs)
     return {name: model.unembed(model.ln_f(x)) for name, x in stages.items()}

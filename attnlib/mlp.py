@@ -18,6 +18,7 @@ class MLP(nn.Module):
         d_model = V.positive_int("MLP", "d_model", d_model)
         d_mlp = V.optional_positive_int("MLP", "d_mlp", d_mlp)
         dropout = V.probability("MLP", "dropout", dropout)
+        bias = V.flags("MLP", bias=bias)["bias"]
         d_mlp = 4 * d_model if d_mlp is None else d_mlp
         self.up = nn.Linear(d_model, d_mlp, bias=bias)
         self.act = nn.GELU()

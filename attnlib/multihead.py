@@ -65,6 +65,9 @@ class KVCache:
                 f"{who}: k and v must have the same (..., T_new) dims (one value per key), got "
                 f"k {tuple(k.shape)} and v {tuple(v.shape)}"
             )
+        if k.dtype != v.dtype or k.device != v.device:
+            raise TypeError(f"{who}: k and v must have one dtype and device, got k {k.dtype} on {k.device} "
+                            f"and v {v.dtype} on {v.device}")
         if self.k is None:
             return k, v
         for name, new, old in (("k", k, self.k), ("v", v, self.v)):
@@ -263,7 +266,7 @@ class MultiHeadAttention(nn.Module):
         need = return_weights or sink is not None  # the pattern is asked for: explicit path
         # q, k and v come from this module's projections of checked inputs, so attention's own
         # checks of them are skipped (the mask is still checked)
-        res = _attend(q, k, v, mask, is_causal, None, p, need, n_kv_heads != n_heads)
+        res = _attend(q, k, v, mask, is_causal, None, p, need, n_kv_heads != n_heads, "MultiHeadAttention")
         if kv_cache is not None:  # stored only once attention has accepted every input
             kv_cache.k, kv_cache.v = k, v
         out, weights = res if need else (res, None)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import attnlib
+import attnlib.lens
 import attnlib.train
 import attnlib.translation
 import attnlib.viz
@@ -281,6 +282,41 @@ CASES = [
      r"Tokenizer.decode: every id must be an int, got 1.5"),
     ("tokenizer-encode-int", lambda: TOK.encode(5), TypeError,
      r"Tokenizer.encode: text must be a str or a list of words, got 5"),
+    # ---- found by the audit of 2026-12-04 (second session)
+    ("decoder-one-cache-for-every-layer", lambda: DEC(TOKS, kv_cache=[KVCache()] * 2), ValueError,
+     r"^Decoder: kv_cache must hold 2 different KVCache objects, one per layer, got the same one more "
+     r"than once"),
+    ("generate-empty-prompt", lambda: DEC.generate(TOKS[:, :0], 2), ValueError,
+     r"^Decoder.generate: tokens must hold a prompt of at least one token per row to continue, got "
+     r"shape \(2, 0\)$"),
+    ("softmax-list", lambda: attnlib.softmax([1.0, 2.0]), TypeError,
+     r"^softmax: scores must be a torch.Tensor, got a list$"),
+    ("softmax-bool", lambda: attnlib.softmax(torch.ones(3, dtype=torch.bool)), TypeError,
+     r"^softmax: scores must be floating point, got dtype torch.bool$"),
+    ("softmax-dim-out-of-range", lambda: attnlib.softmax(torch.zeros(2, 3), dim=5), ValueError,
+     r"^softmax: dim must be an int in \[-2, 2\) \(a dim of scores \(2, 3\)\), got 5$"),
+    ("softmax-dim-float", lambda: attnlib.softmax(torch.zeros(2, 3), dim=1.0), ValueError,
+     r"^softmax: dim must be an int in \[-2, 2\)"),
+    ("mha-mask-str", lambda: MultiHeadAttention(16, 4)(torch.randn(1, 3, 16), mask="causal"), TypeError,
+     r"^MultiHeadAttention: mask must be a torch.Tensor or None, got 'causal'$"),
+    ("mha-nan-mask", lambda: MultiHeadAttention(16, 4)(torch.randn(1, 5, 16), mask=NAN_MASK), ValueError,
+     r"^MultiHeadAttention: a float mask must hold finite numbers or -inf"),
+    ("encoder-mask-shape", lambda: Encoder(SMALL)(TOKS, mask=torch.ones(3, 3, dtype=torch.bool)), ValueError,
+     r"^Encoder.forward: mask of shape \(3, 3\) does not broadcast to the pattern's shape \(2, 4, 5, 5\)"),
+    ("encoder-too-long", lambda: Encoder(SMALL)(torch.zeros(1, 9, dtype=torch.long)), ValueError,
+     r"^Encoder: sequence of length 9 is longer than context_len=8; crop it$"),
+    ("residual-stages-bad-ids", lambda: attnlib.lens.residual_stages(DEC, TOKS + 20), ValueError,
+     r"^residual_stages: every id of tokens must lie in \[0, vocab_size=11\), got \d+$"),
+    ("logit-lens-float-tokens", lambda: attnlib.lens.logit_lens(DEC, TOKS.float()), TypeError,
+     r"^logit_lens: tokens must be an integer \(long\) tensor, got torch.float32$"),
+    ("record-patterns-detach-str", lambda: attnlib.record_patterns(DEC, detach="no").__enter__(), TypeError,
+     r"^record_patterns: detach must be True or False, got 'no'$"),
+    ("record-patterns-names-int", lambda: attnlib.record_patterns(DEC, 3).__enter__(), TypeError,
+     r"^record_patterns: names must be a module name or a list of them, got 3$"),
+    ("mlp-bias-str", lambda: MLP(8, bias="no"), TypeError, r"^MLP: bias must be True or False, got 'no'$"),
+    ("kv-cache-k-v-dtypes", lambda: KVCache().update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4).double()),
+     TypeError, r"^KVCache.update: k and v must have one dtype and device, got k torch.float32 on cpu and v "
+     r"torch.float64 on cpu$"),
     # ---- cost helpers
     ("kv-cache-bytes-float", lambda: E.kv_cache_bytes(5, n_layers=1, n_heads=2.0, d_head=4), TypeError,
      r"kv_cache_bytes: n_heads must be a positive int, got 2.0"),
@@ -305,8 +341,10 @@ def test_kv_cache_failed_update_changes_nothing():
         (torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 5), ValueError,
          r"k must have shape \(1, 2, 'T_new', 4\) to extend the cache of \(1, 2, 3, 4\), got \(1, 3, 1, 4\)"),
         (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 6), ValueError, r"v must have shape \(1, 2, 'T_new', 5\)"),
+        (torch.randn(1, 2, 1, 4).double(), torch.randn(1, 2, 1, 5).double(), TypeError,
+         r"k must be torch.float32 on cpu like the cache, got torch.float64 on cpu"),
         (torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 5).double(), TypeError,
-         r"v must be torch.float32 on cpu like the cache, got torch.float64 on cpu"),
+         r"k and v must have one dtype and device, got k torch.float32 on cpu and v torch.float64 on cpu"),
     ]
     for kk, vv, exc, msg in bad:
         with pytest.raises(exc, match=msg):
@@ -333,6 +371,60 @@ def test_decoder_kv_cache_unchanged_on_bad_tokens():
     with pytest.raises(ValueError, match=r"different numbers of positions \[0, 3\]"):
         DEC(TOKS[:, :1], kv_cache=[caches[0], KVCache()])
     assert [(c.k, c.v) for c in caches] == before
+
+
+def test_decoder_checks_every_layers_cache_before_the_first_layer_runs():
+    """A cache of layer 1 built for another batch must be refused before layer 0's cache grows."""
+    good = [KVCache() for _ in DEC.blocks]
+    DEC(TOKS[:, :3], kv_cache=good)
+    other = [KVCache() for _ in DEC.blocks]
+    DEC(torch.cat([TOKS, TOKS])[:, :3], kv_cache=other)  # batch 4
+    mixed = [good[0], other[1]]
+    before = [(c.k, c.v) for c in mixed]
+    with pytest.raises(ValueError, match=r"^Decoder: kv_cache\[1\] holds keys \(4, 4, 3, 4\) and values "
+                       r"\(4, 4, 3, 4\); this model on a batch of 2 needs \(batch=2, kv_heads=4, T_cached, "
+                       r"head_dim=4\) for both$"):
+        DEC(TOKS[:, 3:4], kv_cache=mixed)
+    assert [(c.k, c.v) for c in mixed] == before
+    half = [good[0], KVCache()]
+    half[1].update(good[1].k.double(), good[1].v.double())
+    with pytest.raises(TypeError, match=r"^Decoder: kv_cache\[1\] holds torch.float64 on cpu but "
+                       r"kv_cache\[0\] torch.float32 on cpu; the layers' caches must agree$"):
+        DEC(TOKS[:, 3:4], kv_cache=half)
+    assert len(good[0]) == 3
+
+
+def test_record_patterns_takes_names_from_any_iterable():
+    with attnlib.record_patterns(DEC, (n for n in ["blocks.0.attn"])) as patterns:
+        DEC(TOKS)
+    assert list(patterns) == ["blocks.0.attn"]
+
+
+def test_int32_targets_give_the_loss_of_long_ones():
+    _, want = DEC(TOKS, TOKS)
+    _, got = DEC(TOKS.int(), TOKS.int())
+    assert torch.equal(got, want)
+
+
+def test_generate_at_a_tiny_temperature_is_greedy():
+    """logits / 1e-40 overflows float32: the sampler must still give the most likely token."""
+    greedy = DEC.generate(TOKS, 3, temperature=0.0)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(DEC.generate(TOKS, 3, temperature=1e-40, generator=g), greedy)
+
+
+def test_sampler_at_temperature_1_is_unchanged():
+    """Subtracting the row max before dividing by the temperature leaves temperature 1 bit-exact
+    (softmax subtracts it anyway), so seeded samples stay what they were."""
+    import attnlib.decoder as D
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(1)) * 4
+    for top_k in (None, 5):
+        a = D._sample(logits, 1.0, top_k, torch.Generator().manual_seed(2))
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:] if top_k else None
+        ref = logits if kth is None else logits.masked_fill(logits < kth, float("-inf"))
+        b = torch.multinomial(torch.softmax(ref, dim=-1), 1, generator=torch.Generator().manual_seed(2))
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("kv_cache", [True, False])
