@@ -26,7 +26,7 @@ import torch
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
     "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
-    "token_mask", "renamed", "deprecation", "no_other_keywords",
+    "token_mask", "renamed", "deprecation", "no_other_keywords", "words",
 ]
 
 
@@ -456,3 +456,20 @@ def no_other_keywords(who: str, given: dict) -> None:
     as Python's own for an unknown keyword."""
     if given:
         raise TypeError(f"{who}: got an unexpected keyword argument {next(iter(given))!r}")
+
+
+def words(who: str, name: str, val, *, what: str = "words", item: str = "word", hint: str = "") -> list[str]:
+    """A list (or another iterable) of strings, returned as a list. A bare str is refused: iterating
+    it would give its characters, one "word" each. ``what`` and ``item`` name the strings in the
+    message (e.g. "texts" and "text"); ``hint`` ends the message for a bare str (e.g. "; pass [text]")."""
+    if isinstance(val, str):
+        raise TypeError(f"{who}: {name} must be a list of {what}, got the string {describe(val)} (which "
+                        f"would be read as its characters){hint}")
+    try:
+        out = list(val)
+    except TypeError:
+        raise TypeError(f"{who}: {name} must be a list of {what}, got {describe(val)}") from None
+    for w in out:
+        if not isinstance(w, str):
+            raise TypeError(f"{who}: every {item} of {name} must be a str, got {describe(w)}")
+    return out

@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import _validate as V
 
 __all__ = ["Entry", "KINDS", "entries", "usage", "format_catalog", "main"]
 
@@ -88,10 +91,11 @@ def default_root() -> Path | None:
     return root if (root / "notebooks").is_dir() else None
 
 
-def usage(root: Path | None = None) -> dict[tuple[str, str], list[str]]:
+def usage(root: Path | str | None = None) -> dict[tuple[str, str], list[str]]:
     """(kind, name) -> where the chapters call it: exercise labels for calls inside an exercise
-    (between its directive and the end of its solution), else the chapter's name."""
-    root = default_root() if root is None else root
+    (between its directive and the end of its solution), else the chapter's name. ``root``: a checkout
+    of the book (a folder with ``notebooks/``), as a str or a pathlib.Path; None: this attnlib's."""
+    root = default_root() if root is None else _book_root(root)
     found: dict[tuple[str, str], list[str]] = {}
     if root is None:
         return found
@@ -112,6 +116,17 @@ def usage(root: Path | None = None) -> dict[tuple[str, str], list[str]]:
                 if where not in places:
                     places.append(where)
     return found
+
+
+def _book_root(root) -> Path:
+    """usage's ``root``: a str or os.PathLike naming a folder that holds ``notebooks/``."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"usage: root must be a folder (a str or a pathlib.Path) or None, got {V.describe(root)}")
+    path = Path(root)
+    if not (path / "notebooks").is_dir():
+        raise ValueError(f"usage: root must be a checkout of the book (a folder with a notebooks/ folder), "
+                         f"got {str(root)!r}")
+    return path
 
 
 def catalog(kinds=KINDS, root: Path | None = None) -> list[Entry]:

@@ -117,11 +117,24 @@ def make_story(rng: random.Random, p_size: float = 0.25, p_place: float = 0.0) -
 
 
 def make_stories(n: int, seed: int = 0, **kwargs) -> list[Story]:
-    """``n`` stories drawn from a generator seeded with ``seed`` (same seed, same stories);
-    ``kwargs`` go to :func:`make_story`."""
+    """``n`` stories drawn from a generator seeded with ``seed`` (a non-negative int: same seed,
+    same stories); ``kwargs`` (``p_size``, ``p_place``) go to :func:`make_story`."""
     n = V.positive_int("make_stories", "n", n)
+    seed = V.nonneg_int("make_stories", "seed", seed)
+    _story_options("make_stories", kwargs)
     rng = random.Random(seed)
     return [make_story(rng, **kwargs) for _ in range(n)]
+
+
+_STORY_OPTIONS = ("p_size", "p_place")  #: the keywords of make_story besides rng
+
+
+def _story_options(who: str, kwargs: dict) -> None:
+    """The ``**kwargs`` that ``who`` passes on to :func:`make_story`: only its options, each a
+    probability, checked under the name of the function the reader called."""
+    V.no_other_keywords(who, {k: v for k, v in kwargs.items() if k not in _STORY_OPTIONS})
+    for name, val in kwargs.items():
+        V.unit_interval(who, name, val)
 
 
 def entropy_rate(p_size: float = 0.25, p_place: float = 0.0) -> tuple[float, float]:
@@ -220,17 +233,22 @@ class AdjectiveDataset:
         kind)``: in window ``b``, the token at ``query_pos`` needs the adjective at ``key_pos``, of
         kind ``KINDS[kind]``. Only pairs
         whose whole story fits in the window are listed; the windows also hold earlier stories'
-        adjectives as distractors once a window spans several stories.
+        adjectives as distractors once a window spans several stories. ``n``: the first n windows
+        (None: one per story start that leaves ``context_len`` tokens; asking for more is an error).
         """
         if split not in ("train", "val"):
             raise ValueError(f"windows: split must be 'train' or 'val', got {split!r}")
         context_len = V.positive_int("windows", "context_len", context_len)
         n = V.optional_positive_int("windows", "n", n)
+        V.device("windows", "device", device)
         sp = self.train_split if split == "train" else self.val_split
         L = len(sp.tokens)
         ok = sp.starts[sp.starts + context_len <= L]
         if len(ok) == 0:
             raise ValueError(f"windows: no story start leaves {context_len} tokens in the {split} stream")
+        if n is not None and n > len(ok):
+            raise ValueError(f"windows: n must be at most {len(ok)} (the story starts that leave "
+                             f"{context_len} tokens in the {split} stream), got {n}")
         begin = ok[: (len(ok) if n is None else n)]
         x = torch.stack([sp.tokens[b:b + context_len] for b in begin.tolist()])
         rows = []
@@ -247,9 +265,12 @@ class AdjectiveDataset:
 
 def make_dataset(n_train: int = 4000, n_val: int = 400, seed: int = 0, **kwargs) -> AdjectiveDataset:
     """Generate the corpus: ``n_train`` + ``n_val`` stories (independent draws), tokenized into
-    streams; ``kwargs`` (``p_size``, ``p_place``) go to :func:`make_story`."""
+    streams; ``kwargs`` (``p_size``, ``p_place``) go to :func:`make_story`. ``seed``: a non-negative
+    int (the validation stories are drawn from ``seed + 1_000_003``)."""
     V.positive_int("make_dataset", "n_train", n_train)
     V.positive_int("make_dataset", "n_val", n_val)
+    seed = V.nonneg_int("make_dataset", "seed", seed)
+    _story_options("make_dataset", kwargs)
     tok = make_tokenizer()
     train_stories = make_stories(n_train, seed=seed, **kwargs)
     val_stories = make_stories(n_val, seed=seed + 1_000_003, **kwargs)

@@ -223,6 +223,8 @@ def tiled_attention(
     keeps every tile for the backward pass; FlashAttention avoids that by recomputing the tiles in
     a hand-written backward, which this teaching version does not do.
     """
+    is_causal, return_stats, enable_gqa = V.flags("tiled_attention", is_causal=is_causal, return_stats=return_stats,
+                                                  enable_gqa=enable_gqa).values()
     mask, scale, bq, block_k = _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k, enable_gqa)
     T_q, T_k = q.shape[-2], k.shape[-2]
     d, d_v = q.shape[-1], v.shape[-1]
@@ -302,8 +304,6 @@ def _tiled_args(q, k, v, mask, scale, block_size, block_q, block_k, enable_gqa=F
     mask at least 2-D, the default scale 1/sqrt(d), block_q the queries per tile actually used
     (every query when None) and block_k from either of its two names (default 128)."""
     who = "tiled_attention"
-    if not isinstance(enable_gqa, bool):
-        raise TypeError(f"{who}: enable_gqa must be True or False, got {V.describe(enable_gqa)}")
     V.qkv(q, k, v, who, gqa=enable_gqa)
     if block_size is not None and block_k is not None:
         raise ValueError(f"{who}: give block_k or its earlier name block_size, not both")
@@ -367,6 +367,8 @@ def sliding_window_mask(T: int, window: int, *, causal: bool = True, device=None
     """
     V.positive_int("sliding_window_mask", "T", T)
     V.positive_int("sliding_window_mask", "window", window)
+    causal = V.flags("sliding_window_mask", causal=causal)["causal"]
+    V.device("sliding_window_mask", "device", device)
     i = torch.arange(T, device=device).unsqueeze(1)  # queries (T, 1)
     j = torch.arange(T, device=device).unsqueeze(0)  # keys (1, T)
     if causal:
@@ -396,6 +398,8 @@ def block_sparse_mask(
         raise ValueError(
             f"block_sparse_mask: n_summary must be an int in [0, block={block}], got {n_summary!r}"
         )
+    causal = V.flags("block_sparse_mask", causal=causal)["causal"]
+    V.device("block_sparse_mask", "device", device)
     i = torch.arange(T, device=device).unsqueeze(1)
     j = torch.arange(T, device=device).unsqueeze(0)
     same_block = (i // block) == (j // block)
@@ -425,8 +429,7 @@ def block_sparse_count(T: int, block: int, *, n_summary: int = 1, causal: bool =
     """
     V.positive_int("block_sparse_count", "T", T)
     V.positive_int("block_sparse_count", "block", block)
-    if not isinstance(causal, bool):
-        raise TypeError(f"block_sparse_count: causal must be True or False, got {causal!r}")
+    causal = V.flags("block_sparse_count", causal=causal)["causal"]
     if V.nonneg_int("block_sparse_count", "n_summary", n_summary) > block:
         raise ValueError(
             f"block_sparse_count: n_summary must be an int in [0, block={block}], got {n_summary!r}"
@@ -510,6 +513,10 @@ class FlopCount:
     mlp: int  # the MLP's two maps, d_model -> d_mlp -> d_model
     attention: int  # the token's scores against T keys and the weighted sum of T values
 
+    def __post_init__(self):
+        for name in ("projections", "mlp", "attention"):
+            V.nonneg_int("FlopCount", name, getattr(self, name))
+
     @property
     def total(self) -> int:
         return self.projections + self.mlp + self.attention
@@ -517,6 +524,9 @@ class FlopCount:
     @property
     def attention_share(self) -> float:
         """The T-dependent part's share of the block's compute."""
+        if self.total == 0:
+            raise ValueError("FlopCount.attention_share: the block has no FLOPs (every part is 0), so "
+                             "attention has no share of them")
         return self.attention / self.total
 
 
@@ -582,7 +592,10 @@ def benchmark(fn, *args, repeats: int = 5, warmup: int = 1, **kwargs) -> float:
     Runs ``warmup`` untimed calls first and synchronises CUDA around each call, so GPU timings
     measure the work and not just the launch. Timings vary from run to run and machine to machine.
     """
+    if not callable(fn):
+        raise TypeError(f"benchmark: fn must be a function to time, got {V.describe(fn)}")
     V.positive_int("benchmark", "repeats", repeats)
+    V.nonneg_int("benchmark", "warmup", warmup)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     with torch.no_grad():
         for _ in range(warmup):

@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import _validate as V
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -137,6 +138,8 @@ def embedding_table(noise: float = NOISE, seed: int = SEED) -> tuple[list[str], 
     Row = sum of the word's named directions times their strengths, plus Gaussian noise of std
     ``noise`` drawn from a generator seeded with ``seed`` (the same table every call).
     """
+    V.finite_float("embedding_table", "noise", noise, low=0.0)
+    V.nonneg_int("embedding_table", "seed", seed)
     words = vocabulary()
     E = torch.zeros(len(words), D_MODEL)
     for i, w in enumerate(words):
@@ -163,8 +166,7 @@ def position_encoding(T: int, offset: int = 0) -> torch.Tensor:
     A shift by one position is a fixed rotation of each (sin, cos) pair, which is what lets a head
     find "the previous token" with a fixed linear map (``previous_token_head``).
     """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"position_encoding: T must be a positive int, got {T!r}")
+    V.positive_int("position_encoding", "T", T)
     p = torch.arange(offset, offset + T, dtype=torch.float32)
     pe = torch.zeros(T, D_MODEL)
     for i, w in enumerate(FREQUENCIES):
@@ -213,6 +215,8 @@ def adjective_head(strength: float = 3.0, nearby: float = 2.0) -> Head:
     Value-down/up: columns 0, 1, 2 copy the ``blue``, ``green`` and ``texture`` coordinates, so the
     proposed change of a noun is the colour and texture of the adjectives it attends to.
     """
+    V.finite_float("adjective_head", "strength", strength)
+    V.finite_float("adjective_head", "nearby", nearby)
     W_Q, W_K, W_V, W_O = _zeros()
     W_Q[_index("noun"), 0] = strength
     W_K[_index("adjective"), 0] = strength
@@ -234,6 +238,7 @@ def topic_head(strength: float = 3.0) -> Head:
     it and moves toward their topic. It needs to see those words: in "one mole of carbon dioxide"
     they come *after* "mole", so use it without a causal mask to resolve that sentence.
     """
+    V.finite_float("topic_head", "strength", strength)
     W_Q, W_K, W_V, W_O = _zeros()
     W_Q[_index("noun"), 0] = strength
     for col, name in enumerate(("animal", "chemistry", "medicine")):
@@ -255,6 +260,7 @@ def previous_token_head(strength: float = 2.5) -> Head:
     function) at half strength. The first position has no previous token; under a causal mask it
     attends to itself.
     """
+    V.finite_float("previous_token_head", "strength", strength)
     W_Q, W_K, W_V, W_O = _zeros()
     for pair, i in enumerate((1, 2)):
         w = FREQUENCIES[i]
@@ -281,9 +287,14 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def nearest(v: torch.Tensor, k: int = 3, exclude=()) -> list[tuple[str, float]]:
     """The ``k`` words of the vocabulary whose embeddings have the highest cosine similarity with
-    ``v`` (D_MODEL,), skipping the words in ``exclude``; a list of (word, similarity)."""
+    ``v`` (D_MODEL,), skipping the words in ``exclude`` (a list of words); a list of (word, similarity)."""
+    V.tensor("nearest", "v", v, ndim=1, shape_doc=f"({D_MODEL},)", floating=True)
+    if v.shape[0] != D_MODEL:
+        raise ValueError(f"nearest: v must have shape ({D_MODEL},), got {tuple(v.shape)}")
+    k = V.positive_int("nearest", "k", k)
+    skip = set(V.words("nearest", "exclude", exclude, hint=f"; pass [{exclude!r}]"))
     words, E = embedding_table()
     sims = cosine_similarity(E, v.unsqueeze(0))
     order = torch.argsort(sims, descending=True).tolist()
-    out = [(words[i], round(float(sims[i]), 3)) for i in order if words[i] not in set(exclude)]
+    out = [(words[i], round(float(sims[i]), 3)) for i in order if words[i] not in skip]
     return out[:k]

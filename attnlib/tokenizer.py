@@ -46,22 +46,33 @@ class Tokenizer:
     @classmethod
     def from_texts(cls, texts: Iterable[str], extra: Iterable[str] = (), unk: str | None = None) -> Tokenizer:
         """Vocabulary = ``extra`` then every word of ``texts`` in order of first appearance."""
-        words = list(extra)
+        who = "Tokenizer.from_texts"
+        texts = V.words(who, "texts", texts, what="texts", item="text", hint="; pass [text]")
+        words = V.words(who, "extra", extra, hint="; pass a list, e.g. ['<pad>']")
         for t in texts:
             words.extend(cls.split(t))
         return cls(words, unk=unk)
 
     @staticmethod
     def split(text: str) -> list[str]:
+        """Lowercase ``text`` and cut it into words, numbers and punctuation marks."""
+        if not isinstance(text, str):
+            raise TypeError(f"Tokenizer.split: text must be a str, got {V.describe(text)}")
         return _WORD.findall(text.lower())
 
     def __len__(self) -> int:
         return len(self.vocab)
 
     def encode(self, text: str | list[str]) -> list[int]:
+        """A str (lowercased and split) or a list of words -> their ids. A listed word is looked up
+        as given and, if the vocabulary lacks it, in lowercase, as the words of a str are, so
+        ``encode(["The"]) == encode("The")``."""
         if not isinstance(text, (str, list, tuple)):
             raise TypeError(f"Tokenizer.encode: text must be a str or a list of words, got {V.describe(text)}")
-        words = self.split(text) if isinstance(text, str) else list(text)
+        if isinstance(text, str):
+            words = self.split(text)
+        else:
+            words = [self._listed(w) for w in text]
         ids = []
         for w in words:
             if w in self.stoi:
@@ -71,6 +82,16 @@ class Tokenizer:
             else:
                 raise KeyError(f"Tokenizer: {w!r} is not in the vocabulary of {len(self)} words")
         return ids
+
+    def _listed(self, word) -> str:
+        """A word of a list given to encode: itself when the vocabulary has it, else its lowercase
+        form when the vocabulary has that (a str's words are lowercased too), else itself (unknown)."""
+        if not isinstance(word, str):
+            raise TypeError(f"Tokenizer.encode: every word of text must be a str, got {V.describe(word)}")
+        if word in self.stoi:
+            return word
+        lower = word.lower()
+        return lower if lower in self.stoi else word
 
     def decode(self, ids: Iterable[int]) -> str:
         """Token ids (a list, or a 1-D tensor) -> the words joined by spaces."""
@@ -87,6 +108,8 @@ class Tokenizer:
             ids = ids.tolist()
         if isinstance(ids, str):
             raise TypeError(f"{who}: ids must be a list of ints, got the string {V.describe(ids)}")
+        if not hasattr(ids, "__iter__"):
+            raise TypeError(f"{who}: ids must be a list of ints or a 1-D tensor, got {V.describe(ids)}")
         out = []
         for i in ids:
             if isinstance(i, bool):

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -43,6 +44,7 @@ def get_batch(data: torch.Tensor, batch_size: int, context_len: int, generator=N
         raise TypeError(
             f"get_batch: generator must be a torch.Generator or None, got {V.describe(generator)}"
         )
+    V.device("get_batch", "device", device)
     if data.ndim != 1 or len(data) <= context_len:
         raise ValueError(
             f"get_batch: data must be a 1-D token stream longer than context_len={context_len}, "
@@ -129,6 +131,14 @@ def _check_train_args(model, batch_fn, steps, lr, weight_decay, val_batch_fn, ev
             "train: autocast_dtype must be a torch.dtype (e.g. torch.bfloat16) or None, got "
             f"{V.describe(autocast_dtype)}"
         )
+    if autocast_dtype is not None and autocast_dtype not in _AUTOCAST_DTYPES:
+        raise ValueError(  # autocast would warn and switch itself off (CPU) or compute in that dtype
+            "train: autocast_dtype must be torch.float16 or torch.bfloat16 (the dtypes autocast "
+            f"computes in) or None (no autocast), got {autocast_dtype}"
+        )
+
+
+_AUTOCAST_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float = 3e-3,
@@ -218,9 +228,10 @@ def map_seeds(fn: Callable, seeds, *, device=None, processes: int | None = None)
     seeds = list(seeds)
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise TypeError(f"map_seeds: seeds must be ints, got {seeds!r}")
+    device = V.device("map_seeds", "device", device)
     cores = os.cpu_count() or 1
     n = min(len(seeds), cores) if processes is None else V.positive_int("map_seeds", "processes", processes)
-    on_cpu = device is None or torch.device(device).type == "cpu"
+    on_cpu = device is None or device.type == "cpu"
     # a forked copy of a multi-threaded OpenMP runtime can hang, so only a one-thread torch forks
     single = torch.get_num_threads() == 1
     if n < 2 or len(seeds) < 2 or not (on_cpu and single) or sys.platform != "linux" or torch.cuda.is_initialized():
@@ -252,19 +263,45 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
 
 
 def save_checkpoint(model: torch.nn.Module, path) -> None:
-    """Save the weights and the config (as a plain dict) of an attnlib model."""
+    """Save the weights and the config (as a plain dict) of an attnlib model to the file ``path``
+    (a str or a pathlib.Path, in a folder that exists)."""
     if not isinstance(model, torch.nn.Module) or not is_dataclass(getattr(model, "config", None)):
         raise TypeError(
             "save_checkpoint: model must be an attnlib model with a dataclass config (a Decoder, an "
             f"Encoder, a Seq2Seq), got {V.describe(model)}; for other modules save model.state_dict()"
         )
+    _check_file("save_checkpoint", path, "write")
+    if not hasattr(path, "write"):
+        file = Path(path)
+        if file.is_dir():
+            raise ValueError(f"save_checkpoint: path must be a file, got the folder {str(path)!r}; add a "
+                             f"file name, e.g. {str(file / 'model.pt')!r}")
+        if not file.parent.is_dir():
+            raise ValueError(f"save_checkpoint: the folder of path {str(path)!r} does not exist; create it "
+                             "first, e.g. Path(path).parent.mkdir(parents=True)")
     torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, path)
 
 
+def _check_file(who: str, path, use: str) -> None:
+    """A checkpoint's file: a str or an os.PathLike (a pathlib.Path), or an open binary file."""
+    if not (isinstance(path, (str, os.PathLike)) or callable(getattr(path, use, None))):
+        raise TypeError(f"{who}: path must be a file name (a str or a pathlib.Path), got {V.describe(path)}")
+
+
 def load_checkpoint(path, cls=None, map_location="cpu"):
-    """Rebuild a model saved by ``save_checkpoint``; loads with ``weights_only=True`` (no pickled code)."""
+    """Rebuild a model saved by ``save_checkpoint``; loads with ``weights_only=True`` (no pickled code).
+
+    ``cls``: the model's class, ``attnlib.Decoder`` when None (``attnlib.Encoder`` and
+    ``attnlib.translation.Seq2Seq`` files need theirs); ``map_location``: where the weights go (a
+    device name or torch.device, or what ``torch.load`` takes: a dict or a function)."""
     from .decoder import Decoder, DecoderConfig
 
+    _check_file("load_checkpoint", path, "read")
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise TypeError("load_checkpoint: cls must be a model class such as attnlib.Decoder (the default, "
+                        f"None), attnlib.Encoder or attnlib.translation.Seq2Seq, got {V.describe(cls)}")
+    if not (isinstance(map_location, dict) or callable(map_location)):
+        V.device("load_checkpoint", "map_location", map_location)
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(
@@ -272,9 +309,39 @@ def load_checkpoint(path, cls=None, map_location="cpu"):
             "({'config': the model's config as a dict, 'state_dict': its weights}); to load a plain "
             "state dict, build the model and call model.load_state_dict(torch.load(path))"
         )
+    _check_class(path, ckpt["state_dict"], cls or Decoder, cls is None)
     model = (cls or Decoder)(DecoderConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model
+
+
+def _attnlib_models() -> dict[str, type]:
+    """attnlib's models that save_checkpoint saves, by the name a reader imports them under."""
+    from .decoder import Decoder, Encoder
+    from .translation import Seq2Seq
+
+    return {"attnlib.Decoder": Decoder, "attnlib.Encoder": Encoder, "attnlib.translation.Seq2Seq": Seq2Seq}
+
+
+# The first parts of the weights' names of each model: a checkpoint does not record its class, its
+# weights' names tell it (a Seq2Seq's are its encoder's and decoder's; only a Decoder has an unembed).
+_WEIGHT_GROUPS = {
+    frozenset(("encoder", "decoder")): "attnlib.translation.Seq2Seq",
+    frozenset(("embed", "blocks", "ln_f", "unembed")): "attnlib.Decoder",
+    frozenset(("embed", "blocks", "ln_f")): "attnlib.Encoder",
+}
+
+
+def _check_class(path, state_dict, want: type, default: bool) -> None:
+    """The checkpoint holds a model of class ``want`` (or ``want`` is none of attnlib's models, and
+    its load_state_dict judges), checked before the model is built (building draws its random init)."""
+    models = _attnlib_models()
+    held = _WEIGHT_GROUPS.get(frozenset(str(name).split(".", 1)[0] for name in state_dict))
+    if held is None or not issubclass(want, tuple(models.values())) or issubclass(want, models[held]):
+        return
+    name, asked = held.rsplit(".", 1)[1], f"{want.__name__}{' (the default)' if default else ''}"
+    raise ValueError(f"load_checkpoint: {path} holds {'an' if name[0] in 'AEIOU' else 'a'} {name} (the names "
+                     f"of its weights say so), but cls is {asked}; pass cls={held}")
 
 
 def _holds(ckpt) -> str:

@@ -151,18 +151,36 @@ def sample_pair(rng: random.Random, max_adjs: int = 2) -> Pair:
 
 
 def make_pairs(n: int, seed: int = 0, max_adjs: int = 2, exclude=()) -> list[Pair]:
-    """``n`` random pairs from a seeded generator; source sentences in ``exclude`` are skipped
-    (use it to keep a test set out of the training set)."""
+    """``n`` random pairs from a generator seeded with ``seed`` (a non-negative int); source
+    sentences in ``exclude`` (a list of Pairs or of source sentences, each a list of words) are
+    skipped (use it to keep a test set out of the training set)."""
     n = V.positive_int("make_pairs", "n", n)
+    seed = V.nonneg_int("make_pairs", "seed", seed)
     _max_adjs("make_pairs", max_adjs)
+    banned = _banned("make_pairs", exclude)
     rng = random.Random(seed)
-    banned = {tuple(p.src) if isinstance(p, Pair) else tuple(p) for p in exclude}
     out = []
     while len(out) < n:
         p = sample_pair(rng, max_adjs)
         if p.src not in banned:
             out.append(p)
     return out
+
+
+def _banned(who: str, exclude) -> set[tuple[str, ...]]:
+    """The source sentences of ``exclude``: Pairs or lists of words (not a bare string, whose
+    characters would be read as sentences)."""
+    what = "Pairs or of source sentences (lists of words)"
+    if isinstance(exclude, str):
+        raise TypeError(f"{who}: exclude must be a list of {what}, got the string {V.describe(exclude)}; "
+                        "split it into words and put it in a list, e.g. [text.split()]")
+    if isinstance(exclude, Pair):
+        raise TypeError(f"{who}: exclude must be a list of {what}, got one Pair; pass [pair]")
+    try:
+        items = list(exclude)
+    except TypeError:
+        raise TypeError(f"{who}: exclude must be a list of {what}, got {V.describe(exclude)}") from None
+    return {tuple(p.src) if isinstance(p, Pair) else _words(who, f"exclude[{i}]", p) for i, p in enumerate(items)}
 
 
 def _max_adjs(who: str, max_adjs) -> int:
@@ -199,12 +217,15 @@ class Batch:
     align: torch.Tensor
 
     def to(self, device) -> Batch:
+        """The batch with every tensor moved to ``device`` (a name such as "cuda" or a torch.device)."""
+        V.device("Batch.to", "device", device)
         return Batch(*(t.to(device) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out, self.align)))
 
 
 def make_batch(pairs: list[Pair], device=None) -> Batch:
     """Pad a list of pairs into a Batch."""
     _pairs("make_batch", pairs)
+    V.device("make_batch", "device", device)
     s_tok, t_tok = src_tokenizer(), tgt_tokenizer()
     bos, eos = t_tok.stoi[BOS], t_tok.stoi[EOS]
     B = len(pairs)
@@ -236,6 +257,7 @@ def batch_sampler(pairs: list[Pair], batch_size: int, generator: torch.Generator
         raise TypeError(
             f"batch_sampler: generator must be a torch.Generator or None, got {V.describe(generator)}"
         )
+    V.device("batch_sampler", "device", device)
 
     def batch_fn():
         idx = torch.randint(len(pairs), (batch_size,), generator=generator).tolist()
@@ -271,6 +293,7 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_len: torch.Tensor, who: str = "Seq2Seq.encode"):
         """src (B, S) -> (memory (B, S, d_model), key-padding mask (B, 1, 1, S))."""
         V.token_ids(who, "src", src, self.encoder.config.vocab_size)
+        self._check_source_length(who, src)
         B, S = src.shape
         if not isinstance(src_len, torch.Tensor) or src_len.dtype not in V.ID_DTYPES or src_len.shape != (B,):
             raise TypeError(f"{who}: src_len must be an integer tensor of shape ({B},), the true length of "
@@ -297,6 +320,7 @@ class Seq2Seq(nn.Module):
         arguments, tokens and targets), before the encoder runs; encode checks src_len."""
         who, c = "Seq2Seq.forward", self.decoder.config
         V.token_ids(who, "src", src, self.encoder.config.vocab_size)
+        self._check_source_length(who, src)
         bounds = V.id_bounds(tgt_in, targets) if targets is not None else None
         V.token_ids(who, "tgt_in", tgt_in, c.vocab_size, bounds and bounds[0])
         if isinstance(src, torch.Tensor) and src.ndim == 2 and tgt_in.shape[0] != src.shape[0]:
@@ -307,6 +331,12 @@ class Seq2Seq(nn.Module):
                              f"context_len={c.context_len}")
         if targets is not None:
             V.targets(who, targets, tuple(tgt_in.shape), c.vocab_size, bounds=bounds and bounds[1], like="tgt_in")
+
+    def _check_source_length(self, who: str, src: torch.Tensor) -> None:
+        """src (B, S) fits the encoder: S <= its context_len (it has that many position embeddings)."""
+        if src.shape[1] > self.encoder.config.context_len:
+            raise ValueError(f"{who}: src has {src.shape[1]} positions, more than the encoder's "
+                             f"context_len={self.encoder.config.context_len}")
 
     @torch.no_grad()
     def cross_pattern(self, batch: Batch, layer: int = -1, head: int | None = None) -> torch.Tensor:
@@ -341,6 +371,9 @@ class Seq2Seq(nn.Module):
         unknown = [w for w in src_words if w not in s_tok.stoi]
         if unknown:
             raise ValueError(f"Seq2Seq.translate: {unknown} not in the source vocabulary (the lexicon)")
+        if len(src_words) > self.encoder.config.context_len:
+            raise ValueError(f"Seq2Seq.translate: src_words has {len(src_words)} words, more than the "
+                             f"encoder's context_len={self.encoder.config.context_len}")
         max_len = V.optional_positive_int("Seq2Seq.translate", "max_len", max_len)
         device = next(self.parameters()).device
         src = torch.tensor([s_tok.encode(list(src_words))], device=device)

@@ -16,12 +16,13 @@ Attention patterns are drawn with queries as rows and keys as columns, the layou
 from __future__ import annotations
 
 import math
+import numbers
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.colors import CenteredNorm, Colormap, Normalize
+from matplotlib.colors import CenteredNorm, Colormap, Normalize, to_rgba
 from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -173,9 +174,32 @@ def _luminance(rgba) -> float:
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
+def _shown(val) -> str:
+    """``val`` for a message: its repr when short (a colour tuple), else :func:`V.describe`."""
+    text = repr(val)
+    return text if len(text) <= 40 and not isinstance(val, np.ndarray) else V.describe(val)
+
+
+def _rgba(who: str, name: str, color) -> tuple[float, float, float, float]:
+    """A colour as matplotlib reads it (a name, a hex string, an RGB(A) sequence of numbers in
+    [0, 1]) as an RGBA tuple of floats."""
+    if not isinstance(color, (str, tuple, list, np.ndarray)):
+        raise TypeError(f"{who}: {name} must be a colour (a name, a hex string or an RGB(A) tuple), got "
+                        f"{V.describe(color)}")
+    try:
+        rgba = to_rgba(color)
+    except (TypeError, ValueError):
+        rgba = (math.nan,)
+    if not all(isinstance(c, numbers.Real) and math.isfinite(c) for c in rgba):
+        raise ValueError(f"{who}: {name} must be a colour: a name such as 'navy', a hex string such as "
+                         f"'#1a1a1a' or an RGB(A) tuple of numbers in [0, 1], got {_shown(color)}")
+    return rgba
+
+
 def text_color(background) -> str:
-    """"black" or "white", whichever has the higher contrast ratio on ``background`` (RGB(A))."""
-    lum = _luminance(background)
+    """"black" or "white", whichever has the higher contrast ratio on ``background``: an RGB(A)
+    tuple (as a colour map returns) or any colour matplotlib reads ("navy", "#1a1a1a")."""
+    lum = _luminance(_rgba("text_color", "background", background))
     return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
 
@@ -345,10 +369,12 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     """An annotated heatmap of a 2-D array (rows, cols), in the book's style (see the module doc).
 
     ``vmin``/``vmax`` None scale to the data: a signed grid gets a diverging map centred on 0 with
-    symmetric rounded limits, a non-negative one a sequential map from 0. ``mask`` (bool, True =
-    kept) and -inf values are drawn in hatched grey. ``annotate`` writes each value with
-    ``decimals`` decimals (default: when the grid is at most 12 x 12), in black or white by the
-    cell's luminance. Returns the Axes (its image is ``ax.images[0]``).
+    symmetric rounded limits, a non-negative one a sequential map from 0. Cells that ``mask`` blocks
+    and -inf values are drawn in hatched grey; ``mask`` (rows, cols) is read as attention reads it:
+    bool (True = kept), 0/1 ints as bools, or float, added to the scores (0 or any finite value =
+    kept, -inf = blocked). ``annotate`` writes each value with ``decimals`` decimals (default: when
+    the grid is at most 12 x 12), in black or white by the cell's luminance. Returns the Axes (its
+    image is ``ax.images[0]``).
     """
     w = _grid("plot_heatmap", "values", values, "(rows, cols)")
     _labels_fit("plot_heatmap", w.shape, row_labels, col_labels)
@@ -380,15 +406,21 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     return ax
 
 
+def _cell_mask(who: str, name: str, mask, shape: tuple, like: str, doc: str = "(T_q, T_k)") -> np.ndarray:
+    """``mask`` read by :func:`_allowed` (True = drawn, False = hatched), of the grid's ``shape``."""
+    m = _allowed(who, name, mask, doc)
+    if m.shape != tuple(shape):
+        raise ValueError(f"{who}: {name} has shape {m.shape}, expected {tuple(shape)} like {like}")
+    return m
+
+
 def _hidden_cells(w, mask):
     """(hidden, nan) for :func:`plot_heatmap`: the cells not drawn in colour (non-finite or masked
     out) and, among them, the NaNs the caller did not mask (a bug: drawn black, never as masked)."""
     hidden = ~np.isfinite(w)
     kept = np.ones(w.shape, dtype=bool)
     if mask is not None:
-        m = _np(mask).astype(bool)
-        if m.shape != w.shape:
-            raise ValueError(f"plot_heatmap: mask has shape {m.shape}, expected {w.shape} like the values")
+        m = _cell_mask("plot_heatmap", "mask", mask, w.shape, "the values", "(rows, cols)")
         hidden = hidden | ~m
         kept = m
     return hidden, np.isnan(w) & kept
@@ -432,28 +464,67 @@ def _annotate_cells(ax, w, hidden, nan, fontsize, decimals, cmap, norm):
                         color=text_color(cmap(norm(val))))
 
 
+_PANEL_KEYWORDS = ("annotate", "decimals", "rotate_labels")  # plot_heatmap's, for every panel
+_HEATMAPS_KEYWORDS = ("titles", "ncols", "suptitle", "xlabel", "ylabel", "cmap", "vmin", "vmax", "masks",
+                      "colorbar_label", "panel_width") + _PANEL_KEYWORDS
+_PATTERNS_KEYWORDS = ("titles", "ncols", "suptitle", "cmap", "vmin", "vmax", "masks", "colorbar_label",
+                      "panel_width") + _PANEL_KEYWORDS
+
+
+def _other_keywords(who: str, given: dict, takes: tuple) -> None:
+    """The ``**kwargs`` of :func:`plot_heatmaps` or :func:`plot_patterns`, passed on to each panel's
+    :func:`plot_heatmap`: checked before a figure exists (inside, a bad one would leave it open)."""
+    for key in given:
+        if key not in takes:
+            raise TypeError(f"{who}: got an unexpected keyword argument {key!r}; it takes "
+                            f"{', '.join(takes)}")
+    if "decimals" in given:
+        V.nonneg_int(who, "decimals", given["decimals"])
+
+
 def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, suptitle=None,
                   xlabel=None, ylabel=None, cmap=None, vmin=None, vmax=None, masks=None,
                   colorbar_label=None, panel_width=None, **kwargs):
     """Small multiples: several grids (n, rows, cols) or a dict {title: grid} side by side, on one
     colour scale with ONE shared colour bar. The scale is chosen from all the grids together (see
-    :func:`plot_heatmap`). Returns the Figure."""
+    :func:`plot_heatmap`). ``masks``: one mask per grid, read as :func:`plot_heatmap` reads its
+    ``mask``; ``annotate``, ``decimals`` and ``rotate_labels`` go to every panel's plot_heatmap.
+    Returns the Figure."""
+    _other_keywords("plot_heatmaps", kwargs, _HEATMAPS_KEYWORDS)
     if isinstance(grids, dict):
         titles = list(grids) if titles is None else titles
         grids = list(grids.values())
     gs = _stack("plot_heatmaps", "grids", grids, "(n, rows, cols)")
-    n, rows, cols = gs.shape
-    _labels_fit("plot_heatmaps", (rows, cols), row_labels, col_labels, grid="grids")
-    if titles is not None and _n_labels("plot_heatmaps", "titles", titles) != n:
-        raise ValueError(f"plot_heatmaps: {len(titles)} titles for {n} grids")
-    masks = _panel_masks(masks, gs.shape)
-    _limits("plot_heatmaps", vmin, vmax)
-    ncols = V.optional_positive_int("plot_heatmaps", "ncols", ncols)
+    return _small_multiples("plot_heatmaps", gs, row_labels, col_labels, titles=titles, ncols=ncols,
+                            suptitle=suptitle, xlabel=xlabel, ylabel=ylabel, cmap=cmap, vmin=vmin, vmax=vmax,
+                            masks=masks, colorbar_label=colorbar_label, panel_width=panel_width, panel=kwargs)
+
+
+def _panels_checked(who, shape, row_labels, col_labels, titles, masks, vmin, vmax, ncols, panel_width,
+                    annotate):
+    """The checked arguments of :func:`_small_multiples` for grids of ``shape`` (n, rows, cols):
+    (masks as bool arrays or None, the number of columns of panels)."""
+    n, rows, cols = shape
+    _labels_fit(who, (rows, cols), row_labels, col_labels, grid="grids")
+    if titles is not None and _n_labels(who, "titles", titles) != n:
+        raise ValueError(f"{who}: {len(titles)} titles for {n} grids")
+    masks = _panel_masks(who, masks, shape)
+    _limits(who, vmin, vmax)
+    ncols = V.optional_positive_int(who, "ncols", ncols)
     if panel_width is not None:
-        V.finite_float("plot_heatmaps", "panel_width", panel_width, low=0.0, low_open=True)
+        V.finite_float(who, "panel_width", panel_width, low=0.0, low_open=True)
     if ncols is None:
-        ncols = _default_ncols(n, rows, cols, kwargs.get("annotate"))
-    ncols = max(1, min(ncols, n))
+        ncols = _default_ncols(n, rows, cols, annotate)
+    return masks, max(1, min(ncols, n))
+
+
+def _small_multiples(who, gs, row_labels, col_labels, *, titles, ncols, suptitle, xlabel, ylabel, cmap, vmin,
+                     vmax, masks, colorbar_label, panel_width, panel):
+    """The figure of :func:`plot_heatmaps` and :func:`plot_patterns` (``who``) for the grids ``gs``
+    (n, rows, cols); ``panel``: the keywords for every panel's :func:`plot_heatmap`, checked."""
+    n, rows, cols = gs.shape
+    masks, ncols = _panels_checked(who, gs.shape, row_labels, col_labels, titles, masks, vmin, vmax, ncols,
+                                   panel_width, panel.get("annotate"))
     nrows = -(-n // ncols)
     hidden = ~np.isfinite(gs)
     if masks is not None:
@@ -468,7 +539,7 @@ def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, sup
             continue
         plot_heatmap(gs[i], row_labels, col_labels, ax=ax, colorbar=False, cmap=cmap_, vmin=vmin_, vmax=vmax_,
                      title=None if titles is None else titles[i],
-                     mask=None if masks is None else masks[i], **kwargs)
+                     mask=None if masks is None else masks[i], **panel)
         _label_panel(ax, i, ncols, nrows, xlabel, ylabel)
     _shared_colorbar(fig, axes, gs, hidden, masks, colorbar_label)
     if suptitle:
@@ -505,20 +576,19 @@ def _shared_colorbar(fig, axes, gs, hidden, masks, label):
               nan=bool(nans.any()))
 
 
-def _panel_masks(masks, shape):
-    """The ``masks`` of :func:`plot_heatmaps` as bool arrays, one per grid of ``shape`` (n, rows,
-    cols), or None."""
+def _panel_masks(who: str, masks, shape):
+    """The ``masks`` of :func:`plot_heatmaps` as bool arrays (True = drawn), one per grid of ``shape``
+    (n, rows, cols), each read by :func:`_allowed`; or None."""
     if masks is None:
         return None
     n, rows, cols = shape
-    masks = [_array("plot_heatmaps", "masks", m).astype(bool) for m in masks]
+    if isinstance(masks, (str, bytes)) or not hasattr(masks, "__iter__"):
+        raise TypeError(f"{who}: masks must be a list of masks, one per grid, got {V.describe(masks)}")
+    masks = list(masks)
     if len(masks) != n:
-        raise ValueError(f"plot_heatmaps: {len(masks)} masks for {n} grids")
-    for i, m in enumerate(masks):
-        if m.shape != (rows, cols):
-            raise ValueError(f"plot_heatmaps: masks[{i}] has shape {m.shape}, expected {(rows, cols)} "
-                             "like the grids")
-    return masks
+        raise ValueError(f"{who}: {len(masks)} masks for {n} grids")
+    return [_cell_mask(who, f"masks[{i}]", m, (rows, cols), "the grids", "(rows, cols)")
+            for i, m in enumerate(masks)]
 
 
 def _default_ncols(n, rows, cols, annotate):
@@ -546,9 +616,10 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
 
     By default the colours run from 0 to 1 (a probability). Pass ``vmin``/``vmax`` = None to scale
     to the data: raw scores, which may be negative, get a diverging map centred on 0 (for scores
-    prefer :func:`plot_scores`). ``mask`` (bool (T_q, T_k), True = may attend) hatches the blocked
-    cells; -inf entries are hatched too. ``annotate`` writes the values (default: when the grid is
-    at most 12 x 12). Returns the matplotlib Axes.
+    prefer :func:`plot_scores`). ``mask`` (T_q, T_k) hatches the blocked cells, read as attention
+    reads it: bool (True = may attend), 0/1 ints as bools, or float, added to the scores (0 or any
+    finite value = may attend, -inf = blocked); -inf entries are hatched too. ``annotate`` writes the
+    values (default: when the grid is at most 12 x 12). Returns the matplotlib Axes.
     """
     w = _grid("plot_attention", "weights", weights, "(T_q, T_k)")
     k_tokens = q_tokens if k_tokens is None else k_tokens
@@ -557,6 +628,8 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
     if (nq, nk) != w.shape:
         raise ValueError(f"plot_attention: {nq} query and {nk} key labels for a grid of {w.shape}")
     _limits("plot_attention", vmin, vmax)
+    if mask is not None:
+        mask = _cell_mask("plot_attention", "mask", mask, w.shape, "the weights")
     return plot_heatmap(w, q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
                         annotate=annotate, decimals=decimals, cmap=cmap, vmin=vmin, vmax=vmax, mask=mask,
                         colorbar=colorbar)
@@ -565,14 +638,17 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
 def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotate=None, colorbar=True,
                 mask=None, decimals=2, limit=None):
     """Heatmap of raw scores (T_q, T_k) on the diverging map: white = 0, symmetric limits (±``limit``,
-    default the largest |score| rounded up), -inf (masked) entries hatched grey. Returns the Axes."""
-    _grid("plot_scores", "scores", scores, "(T_q, T_k)")
+    default the largest |score| rounded up), -inf (masked) entries hatched grey, as are the cells that
+    ``mask`` blocks (read as in :func:`plot_attention`). Returns the Axes."""
+    w = _grid("plot_scores", "scores", scores, "(T_q, T_k)")
     if limit is not None:
         V.finite_float("plot_scores", "limit", limit)
         if limit == 0:
             raise ValueError(
                 f"plot_scores: limit must be a finite number other than 0 (or None), got {limit!r}"
             )
+    if mask is not None:
+        mask = _cell_mask("plot_scores", "mask", mask, w.shape, "the scores")
     lim = (None, None) if limit is None else (-abs(float(limit)), abs(float(limit)))
     return plot_attention(scores, q_tokens, k_tokens, ax=ax, title=title, annotate=annotate,
                           cmap=SIGNED_CMAP, vmin=lim[0], vmax=lim[1], colorbar=colorbar, mask=mask,
@@ -580,22 +656,29 @@ def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotat
 
 
 def plot_patterns(patterns, q_tokens, k_tokens=None, *, titles=None, ncols=None, **kwargs):
-    """A grid of patterns, e.g. every head of a layer: ``patterns`` (n, T_q, T_k), on one colour
-    scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared colour bar. Returns the Figure."""
+    """A grid of patterns, e.g. every head of a layer: ``patterns`` (n, T_q, T_k) or a dict {title:
+    pattern}, on one colour scale (0 to 1 unless ``vmin``/``vmax`` say otherwise) with one shared
+    colour bar. The other keywords are those of :func:`plot_heatmaps` (the axes are labelled "key"
+    and "query"). Returns the Figure."""
+    kwargs.pop("colorbar", None)  # always one shared colour bar
+    _other_keywords("plot_patterns", kwargs, _PATTERNS_KEYWORDS)
+    if isinstance(patterns, dict):
+        titles = list(patterns) if titles is None else titles
     k_tokens = q_tokens if k_tokens is None else k_tokens
     ps = _stack("plot_patterns", "patterns", patterns, "(n, T_q, T_k)")
     _labels_fit("plot_patterns", ps.shape[1:], q_tokens, k_tokens, ("query", "key"), "patterns")
-    kwargs.pop("colorbar", None)
-    vmin, vmax = kwargs.pop("vmin", 0.0), kwargs.pop("vmax", 1.0)
-    return plot_heatmaps(patterns, q_tokens, k_tokens, titles=titles, ncols=ncols, vmin=vmin, vmax=vmax,
-                         xlabel="key", ylabel="query", **kwargs)
+    opts = dict(suptitle=None, cmap=None, vmin=0.0, vmax=1.0, masks=None, colorbar_label=None, panel_width=None)
+    opts.update((key, kwargs.pop(key)) for key in list(kwargs) if key in opts)
+    return _small_multiples("plot_patterns", ps, q_tokens, k_tokens, titles=titles, ncols=ncols, xlabel="key",
+                            ylabel="query", panel=kwargs, **opts)
 
 
-def _allowed(who: str, name: str, mask) -> np.ndarray:
+def _allowed(who: str, name: str, mask, doc: str = "(T_q, T_k)") -> np.ndarray:
     """A mask (T_q, T_k) as booleans, True = may attend, read as attention reads it: a bool mask as it
     is, a 0/1 integer mask as bools, a float mask as added to the scores (-inf = blocked). Casting a
-    float mask to bool would show it inverted (0.0, which allows, would read as False)."""
-    m = _grid(who, name, mask, "(T_q, T_k)")  # float: the kind of mask is read from the input
+    float mask to bool would show it inverted (0.0, which allows, would read as False). Every plot
+    that draws a mask reads it here."""
+    m = _grid(who, name, mask, doc)  # float: the kind of mask is read from the input
     if isinstance(mask, torch.Tensor):
         kind = "bool" if mask.dtype == torch.bool else ("float" if mask.is_floating_point() else "int")
     else:
@@ -634,9 +717,10 @@ def plot_mask(mask, q_tokens, k_tokens=None, *, ax=None, title=None, legend=True
     return ax
 
 
-def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None, row_labels=None):
-    """Several boolean masks side by side ((n, T_q, T_k) or a dict {title: mask}), one legend.
-    ``row_labels``/``q_tokens`` may be a list of label lists, one per mask (e.g. padded batches)."""
+def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None):
+    """Several masks side by side ((n, T_q, T_k) or a dict {title: mask}), one legend; each mask is
+    read as :func:`plot_mask` reads it. ``q_tokens`` (and ``k_tokens``) may be a list of label lists,
+    one per mask (e.g. padded batches)."""
     if isinstance(masks, dict):
         titles = list(masks) if titles is None else titles
         masks = list(masks.values())

@@ -21,7 +21,9 @@ widget's ``compute()`` recomputes the same quantities with attnlib so the two ca
 Conventions: patterns are (T_q, T_k), rows = query tokens, columns = key tokens; masks are causal
 and lower-right aligned; temperature t divides the scaled scores, weights = softmax(q k^T / sqrt(d) / t).
 Inputs may be torch tensors, numpy arrays or nested lists; bad shapes or non-finite numbers raise a
-ValueError that names the argument.
+ValueError that names the explorer and the argument. A trait set later to a bad value is refused the
+same way before it changes (the error is also a ``traitlets.TraitError``, so that traitlets undoes
+the traits set with it, e.g. in one update from the browser); switches are True or False only.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 import traitlets
 from traitlets import Bool, Float, Int, List, Unicode
 
+from . import _validate as V
 from .attention import attention, softmax
 from .mlp import MLP
 
@@ -91,7 +94,9 @@ def _as_tensor(name: str, value, ndim: int) -> torch.Tensor:
     if t.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
     if t.numel() and not torch.isfinite(t).all():
-        raise ValueError(f"{name} must contain only finite numbers (no nan or inf)")
+        n_nan, n_inf = int(t.isnan().sum()), int(t.isinf().sum())
+        raise ValueError(f"{name} must contain only finite numbers (no nan or inf), got {n_nan} nan and "
+                         f"{n_inf} inf")
     return t
 
 
@@ -149,6 +154,32 @@ def _lists(t: torch.Tensor) -> list:
     return t.tolist()
 
 
+class _BadTraitValue(traitlets.TraitError, ValueError):
+    """A trait set to a bad value: a ValueError (the library's contract) and a traitlets.TraitError,
+    the error on which traitlets undoes the other traits set with it (``hold_trait_notifications``,
+    a state update from the browser), so that the widget stays as it was."""
+
+
+class _BadTraitType(traitlets.TraitError, TypeError):
+    """A trait set to a value of the wrong kind: a TypeError and a traitlets.TraitError (see above)."""
+
+
+def _named_validator(who: str, check):
+    """A trait validator whose ValueError or TypeError names the explorer ``who`` once."""
+
+    @functools.wraps(check)
+    def named_check(self, proposal):
+        try:
+            return check(self, proposal)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, traitlets.TraitError):
+                raise
+            msg = str(e) if str(e).startswith(f"{who}: ") else f"{who}: {e}"
+            raise (_BadTraitType if isinstance(e, TypeError) else _BadTraitValue)(msg) from None
+
+    return named_check
+
+
 class _Explorer(anywidget.AnyWidget):
     """Common base: the shared stylesheet and a guard for recomputing results on the Python side.
 
@@ -161,8 +192,12 @@ class _Explorer(anywidget.AnyWidget):
 
     def __init_subclass__(cls, **kwargs):
         # Every explorer's bad argument is reported under the explorer's name ("CostExplorer:
-        # n_heads must be ..."), whichever helper found it, and before the widget exists.
+        # n_heads must be ..."), whichever helper found it, and before the widget exists; so is a
+        # bad value given to a trait later (each @traitlets.validate of the class), before it is set.
         super().__init_subclass__(**kwargs)
+        for handler in cls.__dict__.values():
+            if isinstance(handler, traitlets.traitlets.ValidateHandler):
+                handler.func = _named_validator(cls.__name__, handler.func)
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -255,11 +290,12 @@ class AttentionExplorer(_Explorer):
         wq = _matrix("w_q", w_q, rows=d_model, what=" (d_model, d_head) with d_model = x.shape[1]")
         wk = _matrix("w_k", w_k, rows=d_model, cols=wq.shape[1], what=" (d_model, d_head), the same as w_q")
         temp = _positive("temperature", temperature)
+        causal = V.flags("AttentionExplorer", causal=causal)["causal"]
         q = _index("query", query, T, "a token index")
         dims = [str(i) for i in range(d_model)] if dim_labels is None else _tokens(
             "dim_labels", dim_labels, d_model, f" (one per embedding dimension: d_model = {d_model})")
         show = _show("AttentionExplorer", show)
-        start = {"w_q": _lists(wq), "w_k": _lists(wk), "temperature": temp, "causal": bool(causal),
+        start = {"w_q": _lists(wq), "w_k": _lists(wk), "temperature": temp, "causal": causal,
                  "query": q, "edit_matrix": "w_q", "edit_row": 0, "edit_col": 0, "show": show}
         super().__init__(tokens=toks, x=_lists(x_t), dim_labels=dims, initial=start, **start, **kwargs)
         self._refresh()
@@ -286,6 +322,30 @@ class AttentionExplorer(_Explorer):
     def _check_edit_matrix(self, proposal):
         if proposal["value"] not in ("w_q", "w_k"):
             raise ValueError(f"edit_matrix must be 'w_q' or 'w_k', got {proposal['value']!r}")
+        return proposal["value"]
+
+    # x, w_q and w_k keep their shapes (T, d_model), (d_model, d_head): to change T, d_model or
+    # d_head, set the traits together inside ``with explorer.hold_trait_notifications():``
+    @traitlets.validate("tokens")
+    def _check_tokens(self, proposal):
+        _tokens("tokens", proposal["value"], len(self.x) or None, f" (one per row of x: T = {len(self.x)})")
+        return proposal["value"]
+
+    @traitlets.validate("x")
+    def _check_x(self, proposal):
+        T, d_model = len(self.tokens) or None, len(self.w_q) or None
+        _matrix("x", proposal["value"], rows=T, cols=d_model, what=" (T, d_model): one row per token, "
+                "d_model = the rows of w_q")
+        return proposal["value"]
+
+    @traitlets.validate("w_q", "w_k")
+    def _check_weight_matrix(self, proposal):
+        name = proposal["trait"].name
+        other = "w_k" if name == "w_q" else "w_q"
+        d_model = len(self.x[0]) if self.x else None
+        d_head = len(getattr(self, other)[0]) if getattr(self, other) else None
+        what = f" (d_model, d_head): d_model = the columns of x, d_head = that of {other}"
+        _matrix(name, proposal["value"], rows=d_model, cols=d_head, what=what)
         return proposal["value"]
 
     @traitlets.observe("x", "w_q", "w_k", "temperature", "causal", "tokens")
@@ -382,8 +442,6 @@ class QueryKeyArrows(_Explorer):
                  query_index: int | None = None, query_label: str = "query",
                  axis_labels=("coordinate 0", "coordinate 1"), max_length: float | None = None,
                  title: str = "A query and its keys as arrows", **kwargs):
-        from . import _validate as V
-
         who = "QueryKeyArrows"
         k = _matrix("keys", keys, cols=2, what=" (T, 2): one 2-D key per token")
         T = k.shape[0]
@@ -438,6 +496,26 @@ class QueryKeyArrows(_Explorer):
             raise ValueError("QueryKeyArrows: causal=True needs query_index (the query's position)")
         return proposal["value"]
 
+    @traitlets.validate("query_index")
+    def _check_query_index(self, proposal):
+        i = proposal["value"]
+        if i == -1 and self.causal:
+            raise ValueError("QueryKeyArrows: query_index must be a position among the keys while "
+                             "causal=True (the mask hides the keys after it), got -1 (none); set "
+                             "causal=False first")
+        return i if i == -1 else V.index("QueryKeyArrows", "query_index", i, len(self.tokens),
+                                         "a position among the keys, or -1 for none")
+
+    @traitlets.validate("d_head")
+    def _check_d_head(self, proposal):
+        return V.positive_int("QueryKeyArrows", "d_head", proposal["value"])
+
+    @traitlets.validate("key_vectors")
+    def _check_key_vectors(self, proposal):
+        _matrix("key_vectors", proposal["value"], rows=len(self.tokens) or None, cols=2,
+                what=" (T, 2): one 2-D key per token")
+        return proposal["value"]
+
     @traitlets.observe("key_vectors", "angle", "length", "causal", "query_index", "d_head")
     def _on_inputs(self, change):
         self._safe_refresh()
@@ -468,9 +546,8 @@ class QueryKeyArrows(_Explorer):
 
 
 def _flag(who: str, name: str, val) -> bool:
-    if not isinstance(val, bool):
-        raise TypeError(f"{who}: {name} must be True or False, got {_describe(val)}")
-    return val
+    """A switch: True or False (a Python or numpy bool), as a bool; not read by its truth value."""
+    return V.flags(who, **{name: val})[name]
 
 
 def _text(who: str, name: str, val) -> str:
@@ -517,6 +594,11 @@ class SoftmaxExplorer(_Explorer):
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal):
         return _positive("temperature", proposal["value"])
+
+    @traitlets.validate("scores")
+    def _check_scores(self, proposal):
+        _vector("scores", proposal["value"], len(self.labels) or None, " (one per label)")
+        return proposal["value"]
 
     @traitlets.observe("scores", "temperature")
     def _on_inputs(self, change):
@@ -716,12 +798,17 @@ class ValueUpdateExplorer(_Explorer):
     @traitlets.validate("weights")
     def _check_weights(self, proposal):
         w = proposal["value"]
-        if not w:
-            return w
-        n = _normalised_weights(w, len(w))
+        n = _normalised_weights(w, len(self.tokens) or None)
         # values that already sum to 1 (as the browser sends them) are kept exactly, so that no
         # rounding difference is echoed back to the sliders
         return list(w) if abs(sum(w) - 1.0) < 1e-9 else _lists(n)
+
+    @traitlets.validate("points", "values")
+    def _check_plane(self, proposal):
+        name = proposal["trait"].name
+        what = " (T, 2): one 2-D " + ("embedding" if name == "points" else "value") + " per token"
+        _matrix(name, proposal["value"], rows=len(self.tokens) or None, cols=2, what=what)
+        return proposal["value"]
 
     @traitlets.observe("points", "values", "query", "weights", "causal")
     def _on_inputs(self, change):
@@ -744,7 +831,7 @@ class ValueUpdateExplorer(_Explorer):
         return {"weights": w, "delta": delta, "updated": p[self.query] + delta}
 
 
-def _normalised_weights(weights, T: int) -> torch.Tensor:
+def _normalised_weights(weights, T: int | None) -> torch.Tensor:
     w = _vector("weights", weights, T, " (one weight per key)")
     if (w < 0).any():
         raise ValueError(f"weights must be non-negative, got {w.tolist()}")
@@ -808,6 +895,14 @@ class CostExplorer(_Explorer):
         if self.context_lens and proposal["value"] not in self.context_lens:
             raise ValueError(f"context_len must be one of {list(self.context_lens)}, got {proposal['value']!r}")
         return proposal["value"]
+
+    @traitlets.validate("n_heads", "n_layers")
+    def _check_count(self, proposal):
+        return V.positive_int("CostExplorer", proposal["trait"].name, proposal["value"])
+
+    @traitlets.validate("bytes_per_entry")
+    def _check_bytes_per_entry(self, proposal):
+        return _positive("bytes_per_entry", proposal["value"])
 
     @traitlets.observe("context_len", "n_heads", "n_layers", "bytes_per_entry")
     def _on_inputs(self, change):
@@ -879,8 +974,6 @@ class OnlineSoftmaxStepper(_Explorer):
     _who = "OnlineSoftmaxStepper"
 
     def __init__(self, scores, values, *, labels=None, block: int = 2, step: int = 0, **kwargs):
-        from . import _validate as V
-
         who = self._who
         s = _named(who, _vector, "scores", scores)
         T = s.numel()
@@ -911,8 +1004,6 @@ class OnlineSoftmaxStepper(_Explorer):
 
     @traitlets.validate("block")
     def _check_block(self, proposal):
-        from . import _validate as V
-
         block, T = V.positive_int(self._who, "block", proposal["value"]), len(self.scores)
         if T and block > T:
             raise ValueError(f"{self._who}: block must be an int in [1, T={T}], got {block}")
@@ -920,8 +1011,6 @@ class OnlineSoftmaxStepper(_Explorer):
 
     @traitlets.validate("step")
     def _check_step(self, proposal):
-        from . import _validate as V
-
         step = V.nonneg_int(self._who, "step", proposal["value"])
         if self.scores and step > self.n_tiles():
             raise ValueError(f"{self._who}: step must be an int in [0, {self.n_tiles()}], got {step}")
@@ -929,6 +1018,10 @@ class OnlineSoftmaxStepper(_Explorer):
 
     @traitlets.observe("scores", "values", "block", "step")
     def _on_inputs(self, change):
+        if change["name"] == "block" and self.step > self.n_tiles():
+            # fewer tiles than the steps done: the last tile, as the page does (its own change refreshes)
+            self.step = self.n_tiles()
+            return
         self._safe_refresh()
 
     def _refresh(self) -> None:
@@ -1021,8 +1114,6 @@ class TileExplorer(_Explorer):
 
     def __init__(self, T: int = 1024, *, block: int = 64, blocks=None, causal: bool = True, window: int = 0,
                  sparse_block: int = 0, d_head: int = 64, bytes_per_entry: float = 4, **kwargs):
-        from . import _validate as V
-
         who = self._who
         T = V.positive_int(who, "T", T)
         if T > self.MAX_T:
@@ -1035,8 +1126,7 @@ class TileExplorer(_Explorer):
             raise TypeError(f"{who}: blocks must be a list of tile sizes (ints), got {V.describe(blocks)}")
         sizes = sorted({self._valid_block(T, V.positive_int(who, "blocks[...]", b), "blocks[...]")
                         for b in blocks} | {block})
-        if not isinstance(causal, bool):
-            raise TypeError(f"{who}: causal must be True or False, got {V.describe(causal)}")
+        causal = V.flags(who, causal=causal)["causal"]
         window = self._valid_span(T, "window", window)
         sparse_block = self._valid_span(T, "sparse_block", sparse_block)
         d_head = V.positive_int(who, "d_head", d_head)
@@ -1054,8 +1144,6 @@ class TileExplorer(_Explorer):
         return block
 
     def _valid_span(self, T: int, name: str, val) -> int:
-        from . import _validate as V
-
         val = V.nonneg_int(self._who, name, val)
         if val > T:
             raise ValueError(f"{self._who}: {name} must be an int in [0, T={T}] (0 = none), got {val}")
@@ -1071,6 +1159,22 @@ class TileExplorer(_Explorer):
     @traitlets.validate("window", "sparse_block")
     def _check_span(self, proposal):
         return self._valid_span(self.T, proposal["trait"].name, proposal["value"])
+
+    @traitlets.validate("T")
+    def _check_T(self, proposal):
+        # the tile sizes offered and the sliders' ranges follow from T: it is fixed once the widget exists
+        if getattr(self, "_ready", False) and proposal["value"] != self.T:
+            raise ValueError(f"{self._who}: T must stay {self.T} (the tile sizes and the sliders follow from "
+                             f"it; for another T make a new TileExplorer), got {proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("d_head")
+    def _check_d_head(self, proposal):
+        return V.positive_int(self._who, "d_head", proposal["value"])
+
+    @traitlets.validate("bytes_per_entry")
+    def _check_bytes_per_entry(self, proposal):
+        return V.finite_float(self._who, "bytes_per_entry", proposal["value"], low=0.0, low_open=True)
 
     @traitlets.observe("block", "causal", "window", "sparse_block", "d_head")
     def _on_inputs(self, change):
@@ -1194,8 +1298,6 @@ def _explorer_config(who: str, model) -> dict:
 
 
 def _describe(val) -> str:
-    from . import _validate as V
-
     return V.describe(val)
 
 
@@ -1338,8 +1440,6 @@ class ModelExplorer(_Explorer):
                  n_new: int = 6, sample: bool = False, seed: int = 0, lens_stage: int = 0,
                  lens_word: str | None = None, dtype: str = "float32",
                  max_params: int = 1_000_000, title: str = "Model explorer", **kwargs):
-        from . import _validate as V
-
         who = "ModelExplorer"
         cfg = _explorer_config(who, model)
         _check_model_size(who, model, V.positive_int(who, "max_params", max_params))
@@ -1354,6 +1454,7 @@ class ModelExplorer(_Explorer):
         T = min(len(_split_prompt(prompt, tokenizer.stoi, None)[1]), cfg["context_len"])
         query = -1 if query is None else V.index(who, "query", query, T, "a position of the prompt")
         n_new = V.nonneg_int(who, "n_new", n_new)
+        sample = V.flags(who, sample=sample)["sample"]
         seed = V.nonneg_int(who, "seed", seed)
         off = _ablated_list(who, ablated, cfg["n_layers"], cfg["n_heads"])
         lens_stage = V.index(who, "lens_stage", lens_stage, 2 * cfg["n_layers"] + 1,
@@ -1363,7 +1464,7 @@ class ModelExplorer(_Explorer):
         super().__init__(title=str(title), config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
                          weights=weights, prompt=prompt, presets=list(dict.fromkeys(prompts)),
                          temperature=temperature, top_k=top_k, layer=layer, head=head, query=query,
-                         ablated=off, n_new=n_new, sample=bool(sample), seed=seed,
+                         ablated=off, n_new=n_new, sample=sample, seed=seed,
                          lens_stage=lens_stage, lens_word=lens_word, **kwargs)
         self._refresh()
 
@@ -1405,6 +1506,34 @@ class ModelExplorer(_Explorer):
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal):
         return _positive("temperature", proposal["value"])
+
+    @traitlets.validate("top_k")
+    def _check_top_k(self, proposal):
+        return V.positive_int("ModelExplorer", "top_k", proposal["value"])
+
+    @traitlets.validate("n_new", "seed")
+    def _check_count(self, proposal):
+        return V.nonneg_int("ModelExplorer", proposal["trait"].name, proposal["value"])
+
+    @traitlets.validate("layer", "head", "lens_stage")
+    def _check_choice(self, proposal):
+        name, c = proposal["trait"].name, self.config
+        n, what = {"layer": (c["n_layers"], "a layer of the model"),
+                   "head": (c["n_heads"], "a head of the layer"),
+                   "lens_stage": (2 * c["n_layers"] + 1,
+                                  "a stage of the residual stream: 0 is the embedding")}[name]
+        return V.index("ModelExplorer", name, proposal["value"], n, what)
+
+    @traitlets.validate("query")
+    def _check_query(self, proposal):
+        q = proposal["value"]
+        return q if q == -1 else V.index("ModelExplorer", "query", q, len(self.ids()),
+                                         "a position of the prompt, or -1 for the last")
+
+    @traitlets.validate("ablated")
+    def _check_ablated(self, proposal):
+        _ablated_list("ModelExplorer", proposal["value"], self.config["n_layers"], self.config["n_heads"])
+        return proposal["value"]
 
     def _refresh(self) -> None:
         r = self.compute()

@@ -352,3 +352,167 @@ def test_the_leak_detector_must_try_every_position(capsys):
 
     r = verdict(capsys, checks.check_leak_detector, first_pair_only)
     assert not r and "position 3 sees position 5" in r.message, r.message
+
+
+# --------------------------------------------------------------------------- the reader's RNG
+
+
+def _reach_answer(model, ids, position):
+    return list(range(position, ids.shape[1]))
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+def _non_spec_answers():
+    """An answer (right or wrong: the RNG must be restored either way) for each checker that has no
+    spec, as the arguments of its call."""
+    import attnlib
+    from attnlib import example
+
+    zeros = torch.zeros(example.D_MODEL, 4)
+    return {
+        "check_sharp_temperature": (0.1,),
+        "check_verb_head": (zeros, zeros),
+        "check_predicted_winners": (["a"] * 8, zeros, zeros),
+        "check_causality": (lambda x: x.cumsum(dim=1),),
+        "check_combined_mask": (lambda L, T: attnlib.causal_mask(T) & attnlib.padding_mask(L, T),),
+        "check_attention_weights": (torch.full((3, 3), 1 / 3),),
+        "check_colour_values": (_stub,),
+        "check_leak_detector": (lambda head, x: False,),
+        "check_cross_attention_mask": (_stub,),
+        "check_reach": (_reach_answer,),
+        "check_train_step": (checks.check_train_step.reference,),
+        "check_cached_step": (checks.check_cached_step.reference,),
+        "check_online_softmax": (_stub,),
+    }
+
+
+CHECKER_NAMES = [n for n in checks.__all__ if n.startswith("check_")]
+
+
+def _answer(checker_name):
+    c = getattr(checks, checker_name)
+    if hasattr(c, "spec"):
+        return (c.spec.reference,), {}
+    return _non_spec_answers()[checker_name], ({"d_model": 4} if checker_name == "check_causality" else {})
+
+
+def test_every_checker_has_an_answer_for_the_rng_test():
+    missing = [n for n in CHECKER_NAMES if not hasattr(getattr(checks, n), "spec") and n not in _non_spec_answers()]
+    assert not missing, f"add an answer for {missing} to _non_spec_answers"
+
+
+@pytest.mark.parametrize("checker_name", CHECKER_NAMES)
+def test_a_checker_leaves_the_readers_rng_as_it_found_it(capsys, checker_name):
+    """check_block and check_reach seeded the global generator, check_ablation drew from it (a
+    MultiHeadAttention's initialisation): after them a notebook's torch.rand(1) was the same whatever
+    its seed. Every checker now runs inside run_check, which restores the generator."""
+    args, kwargs = _answer(checker_name)
+    torch.manual_seed(12345)
+    torch.rand(3)  # a state no checker's seed could give back
+    before = torch.get_rng_state()
+    getattr(checks, checker_name)(*args, **kwargs)
+    capsys.readouterr()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("checker_name", ["check_block", "check_reach", "check_train_step", "check_cached_step"])
+def test_a_checker_leaves_the_accelerators_generators_alone(capsys, monkeypatch, checker_name):
+    """torch.manual_seed also reseeds every GPU's generator, which run_check does not restore: the
+    checkers seed the CPU generator only (the one their CPU models draw from)."""
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    args, kwargs = _answer(checker_name)
+    assert getattr(checks, checker_name)(*args, **kwargs)
+    capsys.readouterr()
+    assert seeded == []
+
+
+def test_a_checker_still_sees_the_readers_rng_inside():
+    """Restoring the generator afterwards does not reseed it before: an answer that draws (dropout, a
+    random probe) draws from the reader's stream as without the fork."""
+    drawn = []
+
+    def answer(x):  # any checker: draw once, then give up
+        drawn.append(torch.rand(1))
+        raise NotImplementedError
+
+    torch.manual_seed(7)
+    expected = torch.rand(1)
+    torch.manual_seed(7)
+    checks.check_softmax(answer)
+    assert torch.equal(drawn[0], expected)
+
+
+# --------------------------------------------------------------------------- a checker's own arguments
+
+
+_ZEROS = torch.zeros(20, 4)
+_OWN_ARGUMENTS = [
+    ("verb-threshold-nan", lambda: checks.check_verb_head(_ZEROS, _ZEROS, threshold=math.nan), ValueError,
+     r"^check_verb_head: threshold must be an attention weight in \(0, 1\), got nan$"),
+    ("verb-threshold-negative", lambda: checks.check_verb_head(_ZEROS, _ZEROS, threshold=-1), ValueError,
+     r"^check_verb_head: threshold must be an attention weight in \(0, 1\), got -1$"),
+    ("verb-threshold-0", lambda: checks.check_verb_head(_ZEROS, _ZEROS, threshold=0), ValueError,
+     r"^check_verb_head: threshold must be an attention weight in \(0, 1\), got 0$"),
+    ("verb-threshold-1", lambda: checks.check_verb_head(_ZEROS, _ZEROS, threshold=1.0), ValueError,
+     r"^check_verb_head: threshold must be an attention weight in \(0, 1\), got 1.0$"),
+    ("verb-threshold-str", lambda: checks.check_verb_head(_ZEROS, _ZEROS, threshold="0.5"), TypeError,
+     r"^check_verb_head: threshold must be a real number, got '0.5'$"),
+    ("causality-T-0", lambda: checks.check_causality(lambda x: x, d_model=4, T=0), ValueError,
+     r"^check_causality: T must be a positive int, got 0$"),
+    ("causality-batch-0", lambda: checks.check_causality(lambda x: x, d_model=4, batch=0), ValueError,
+     r"^check_causality: batch must be a positive int, got 0$"),
+    ("causality-T-float", lambda: checks.check_causality(lambda x: x, d_model=4, T=6.0), TypeError,
+     r"^check_causality: T must be a positive int, got 6.0$"),
+    ("causality-d_model-0", lambda: checks.check_causality(lambda x: x, d_model=0), ValueError,
+     r"^check_causality: d_model must be a positive int or None, got 0$"),
+    ("causality-vocab-float", lambda: checks.check_causality(lambda x: x, vocab_size=20.0), TypeError,
+     r"^check_causality: vocab_size must be a positive int or None, got 20.0$"),
+    ("causality-both", lambda: checks.check_causality(lambda x: x, d_model=4, vocab_size=20), TypeError,
+     r"^check_causality: give d_model= \(inputs of shape \(B, T, d_model\)\) or vocab_size= \(token ids "
+     r"\(B, T\)\), not both; got d_model=4, vocab_size=20$"),
+    ("causality-device", lambda: checks.check_causality(lambda x: x, d_model=4, device="gpu"), ValueError,
+     r"^check_causality: device must be None, a torch.device or a device name like 'cpu' or 'cuda', "
+     r"got 'gpu'$"),
+    ("causality-atol-negative", lambda: checks.check_causality(lambda x: x, d_model=4, atol=-1e-5), ValueError,
+     r"^check_causality: atol must be a finite number >= 0.0, got -1e-05$"),
+    ("causality-atol-nan", lambda: checks.check_causality(lambda x: x, d_model=4, atol=math.nan), ValueError,
+     r"^check_causality: atol must be a finite number >= 0.0, got nan$"),
+]
+
+
+@pytest.mark.parametrize("call, exc, message", [pytest.param(c, e, m, id=i) for i, c, e, m in _OWN_ARGUMENTS])
+def test_a_checkers_own_bad_argument_is_raised_not_judged(capsys, call, exc, message):
+    """A bad threshold or T is the caller's error, not the answer's: it raises, and no verdict is
+    printed (a NaN threshold passed a head of zeros; T=0 printed "does your function use its
+    input?")."""
+    with pytest.raises(exc, match=message):
+        call()
+    assert capsys.readouterr().out == ""
+
+
+def test_check_causality_refuses_its_arguments_before_the_modules_mode_changes(capsys):
+    from attnlib import MultiHeadAttention
+
+    mha = MultiHeadAttention(8, 2).train()
+    with pytest.raises(ValueError, match=r"^check_causality: T must be a positive int, got 0$"):
+        checks.check_causality(mha, T=0)
+    assert mha.training
+
+
+@pytest.mark.parametrize("threshold, passes", [(0.3, True), (np.float64(0.5), True), (torch.tensor(0.5), True),
+                                               (0.99, False)], ids=["0.3", "np.float64", "tensor", "0.99"])
+def test_a_valid_threshold_is_still_a_judgement(capsys, threshold, passes):
+    from attnlib import example
+
+    names = list(example.SEMANTIC) + list(example.POSITION)
+    W_Q, W_K = torch.zeros(example.D_MODEL, 4), torch.zeros(example.D_MODEL, 4)
+    W_Q[names.index("verb"), 0] = W_K[names.index("noun"), 0] = 3.0
+    r = verdict(capsys, checks.check_verb_head, W_Q, W_K, threshold)
+    assert bool(r) == passes, r.message
+    if not passes:
+        assert "needs > 0.99" in r.message, r.message
+    assert not verdict(capsys, checks.check_verb_head, _ZEROS, _ZEROS, threshold)  # zeros: even weights

@@ -108,6 +108,11 @@ TRAIN_CASES = [
      r"^train: model has no parameters to train$"),
     ("autocast-str", dict(autocast_dtype="bfloat16"), TypeError,
      r"^train: autocast_dtype must be a torch.dtype \(e.g. torch.bfloat16\) or None, got 'bfloat16'$"),
+    ("autocast-float64", dict(autocast_dtype=torch.float64), ValueError,
+     r"^train: autocast_dtype must be torch.float16 or torch.bfloat16 \(the dtypes autocast computes in\) "
+     r"or None \(no autocast\), got torch.float64$"),
+    ("autocast-int64", dict(autocast_dtype=torch.int64), ValueError,
+     r"^train: autocast_dtype must be torch.float16 or torch.bfloat16 .* got torch.int64$"),
     ("batch-fn-without-targets", dict(batch_fn=lambda: (X,)), ValueError,
      r"^train: batch_fn must return the model's inputs and targets, e.g. \(x, y\), so that the model "
      r"computes a loss; it returned 1 item\(s\): a torch.int64 tensor of shape \(4, 8\)$"),

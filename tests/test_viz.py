@@ -7,6 +7,8 @@ colour bar for small multiples, and figures that fit the page column.
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -199,6 +201,95 @@ def test_plot_mask_reads_a_float_mask_as_attention_does():
     assert [hatched(a) for a in fig.axes if a.images] == [3, 3]
 
 
+def _hatched_cells(ax) -> list[tuple[int, int]]:
+    """The (row, col) of the cells drawn hatched (masked) on ``ax``."""
+    return sorted((round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches if p.get_hatch())
+
+
+_ALLOWED = torch.ones(3, 3, dtype=torch.bool).tril()
+_ABOVE_DIAGONAL = [(0, 1), (0, 2), (1, 2)]
+_GRIDS = torch.full((2, 3, 3), 0.3)
+
+# every plot that takes a mask: draw(mask) -> the Axes of the (first) masked panel
+_MASKED_PLOTS = {
+    "plot_attention": lambda m: viz.plot_attention(torch.full((3, 3), 0.3), T3, mask=m),
+    "plot_scores": lambda m: viz.plot_scores(torch.randn(3, 3), T3, mask=m),
+    "plot_heatmap": lambda m: viz.plot_heatmap(torch.full((3, 3), 0.3), T3, T3, mask=m),
+    "plot_heatmaps": lambda m: viz.plot_heatmaps(_GRIDS, T3, T3, masks=[m, m]).axes[0],
+    "plot_patterns": lambda m: viz.plot_patterns(_GRIDS, T3, masks=[m, m]).axes[0],
+    "plot_mask": lambda m: viz.plot_mask(m, T3),
+    "plot_masks": lambda m: viz.plot_masks([m, m], T3).axes[0],
+}
+_MASK_KINDS = {
+    "bool": _ALLOWED,
+    "additive float": torch.zeros(3, 3).masked_fill(~_ALLOWED, float("-inf")),
+    "additive float, finite biases": torch.tensor([[0.5, -math.inf, -math.inf], [-2.0, 0.0, -math.inf],
+                                                   [1e4, -1e4, 0.0]]),
+    "additive float64 array": np.where(_ALLOWED.numpy(), 0.0, -np.inf),
+    "0/1 long": _ALLOWED.long(),
+    "0/1 int array": _ALLOWED.numpy().astype(np.int32),
+    "bool array": _ALLOWED.numpy(),
+}
+
+
+@pytest.mark.parametrize("kind", list(_MASK_KINDS))
+@pytest.mark.parametrize("plot", list(_MASKED_PLOTS))
+def test_every_plot_reads_a_mask_as_attention_does(plot, kind):
+    """A float mask is added to the scores (0 or any finite value = may attend, -inf = blocked): it is
+    drawn like the bool mask it stands for, never inverted as a cast to bool would draw it (0.0, which
+    allows, read as False); 0/1 integers are read as bools."""
+    ax = _MASKED_PLOTS[plot](_MASK_KINDS[kind])
+    assert _hatched_cells(ax) == _ABOVE_DIAGONAL
+
+
+def test_a_float_mask_hides_no_allowed_cell_and_the_colour_bar_notes_only_blocked_ones():
+    additive = _MASK_KINDS["additive float"]
+    for ax in (viz.plot_attention(torch.full((3, 3), 0.3), T3, mask=additive),
+               viz.plot_attention(torch.full((3, 3), 0.3), T3, mask=_ALLOWED)):
+        texts = _cell_texts(ax)
+        assert sorted(texts) == [(i, j) for i in range(3) for j in range(3) if j <= i]  # numbers where allowed
+        assert "masked" in ax.figure.axes[-1].get_ylabel()
+    ax = viz.plot_attention(torch.full((3, 3), 0.3), T3, mask=torch.zeros(3, 3))  # all allowed
+    assert _hatched_cells(ax) == [] and "masked" not in ax.figure.axes[-1].get_ylabel()
+
+
+def test_plot_patterns_takes_any_iterable_and_a_dict_gives_the_titles():
+    fig = viz.plot_patterns((p for p in _P), T3)  # a generator: read once
+    assert len([a for a in fig.axes if a.images]) == 2
+    fig = viz.plot_patterns({"head 0": _P[0], "head 1": _P[1]}, T3)
+    assert [a.get_title() for a in fig.axes if a.images] == ["head 0", "head 1"]
+    fig = viz.plot_patterns(_P, T3, vmin=None, vmax=None, cmap="RdBu_r", decimals=1, rotate_labels=False,
+                            colorbar=False)  # colorbar is ignored: one shared colour bar
+    assert len([a for a in fig.axes if a.get_label() == "<colorbar>"]) == 1
+
+
+@pytest.mark.parametrize("colour, expected", [
+    ("white", "black"), ("navy", "white"), ("#1a1a1a", "white"), ("0.9", "black"), ("yellow", "black"),
+    ((1, 1, 1), "black"), ([0.03, 0.19, 0.42], "white"), (np.array([0.03, 0.19, 0.42, 1.0]), "white"),
+])
+def test_text_color_reads_any_colour_matplotlib_reads(colour, expected):
+    assert viz.text_color(colour) == expected
+
+
+_NOT_A_COLOUR = (r"^text_color: background must be a colour: a name such as 'navy', a hex string such as "
+                 r"'#1a1a1a' or an RGB\(A\) tuple of numbers in \[0, 1\], got {}$")
+
+
+@pytest.mark.parametrize("colour, exc, message", [
+    ("whiet", ValueError, _NOT_A_COLOUR.format("'whiet'")),
+    ((2, 0, 0), ValueError, _NOT_A_COLOUR.format(r"\(2, 0, 0\)")),
+    ((1, 1), ValueError, _NOT_A_COLOUR.format(r"\(1, 1\)")),
+    ((math.nan, 0, 0, 1), ValueError, _NOT_A_COLOUR.format(r"\(nan, 0, 0, 1\)")),
+    (None, TypeError, r"^text_color: background must be a colour \(a name, a hex string or an RGB\(A\) "
+                      r"tuple\), got None$"),
+    (0.5, TypeError, r"^text_color: background must be a colour \(a name, a hex string or an RGB\(A\) "
+                     r"tuple\), got 0.5$"),
+], ids=["unknown-name", "above-1", "two-numbers", "nan", "none", "number"])
+def test_text_color_refuses_what_is_not_a_colour(colour, exc, message):
+    with pytest.raises(exc, match=message):
+        viz.text_color(colour)
+
+
 def test_bad_input_names_the_function_and_what_it_got():
     with pytest.raises(ValueError, match=r"plot_attention: weights must be 2-D \(T_q, T_k\), got shape \(2, 2, 2\)"):
         viz.plot_attention(torch.zeros(2, 2, 2), TOKENS[:2])
@@ -312,6 +403,8 @@ def test_nan_is_drawn_black_and_named_never_as_a_masked_cell():
 
 _P = torch.softmax(torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(0)), -1)
 T3 = TOKENS[:3]
+_NAN_MASK = torch.tensor([[0.0, float("nan")], [0.0, 0.0]])
+_INF_MASK = torch.tensor([[0.0, float("-inf")], [float("inf"), 0.0]])
 
 BAD = [
     ("patterns-empty-list", lambda: viz.plot_patterns([], []), ValueError,
@@ -390,6 +483,57 @@ BAD = [
      r"^subplots: height must be a finite number > 0.0, got -1$"),
     ("shared-colorbar-not-axes", lambda: viz.shared_colorbar([None]), TypeError,
      r"^shared_colorbar: axes must be matplotlib Axes, got None$"),
+    # a float mask is added to the scores: NaN and +inf are refused, named by the function called
+    ("attention-mask-nan", lambda: viz.plot_attention(torch.eye(2), TOKENS[:2], mask=_NAN_MASK), ValueError,
+     r"^plot_attention: a float mask is added to the scores and must hold finite numbers or -inf "
+     r"\(blocked\), got NaN or \+inf$"),
+    ("scores-mask-inf", lambda: viz.plot_scores(torch.eye(2), TOKENS[:2], mask=_INF_MASK),
+     ValueError, r"^plot_scores: a float mask is added to the scores and must hold finite numbers or -inf "
+                 r"\(blocked\), got NaN or \+inf$"),
+    ("heatmap-mask-nan", lambda: viz.plot_heatmap(torch.eye(2), "ab", "cd", mask=_NAN_MASK.numpy()), ValueError,
+     r"^plot_heatmap: a float mask is added to the scores and must hold finite numbers or -inf "
+     r"\(blocked\), got NaN or \+inf$"),
+    ("heatmaps-mask-nan", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd",
+                                                    masks=[torch.zeros(2, 2), _NAN_MASK]), ValueError,
+     r"^plot_heatmaps: a float masks\[1\] is added to the scores and must hold finite numbers or -inf "
+     r"\(blocked\), got NaN or \+inf$"),
+    ("attention-mask-shape", lambda: viz.plot_attention(torch.eye(2), TOKENS[:2], mask=torch.zeros(2, 3)),
+     ValueError, r"^plot_attention: mask has shape \(2, 3\), expected \(2, 2\) like the weights$"),
+    ("scores-mask-1d", lambda: viz.plot_scores(torch.eye(2), TOKENS[:2], mask=torch.ones(2, dtype=torch.bool)),
+     ValueError, r"^plot_scores: mask must be 2-D \(T_q, T_k\), got shape \(2,\)$"),
+    ("attention-mask-ints", lambda: viz.plot_attention(torch.eye(2), TOKENS[:2], mask=torch.full((2, 2), 2)),
+     ValueError, r"^plot_attention: an integer mask must hold 0 and 1 only \(1 = may attend\), got \[2\]$"),
+    ("heatmaps-masks-not-a-list", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", masks=True),
+     TypeError, r"^plot_heatmaps: masks must be a list of masks, one per grid, got True$"),
+    # keywords are checked before the figure is made, under the name of the function called
+    ("heatmaps-unknown-keyword", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", foo=1), TypeError,
+     r"^plot_heatmaps: got an unexpected keyword argument 'foo'; it takes titles, ncols, suptitle, xlabel, "
+     r"ylabel, cmap, vmin, vmax, masks, colorbar_label, panel_width, annotate, decimals, rotate_labels$"),
+    ("heatmaps-colorbar", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", colorbar=False),
+     TypeError, r"^plot_heatmaps: got an unexpected keyword argument 'colorbar'; it takes titles, .*$"),
+    ("heatmaps-decimals", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", decimals=-1), ValueError,
+     r"^plot_heatmaps: decimals must be a non-negative int, got -1$"),
+    ("patterns-unknown-keyword", lambda: viz.plot_patterns(_P, T3, foo=1), TypeError,
+     r"^plot_patterns: got an unexpected keyword argument 'foo'; it takes titles, ncols, suptitle, cmap, "
+     r"vmin, vmax, masks, colorbar_label, panel_width, annotate, decimals, rotate_labels$"),
+    ("patterns-xlabel", lambda: viz.plot_patterns(_P, T3, xlabel="x"), TypeError,
+     r"^plot_patterns: got an unexpected keyword argument 'xlabel'; it takes .*$"),
+    ("patterns-decimals", lambda: viz.plot_patterns(_P, T3, decimals=1.5), TypeError,
+     r"^plot_patterns: decimals must be a non-negative int, got 1.5$"),
+    ("patterns-ncols", lambda: viz.plot_patterns(_P, T3, ncols=0), ValueError,
+     r"^plot_patterns: ncols must be a positive int or None, got 0$"),
+    ("patterns-titles", lambda: viz.plot_patterns(_P, T3, titles=["a"]), ValueError,
+     r"^plot_patterns: 1 titles for 2 grids$"),
+    ("patterns-masks", lambda: viz.plot_patterns(_P, T3, masks=[torch.ones(3, 3), torch.ones(2, 3)]), ValueError,
+     r"^plot_patterns: masks\[1\] has shape \(2, 3\), expected \(3, 3\) like the grids$"),
+    ("patterns-empty-generator", lambda: viz.plot_patterns((p for p in []), T3), ValueError,
+     r"^plot_patterns: patterns must not be empty \(at least one grid\)$"),
+    # plot_masks had a row_labels keyword that did nothing; the row labels are q_tokens
+    ("masks-row-labels", lambda: viz.plot_masks(torch.ones(1, 2, 2), ["x", "y"], row_labels=[["x", "y"]]),
+     TypeError, r"^plot_masks\(\) got an unexpected keyword argument 'row_labels'$"),
+    ("masks-float-nan", lambda: viz.plot_masks([torch.zeros(2, 2), _NAN_MASK], TOKENS[:2]), ValueError,
+     r"^plot_masks: a float masks\[1\] is added to the scores and must hold finite numbers or -inf "
+     r"\(blocked\), got NaN or \+inf$"),
 ]
 
 

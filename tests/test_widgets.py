@@ -903,10 +903,10 @@ def test_online_softmax_stepper_traits_follow_the_step():
     exact = attnlib.softmax(_t(s), dim=-1) @ _t(v)
     torch.testing.assert_close(_t(st.out), exact)
     assert st.rescale == 1.0  # the last tile (1.0) does not raise the max
-    st.block = 5  # one tile: step 3 no longer exists, so set both at once as the browser does
+    st.block = 5  # one tile: step 3 no longer exists, so the step becomes the last tile, as on the page
+    assert st.step == 1
     with pytest.raises(ValueError, match="step"):
         st.step = 2
-    st.step = 1
     torch.testing.assert_close(_t(st.out), exact)
     state = st.get_state()
     for name in ("labels", "scores", "values", "block", "step", "m", "rescale", "l", "acc", "out"):
@@ -1333,3 +1333,202 @@ def test_value_update_explorer_causal_in_browser(browser):
         assert errors == []
     finally:
         page.close()
+
+
+# --------------------------------------------------------------------------- bad values, later
+# A trait set from Python (or by a slider's range bug) to a bad value is refused under the
+# explorer's name, before anything changes: the inputs and the results stay as they were.
+
+
+def _model_explorer(**kw):
+    from attnlib import data
+
+    tok = data.make_tokenizer()
+    torch.manual_seed(0)
+    model = attnlib.Decoder(attnlib.DecoderConfig(vocab_size=len(tok), context_len=16, d_model=8, n_layers=2,
+                                                  n_heads=2, d_mlp=16)).eval()
+    return W.ModelExplorer(model, tok, "the fluffy blue creature roamed . it is", **kw)
+
+
+def _stepper():
+    return W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5, 1.0], [[0, 1], [1, 0], [2, 1], [4, 0], [1, 1]], block=2,
+                                  step=1)
+
+
+_WIDGET_MAKERS = {
+    "attention": lambda: _explorer(causal=True, query=2),
+    "arrows": lambda: _arrows(d_head=4, query_index=3, causal=True),
+    "softmax": lambda: W.SoftmaxExplorer(["a", "b"], [1.0, 2.0]),
+    "patterns": lambda: W.PatternViewer({"head 0": [[1.0]], "head 1": [[0.5]]}, ["x"]),
+    "value": lambda: W.ValueUpdateExplorer(TOKENS, [[0, 0], [1, 2], [2, 1.5], [2.5, -0.5]],
+                                           [[0.1, 0], [0, 0.8], [-0.6, 0.2], [0.2, 0.1]], query=3),
+    "cost": lambda: W.CostExplorer(),
+    "stepper": _stepper,
+    "tiles": lambda: W.TileExplorer(64, block=16),
+    "model": _model_explorer,
+}
+_NAN_4x6 = [[float("nan")] + [0.0] * 5] + [[0.0] * 6] * 3
+
+BAD_TRAITS = [  # (widget, trait, bad value, error, its whole message)
+    ("attention", "x", [[0.0] * 5] * 4, ValueError, "AttentionExplorer: x must have shape (4, 6) (T, d_model): "
+     "one row per token, d_model = the rows of w_q, got (4, 5)"),
+    ("attention", "x", [[0.0] * 6] * 3, ValueError, "AttentionExplorer: x must have shape (4, 6) (T, d_model): "
+     "one row per token, d_model = the rows of w_q, got (3, 6)"),
+    ("attention", "x", _NAN_4x6, ValueError,
+     "AttentionExplorer: x must contain only finite numbers (no nan or inf), got 1 nan and 0 inf"),
+    ("attention", "w_q", [[0.0] * 2] * 6, ValueError, "AttentionExplorer: w_q must have shape (6, 3) (d_model, "
+     "d_head): d_model = the columns of x, d_head = that of w_k, got (6, 2)"),
+    ("attention", "w_k", [[0.0] * 3] * 5, ValueError, "AttentionExplorer: w_k must have shape (6, 3) (d_model, "
+     "d_head): d_model = the columns of x, d_head = that of w_q, got (5, 3)"),
+    ("attention", "tokens", ["a", "b"], ValueError,
+     "AttentionExplorer: tokens has 2 labels but 4 are needed (one per row of x: T = 4)"),
+    ("attention", "temperature", -1.0, ValueError,
+     "AttentionExplorer: temperature must be a positive finite number, got -1.0"),
+    ("attention", "query", 4, ValueError, "AttentionExplorer: query must lie in [0, 3] (a token index), got 4"),
+    ("attention", "edit_matrix", "w_v", ValueError, "AttentionExplorer: edit_matrix must be 'w_q' or 'w_k', got 'w_v'"),
+    ("attention", "show", "logits", ValueError,
+     "AttentionExplorer: show must be one of ('weights', 'scaled', 'raw'), got 'logits'"),
+    ("arrows", "d_head", 0, ValueError, "QueryKeyArrows: d_head must be a positive int, got 0"),
+    ("arrows", "d_head", True, TypeError, "QueryKeyArrows: d_head must be a positive int, got True"),
+    ("arrows", "query_index", -1, ValueError, "QueryKeyArrows: query_index must be a position among the keys "
+     "while causal=True (the mask hides the keys after it), got -1 (none); set causal=False first"),
+    ("arrows", "query_index", 4, ValueError, "QueryKeyArrows: query_index must lie in [0, 4) (a position among "
+     "the keys, or -1 for none), got 4"),
+    ("arrows", "query_index", -2, ValueError, "QueryKeyArrows: query_index must lie in [0, 4) (a position among "
+     "the keys, or -1 for none), got -2"),
+    ("arrows", "key_vectors", [[1.0, 2.0, 3.0]] * 4, ValueError,
+     "QueryKeyArrows: key_vectors must have shape (4, 2) (T, 2): one 2-D key per token, got (4, 3)"),
+    ("arrows", "length", 100.0, ValueError, "QueryKeyArrows: length must lie in [0, max_length=4.6], got 100.0"),
+    ("softmax", "scores", [float("nan"), 1.0], ValueError,
+     "SoftmaxExplorer: scores must contain only finite numbers (no nan or inf), got 1 nan and 0 inf"),
+    ("softmax", "scores", [1.0], ValueError, "SoftmaxExplorer: scores must have length 2 (one per label), got 1"),
+    ("softmax", "scores", [], ValueError, "SoftmaxExplorer: scores must not be empty"),
+    ("softmax", "temperature", 0.0, ValueError,
+     "SoftmaxExplorer: temperature must be a positive finite number, got 0.0"),
+    ("patterns", "selected", "head 9", ValueError,
+     "PatternViewer: selected must be one of ['head 0', 'head 1'], got 'head 9'"),
+    ("value", "weights", [1.0, 0.0], ValueError,
+     "ValueUpdateExplorer: weights must have length 4 (one weight per key), got 2"),
+    ("value", "weights", [], ValueError, "ValueUpdateExplorer: weights must not be empty"),
+    ("value", "weights", [1.0, -1.0, 0.0, 0.0], ValueError,
+     "ValueUpdateExplorer: weights must be non-negative, got [1.0, -1.0, 0.0, 0.0]"),
+    ("value", "points", [[0.0, 0.0]] * 3, ValueError,
+     "ValueUpdateExplorer: points must have shape (4, 2) (T, 2): one 2-D embedding per token, got (3, 2)"),
+    ("value", "values", [[0.0, 0.0, 0.0]] * 4, ValueError,
+     "ValueUpdateExplorer: values must have shape (4, 2) (T, 2): one 2-D value per token, got (4, 3)"),
+    ("value", "query", 7, ValueError, "ValueUpdateExplorer: query must lie in [0, 3] (a token index), got 7"),
+    ("cost", "n_heads", -5, ValueError, "CostExplorer: n_heads must be a positive int, got -5"),
+    ("cost", "n_layers", 0, ValueError, "CostExplorer: n_layers must be a positive int, got 0"),
+    ("cost", "n_heads", True, TypeError, "CostExplorer: n_heads must be a positive int, got True"),
+    ("cost", "bytes_per_entry", -2.0, ValueError,
+     "CostExplorer: bytes_per_entry must be a positive finite number, got -2.0"),
+    ("cost", "bytes_per_entry", float("inf"), ValueError,
+     "CostExplorer: bytes_per_entry must be a positive finite number, got inf"),
+    ("cost", "context_len", 1000, ValueError, "CostExplorer: context_len must be one of [256, 512, 1024, 2048, "
+     "4096, 8192, 16384, 32768], got 1000"),
+    ("stepper", "block", 6, ValueError, "OnlineSoftmaxStepper: block must be an int in [1, T=5], got 6"),
+    ("stepper", "step", 4, ValueError, "OnlineSoftmaxStepper: step must be an int in [0, 3], got 4"),
+    ("tiles", "T", 128, ValueError, "TileExplorer: T must stay 64 (the tile sizes and the sliders follow from "
+     "it; for another T make a new TileExplorer), got 128"),
+    ("tiles", "d_head", 0, ValueError, "TileExplorer: d_head must be a positive int, got 0"),
+    ("tiles", "bytes_per_entry", 0.0, ValueError,
+     "TileExplorer: bytes_per_entry must be a finite number > 0.0, got 0.0"),
+    ("tiles", "block", 65, ValueError, "TileExplorer: block must be one of blocks [16, 24, 32, 48, 64], got 65"),
+    ("tiles", "window", 65, ValueError, "TileExplorer: window must be an int in [0, T=64] (0 = none), got 65"),
+    ("model", "top_k", -1, ValueError, "ModelExplorer: top_k must be a positive int, got -1"),
+    ("model", "top_k", 0, ValueError, "ModelExplorer: top_k must be a positive int, got 0"),
+    ("model", "layer", 2, ValueError, "ModelExplorer: layer must lie in [0, 2) (a layer of the model), got 2"),
+    ("model", "head", -1, ValueError, "ModelExplorer: head must lie in [0, 2) (a head of the layer), got -1"),
+    ("model", "query", 8, ValueError, "ModelExplorer: query must lie in [0, 8) (a position of the prompt, or -1 "
+     "for the last), got 8"),
+    ("model", "query", -2, ValueError, "ModelExplorer: query must lie in [0, 8) (a position of the prompt, or "
+     "-1 for the last), got -2"),
+    ("model", "lens_stage", 5, ValueError, "ModelExplorer: lens_stage must lie in [0, 5) (a stage of the "
+     "residual stream: 0 is the embedding), got 5"),
+    ("model", "n_new", -1, ValueError, "ModelExplorer: n_new must be a non-negative int, got -1"),
+    ("model", "seed", -3, ValueError, "ModelExplorer: seed must be a non-negative int, got -3"),
+    ("model", "ablated", [[2, 0]], ValueError,
+     "ModelExplorer: ablated head (2, 0) does not exist; layers are 0 .. 1 and heads 0 .. 1"),
+    ("model", "ablated", [[0, 0, 1]], TypeError,
+     "ModelExplorer: every entry of ablated must be a (layer, head) pair of ints, got a list"),
+    ("model", "temperature", 0.0, ValueError,
+     "ModelExplorer: temperature must be a positive finite number, got 0.0"),
+    ("model", "lens_word", "zebra", ValueError, "ModelExplorer: lens_word must be one of the model's 45 words, "
+     "got 'zebra'"),
+]
+
+
+@pytest.fixture(scope="module")
+def made_widgets():
+    """One widget of each kind: the cases below refuse every change, so the widgets are shared."""
+    return {name: make() for name, make in _WIDGET_MAKERS.items()}
+
+
+@pytest.mark.parametrize(("kind", "trait", "value", "exc", "message"), BAD_TRAITS,
+                         ids=[f"{k}-{t}-{i}" for i, (k, t, *_) in enumerate(BAD_TRAITS)])
+def test_bad_trait_values_are_refused_and_change_nothing(made_widgets, kind, trait, value, exc, message):
+    w = made_widgets[kind]
+    before = w.get_state()
+    with pytest.raises(exc, match=rf"^{re.escape(message)}$"):
+        setattr(w, trait, value)
+    assert w.get_state() == before
+
+
+@pytest.mark.parametrize(("kind", "update", "message"), [
+    ("softmax", {"temperature": 2.0, "scores": [float("nan"), 1.0]}, "SoftmaxExplorer: scores must contain"),
+    ("arrows", {"angle": 10.0, "d_head": 0}, "QueryKeyArrows: d_head must be a positive int, got 0"),
+    ("cost", {"context_len": 512, "n_heads": -5}, "CostExplorer: n_heads must be a positive int, got -5"),
+    ("model", {"prompt": "the fox", "top_k": -1}, "ModelExplorer: top_k must be a positive int, got -1"),
+])
+def test_a_bad_value_among_several_undoes_them_all(made_widgets, kind, update, message):
+    """A state update as the browser sends it (several traits at once) with one bad value: refused
+    as a ValueError, and the good values given with it are undone too (traitlets rolls back on the
+    error, which is also a TraitError)."""
+    w = made_widgets[kind]
+    before = w.get_state()
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}"):
+        w.set_state(update)
+    assert w.get_state() == before
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _explorer(causal="no"), "AttentionExplorer: causal must be True or False, got 'no'"),
+    (lambda: _explorer(causal=1), "AttentionExplorer: causal must be True or False, got 1"),
+    (lambda: _explorer(causal=None), "AttentionExplorer: causal must be True or False, got None"),
+    (lambda: _model_explorer(sample="no"), "ModelExplorer: sample must be True or False, got 'no'"),
+    (lambda: _model_explorer(sample=0), "ModelExplorer: sample must be True or False, got 0"),
+    (lambda: _arrows(causal="no", query_index=3), "QueryKeyArrows: causal must be True or False, got 'no'"),
+    (lambda: W.TileExplorer(64, block=16, causal="no"), "TileExplorer: causal must be True or False, got 'no'"),
+])
+def test_switches_are_not_read_by_their_truth_value(make, message):
+    """"no" would mean yes: a switch is True or False (a Python or numpy bool)."""
+    with pytest.raises(TypeError, match=rf"^{re.escape(message)}$"):
+        make()
+
+
+def test_switches_take_numpy_bools():
+    import numpy as np
+
+    e = _explorer(causal=np.True_, query=2)
+    assert e.causal is True and e.weights == _explorer(causal=True, query=2).weights
+    assert _model_explorer(sample=np.bool_(True)).sample is True
+    assert _arrows(causal=np.True_, query_index=3).causal is True
+    assert W.TileExplorer(64, block=16, causal=np.False_).causal is False
+    toks, pts = TOKENS, [[0, 0], [1, 2], [2, 1.5], [2.5, -0.5]]
+    assert W.ValueUpdateExplorer(toks, pts, pts, causal=np.False_).causal is False
+
+
+def test_online_softmax_stepper_keeps_step_in_range_when_block_grows():
+    """Fewer tiles than the steps done: the step becomes the last tile (as the page does), and the
+    state is that of the last tile, equal to a stepper made with that block and step."""
+    st = W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0], block=1)
+    st.step = 4
+    st.block = 4  # 2 tiles
+    ref = W.OnlineSoftmaxStepper([0.1, 2.0, 3.0, 0.5, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0], block=4, step=2)
+    assert (st.step, st.n_tiles()) == (2, 2)
+    assert (st.m, st.rescale, st.l, st.acc, st.out) == (ref.m, ref.rescale, ref.l, ref.acc, ref.out)
+    torch.testing.assert_close(_t(st.out), st.compute()["softmax"])
+    st.set_state({"block": 5})  # as the browser sends it
+    assert (st.step, st.out) == (1, ref.out)
+    st.block = 2  # more tiles: the step stays
+    assert st.step == 1 and st.m == 2.0

@@ -138,16 +138,21 @@ def run_check(title: str, body: Callable[[], int], unit: str = "cases") -> Check
 
     A :class:`CheckFailure` prints ``✗ title: diagnosis``; any other exception (a bug in the
     checker, or reader code run outside :func:`call`) is reported too, never raised.
+
+    The global random generator is the reader's again afterwards: the cases may seed it (with
+    :func:`seed_cpu`) and draw from it (a module's initialisation), and a notebook cell after the
+    check must draw the same numbers as without it.
     """
-    try:
-        n = body()
-    except CheckFailure as err:
-        result = CheckResult(False, title, str(err))
-    except Exception as err:  # a checker must never raise on the reader's code
-        result = CheckResult(False, title,
-                             f"the check stopped on an unexpected {type(err).__name__}: {err}")
-    else:
-        result = CheckResult(True, title, f"all {n} {unit} passed")
+    with torch.random.fork_rng(devices=[]):  # the CPU generator; seed_cpu() touches no other
+        try:
+            n = body()
+        except CheckFailure as err:
+            result = CheckResult(False, title, str(err))
+        except Exception as err:  # a checker must never raise on the reader's code
+            result = CheckResult(False, title,
+                                 f"the check stopped on an unexpected {type(err).__name__}: {err}")
+        else:
+            result = CheckResult(True, title, f"all {n} {unit} passed")
     print(_wrap(result.line))
     return result
 
@@ -840,6 +845,13 @@ def checker(spec: TensorSpec | NumberSpec) -> Callable[[Callable], Callable]:
     return wrap
 
 
+def seed_cpu(value: int) -> None:
+    """Seed torch's global CPU generator, which the cases' modules draw their initial weights (and
+    dropout masks) from: the same numbers as ``torch.manual_seed(value)`` on the CPU, without
+    reseeding an accelerator's generators, which :func:`run_check` does not restore."""
+    torch.default_generator.manual_seed(value)
+
+
 def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Seeded standard normal numbers, the same on every machine (generated on the CPU)."""
     g = torch.Generator().manual_seed(seed)
@@ -848,10 +860,10 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.T
 
 def make_every_piece_matter(module: torch.nn.Module, *, vector_spread: float,
                             matrix_std: float = 0.3) -> torch.nn.Module:
-    """Redraw a module's parameters (from torch's global generator, seeded by the caller) so that
-    every piece changes the output: 1-D parameters (LayerNorm scales, biases) around 1 with spread
-    ``vector_spread``, matrices N(0, ``matrix_std``), larger than at initialisation. In place;
-    returns the module."""
+    """Redraw a module's parameters (from torch's global generator, seeded by the caller with
+    :func:`seed_cpu` inside :func:`run_check`, which restores it) so that every piece changes the
+    output: 1-D parameters (LayerNorm scales, biases) around 1 with spread ``vector_spread``,
+    matrices N(0, ``matrix_std``), larger than at initialisation. In place; returns the module."""
     with torch.no_grad():
         for p in module.parameters():
             if p.ndim == 1:

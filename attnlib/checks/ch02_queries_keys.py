@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from .. import _validate as V
 from ..attention import attention
 from ._core import (
     Case,
@@ -121,6 +122,15 @@ def _diagnose_verb(wq, wk, x, toks, verb, subject, threshold) -> None:
          "and 'noun' in W_K in the same column)")
 
 
+def _weight_threshold(who: str, val) -> float:
+    """A checker's ``threshold`` on an attention weight: a number in (0, 1). At 0 or below a head of
+    zeros would pass (its uniform weights lie above), at 1 or above no head could (no weight does)."""
+    x = V.real(who, "threshold", val)
+    if not 0.0 < x < 1.0:  # also False for NaN
+        raise ValueError(f"{who}: threshold must be an attention weight in (0, 1), got {val!r}")
+    return x
+
+
 def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     """Check a designed head (W_Q, W_K): every verb attends to its subject with weight > threshold.
 
@@ -129,9 +139,12 @@ def check_verb_head(W_Q, W_K, threshold: float = 0.5):
     ``example.embed(sentence)`` (tokens plus positions). Sentences: the running phrase ("roamed" ->
     "creature"), "the fox slept", "the royal king ruled", "a soft owl slept".
     Diagnoses: wrong shapes, the roles of W_Q and W_K swapped, a verb attending to something else
-    (named, with its weight), the right key but too weakly.
+    (named, with its weight), the right key but too weakly. ``threshold`` must lie in (0, 1) (else
+    a ValueError: at 0 or below a head of zeros would pass).
     """
     from .. import example
+
+    threshold = _weight_threshold("check_verb_head", threshold)  # the caller's error: raised, not judged
 
     def body():
         _check_qk_shapes(W_Q, W_K, example.D_MODEL)

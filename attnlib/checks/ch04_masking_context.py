@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from .. import _validate as V
 from ..attention import attention, causal_mask, padding_mask
 from ._core import (
     Case,
@@ -316,6 +317,22 @@ def _dependence(fn, x, base, vs, dm, g, tol):
     return leaks, moved_self, backward
 
 
+def _causality_args(d_model, vocab_size, T, batch, device, atol) -> None:
+    """The keyword arguments of :func:`check_causality`: a caller's error is raised (before the
+    module's mode changes), never printed as a verdict on ``fn``."""
+    who = "check_causality"
+    V.optional_positive_int(who, "d_model", d_model)
+    V.optional_positive_int(who, "vocab_size", vocab_size)
+    if d_model is not None and vocab_size is not None:
+        raise TypeError(f"{who}: give d_model= (inputs of shape (B, T, d_model)) or vocab_size= (token ids "
+                        f"(B, T)), not both; got d_model={d_model!r}, vocab_size={vocab_size!r}")
+    V.positive_int(who, "T", T)
+    V.positive_int(who, "batch", batch)
+    V.device(who, "device", device)
+    if atol is not None:
+        V.finite_float(who, "atol", atol, low=0.0)
+
+
 def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = None, T: int = 6,
                     batch: int = 2, device=None, atol: float | None = None) -> bool:
     """Check that ``fn`` is causal: output position i never depends on inputs at positions j > i.
@@ -328,8 +345,10 @@ def check_causality(fn, *, d_model: int | None = None, vocab_size: int | None = 
     For each j, the input at position j is changed and every earlier output must stay put (within
     ``atol``: 1e-5 on the CPU, 1e-4 on an accelerator), while outputs at j and later should move. Diagnoses: the future leaks (which
     positions, and whether it looks like no mask at all or a mask one step too wide), nan output,
-    outputs that ignore the input.
+    outputs that ignore the input. A bad keyword argument (``T=0``, both ``d_model`` and
+    ``vocab_size``) raises a TypeError or ValueError: it is the caller's error, not the answer's.
     """
+    _causality_args(d_model, vocab_size, T, batch, device, atol)
 
     def body():
         dm, vs, t = _infer_input(fn, d_model, vocab_size, T)

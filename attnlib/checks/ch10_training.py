@@ -29,6 +29,7 @@ from ._core import (
     make_every_piece_matter,
     randn,
     run_check,
+    seed_cpu,
     tensor_output,
 )
 from .ch04_masking_context import _shift, _shift_cases, shift_mistakes
@@ -327,7 +328,7 @@ def _step_batches(cfg, B, T, seed):
 
 def _fresh(cfg, seed):
     from ..decoder import Decoder
-    torch.manual_seed(seed)
+    seed_cpu(seed)
     model = Decoder(cfg).train()
     return model, torch.optim.AdamW(model.parameters(), lr=STEP_LR)
 
@@ -351,7 +352,7 @@ def _trajectory(fn, cfg, seed, batches, clip):
         model, opt = _fresh(cfg, seed)
         out = []
         for i, (x, y) in enumerate(batches):
-            torch.manual_seed(1000 * seed + i)  # the dropout masks
+            seed_cpu(1000 * seed + i)  # the dropout masks
             loss = fn(model, opt, x.clone(), y.clone(), clip)
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
             out.append((value, _params(model)))
@@ -408,7 +409,7 @@ def check_train_step(fn):
                 for i, (x, y) in enumerate(batches):
                     with case(f"{name}, step {i + 1}"):
                         seen.clear()
-                        torch.manual_seed(1000 * seed + i)  # the dropout masks
+                        seed_cpu(1000 * seed + i)  # the dropout masks
                         out = call(fn, model, opt, x, y, clip, allow_inplace=[0, 1],
                                    hint="train_step(model, opt, x, y, grad_clip) runs forward, "
                                         "loss.backward() and opt.step() with gradients on "
@@ -424,8 +425,7 @@ def check_train_step(fn):
                 handle.remove()
         return n
 
-    with torch.random.fork_rng(devices=[]):  # the cases' seeds stay out of the reader's session
-        return run_check("training step", body, unit="steps")
+    return run_check("training step", body, unit="steps")  # which keeps the reader's RNG state
 
 
 def _probe_step(seen, model, clip) -> None:
@@ -589,7 +589,7 @@ def _cache_cases():
 def _cache_model(cfg, seed):
     """A seeded decoder whose every piece matters: larger weights than at initialisation."""
     from ..decoder import Decoder
-    torch.manual_seed(seed)
+    seed_cpu(seed)
     return make_every_piece_matter(Decoder(cfg).eval(), vector_spread=0.3)
 
 
@@ -720,8 +720,7 @@ def check_cached_step(fn):
                     fail(RECOMPUTED.format(T=max(widths)))
         return len(_cache_cases())
 
-    with torch.random.fork_rng(devices=[]):  # the cases' seeds stay out of the reader's session
-        return run_check("cached decoding step", body)
+    return run_check("cached decoding step", body)  # which keeps the reader's RNG state
 
 
 check_cached_step.mistakes = CACHED_STEP_MISTAKES
