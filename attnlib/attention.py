@@ -87,6 +87,8 @@ def padding_mask(lengths, T: int) -> torch.Tensor:
     patterns of shape (B, H, T_q, T). `lengths` is a 1-D int tensor or a list of ints.
     """
     T = V.nonneg_int("padding_mask", "T", T)
+    if isinstance(lengths, (list, tuple)) and not lengths:  # no sequences: an empty batch
+        lengths = torch.zeros(0, dtype=torch.long)
     if not isinstance(lengths, torch.Tensor):
         try:
             lengths = torch.as_tensor(lengths)
@@ -99,7 +101,7 @@ def padding_mask(lengths, T: int) -> torch.Tensor:
             f"padding_mask: lengths must be a 1-D integer tensor or list, got dtype {lengths.dtype} "
             f"and shape {tuple(lengths.shape)}"
         )
-    if (lengths < 0).any() or (lengths > T).any():
+    if lengths.device.type != "meta" and ((lengths < 0).any() or (lengths > T).any()):  # meta: no values
         raise ValueError(f"padding_mask: every length must lie in [0, T={T}], got {lengths.tolist()}")
     pos = torch.arange(T, device=lengths.device)
     return (pos.unsqueeze(0) < lengths.unsqueeze(1))[:, None, None, :]
@@ -190,6 +192,8 @@ def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     if not _is_dim(dim, scores.ndim):
         raise ValueError(f"softmax: dim must be an int in [-{scores.ndim}, {scores.ndim}) (a dim of scores "
                          f"{tuple(scores.shape)}), got {dim!r}")
+    if scores.numel() == 0:  # nothing to normalise (a row of no entries, or no rows)
+        return scores.clone()
     shifted = scores - scores.amax(dim=dim, keepdim=True)
     e = shifted.exp()
     return e / e.sum(dim=dim, keepdim=True)

@@ -542,7 +542,10 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generat
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     # the largest logit first becomes 0: a small temperature then sends the others to -inf, never
-    # the largest to +inf (inf - inf would make the softmax NaN); at temperature 1 nothing changes
+    # the largest to +inf (inf - inf would make the softmax NaN); at temperature 1 nothing changes.
+    # A temperature below the dtype's smallest normal number would round to 0 (0 / 0 = NaN): at
+    # that one the pattern is already its limit (all weight on the largest logits).
+    temperature = max(temperature, torch.finfo(logits.dtype).tiny)
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]

@@ -131,11 +131,11 @@ def _head_list(who: str, name: str, heads, n_heads: int) -> list[int]:
         raise TypeError(f"{who}: the heads of {name!r} must be a list of ints, got {V.describe(heads)}")
     out = []
     for h in heads:
-        if isinstance(h, bool) or not isinstance(h, int):
+        if not V._is_int(h):  # numpy ints too (e.g. from np.argsort); not bools
             raise TypeError(f"{who}: the heads of {name!r} must be ints, got {V.describe(h)}")
         if not 0 <= h < n_heads:
             raise ValueError(f"{who}: head {h} of {name!r} does not exist; its heads are 0 .. {n_heads - 1}")
-        out.append(h)
+        out.append(int(h))
     return out
 
 

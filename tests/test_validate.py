@@ -406,11 +406,25 @@ def test_int32_targets_give_the_loss_of_long_ones():
     assert torch.equal(got, want)
 
 
-def test_generate_at_a_tiny_temperature_is_greedy():
-    """logits / 1e-40 overflows float32: the sampler must still give the most likely token."""
+@pytest.mark.parametrize("temperature", [1e-40, 1e-46, 1e-300])
+def test_generate_below_the_smallest_float_is_greedy(temperature):
+    """1e-46 and 1e-300 round to 0 in float32 (0 / 0 = NaN): they must still give the most likely token."""
     greedy = DEC.generate(TOKS, 3, temperature=0.0)
-    g = torch.Generator().manual_seed(0)
-    assert torch.equal(DEC.generate(TOKS, 3, temperature=1e-40, generator=g), greedy)
+    assert torch.equal(DEC.generate(TOKS, 3, temperature=temperature), greedy)
+
+
+def test_ablate_heads_takes_numpy_ints():
+    with attnlib.ablate_heads(DEC, {"blocks.0.attn": np.array([1, 3])}):
+        a, _ = DEC(TOKS)
+    with attnlib.ablate_heads(DEC, {"blocks.0.attn": [1, 3]}):
+        b, _ = DEC(TOKS)
+    assert torch.equal(a, b)
+
+
+def test_edge_cases_with_an_answer():
+    assert attnlib.softmax(torch.zeros(3, 0)).shape == (3, 0)  # rows of no entries: nothing to normalise
+    assert padding_mask([], 4).shape == (0, 1, 1, 4)  # an empty batch
+    assert padding_mask(torch.tensor([1, 2], device="meta"), 3).device.type == "meta"
 
 
 def test_sampler_at_temperature_1_is_unchanged():
