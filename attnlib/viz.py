@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -71,7 +72,19 @@ def _np(a) -> np.ndarray:
 
 
 def _array(who: str, name: str, a) -> np.ndarray:
-    """``a`` (a tensor, an array or nested lists of numbers) as a float array."""
+    """``a`` (a tensor, an array or nested lists of numbers) as a float array. Complex numbers are
+    refused (casting them to float would draw their real part without a word), as is a tensor on the
+    meta device (it has a shape but no values)."""
+    if isinstance(a, torch.Tensor):
+        if a.dtype.is_complex:
+            raise TypeError(f"{who}: {name} must hold real numbers, got {V.describe(a)}; draw its .real, "
+                            ".imag or .abs()")
+        if a.device.type == "meta":
+            raise ValueError(f"{who}: {name} must be a tensor with values to draw, got {V.describe(a)} on "
+                             "the meta device (a shape without values)")
+    elif isinstance(a, np.ndarray) and np.iscomplexobj(a):
+        raise TypeError(f"{who}: {name} must hold real numbers, got a {a.dtype} array; draw its .real, "
+                        ".imag or abs()")
     try:
         return _np(a)
     except (TypeError, ValueError):
@@ -96,7 +109,7 @@ def _stack(who: str, name: str, grids, doc: str) -> np.ndarray:
     if isinstance(grids, dict):
         grids = list(grids.values())
     if isinstance(grids, torch.Tensor):
-        gs = _np(grids)
+        gs = _array(who, name, grids)
     else:
         try:
             items = list(grids)
@@ -147,13 +160,51 @@ def _limits(who: str, vmin, vmax) -> None:
         raise ValueError(f"{who}: vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
 
 
+_AUTO_ANNOTATE = "the default: annotate when the grid is at most 12 x 12"  # what annotate=None does
+
+
+def _switch(who: str, name: str, val, none_means: str = "") -> bool | None:
+    """A switch such as ``colorbar``: True or False (numpy bools too), returned as a bool; an int or a
+    string would be read by its truth value ("no" would mean yes). With ``none_means`` (what None
+    does), None too."""
+    if val is None and none_means:
+        return None
+    try:
+        return V.flags(who, **{name: val})[name]
+    except TypeError:
+        if not none_means:
+            raise
+        raise TypeError(f"{who}: {name} must be True, False or None ({none_means}), got "
+                        f"{V.describe(val)}") from None
+
+
+def _axes_arg(who: str, ax) -> None:
+    """``ax``: a matplotlib Axes to draw on, or None (a new figure)."""
+    if ax is None or isinstance(ax, Axes):
+        return
+    hint = "; pick one of them, e.g. ax=axes[0]" if isinstance(ax, (np.ndarray, list, tuple)) else ""
+    raise TypeError(f"{who}: ax must be a matplotlib Axes or None (a new figure), got {V.describe(ax)}{hint}")
+
+
+def _cmap_arg(who: str, cmap) -> None:
+    """``cmap``: None (the book's map for the data), a matplotlib Colormap or a colour map's name."""
+    if cmap is None or isinstance(cmap, Colormap):
+        return
+    if not isinstance(cmap, str):
+        raise TypeError(f"{who}: cmap must be a colour map name such as 'Blues', a matplotlib Colormap or "
+                        f"None, got {V.describe(cmap)}")
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"{who}: cmap must name a matplotlib colour map such as 'Blues' or 'RdBu_r' (list "
+                         f"them with sorted(matplotlib.colormaps)), got {cmap!r}")
+
+
 def nice_limit(x: float) -> float:
     """The smallest "round" number >= ``x`` with two significant digits (1.36 -> 1.4, 4.53 -> 4.6).
 
     A value a float32 rounding error above a round number is read as that number
     (1.0000001192092896 -> 1.0), so colour bars never show such digits.
     """
-    x = abs(float(x))
+    x = abs(V.real("nice_limit", "x", x))
     if not math.isfinite(x) or x == 0:
         return 1.0
     scale = 10.0 ** (math.floor(math.log10(x)) - 1)
@@ -216,6 +267,12 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = PAGE_WIDTH_IN, he
     """``plt.subplots`` sized for the page: ``width`` inches (at most :data:`PAGE_WIDTH_IN`) and a
     constrained layout, so colour bars and labels never overlap. Returns (figure, axes) like
     ``plt.subplots``; ``height`` defaults to 3.2 inches per row."""
+    if "figsize" in kwargs:
+        raise TypeError(f"subplots: figsize is set from width= and height= (inches; width at most PAGE_WIDTH_IN "
+                        f"= {PAGE_WIDTH_IN}); pass those instead, got figsize={_shown(kwargs['figsize'])}")
+    if "layout" in kwargs:
+        raise TypeError(f"subplots: layout is always 'constrained' (colour bars and labels never overlap); for "
+                        f"another layout use plt.subplots, got layout={_shown(kwargs['layout'])}")
     V.positive_int("subplots", "nrows", nrows)
     V.positive_int("subplots", "ncols", ncols)
     V.finite_float("subplots", "width", width, low=0.0, low_open=True)
@@ -380,6 +437,10 @@ def plot_heatmap(values, row_labels, col_labels, *, ax=None, title=None, xlabel=
     _labels_fit("plot_heatmap", w.shape, row_labels, col_labels)
     _limits("plot_heatmap", vmin, vmax)
     decimals = V.nonneg_int("plot_heatmap", "decimals", decimals)
+    _axes_arg("plot_heatmap", ax)
+    _cmap_arg("plot_heatmap", cmap)
+    annotate = _switch("plot_heatmap", "annotate", annotate, _AUTO_ANNOTATE)
+    colorbar, rotate_labels = V.flags("plot_heatmap", colorbar=colorbar, rotate_labels=rotate_labels).values()
     hidden, nan = _hidden_cells(w, mask)
     masked = hidden & ~nan
     cmap, norm, _ = _scale(np.where(hidden, np.nan, w), vmin, vmax, cmap)
@@ -480,6 +541,10 @@ def _other_keywords(who: str, given: dict, takes: tuple) -> None:
                             f"{', '.join(takes)}")
     if "decimals" in given:
         V.nonneg_int(who, "decimals", given["decimals"])
+    if "annotate" in given:
+        _switch(who, "annotate", given["annotate"], _AUTO_ANNOTATE)
+    if "rotate_labels" in given:
+        _switch(who, "rotate_labels", given["rotate_labels"])
 
 
 def plot_heatmaps(grids, row_labels, col_labels, *, titles=None, ncols=None, suptitle=None,
@@ -523,6 +588,7 @@ def _small_multiples(who, gs, row_labels, col_labels, *, titles, ncols, suptitle
     """The figure of :func:`plot_heatmaps` and :func:`plot_patterns` (``who``) for the grids ``gs``
     (n, rows, cols); ``panel``: the keywords for every panel's :func:`plot_heatmap`, checked."""
     n, rows, cols = gs.shape
+    _cmap_arg(who, cmap)
     masks, ncols = _panels_checked(who, gs.shape, row_labels, col_labels, titles, masks, vmin, vmax, ncols,
                                    panel_width, panel.get("annotate"))
     nrows = -(-n // ncols)
@@ -628,6 +694,10 @@ def plot_attention(weights, q_tokens, k_tokens=None, *, ax=None, title=None, ann
     if (nq, nk) != w.shape:
         raise ValueError(f"plot_attention: {nq} query and {nk} key labels for a grid of {w.shape}")
     _limits("plot_attention", vmin, vmax)
+    _axes_arg("plot_attention", ax)
+    _cmap_arg("plot_attention", cmap)
+    _switch("plot_attention", "annotate", annotate, _AUTO_ANNOTATE)
+    _switch("plot_attention", "colorbar", colorbar)
     if mask is not None:
         mask = _cell_mask("plot_attention", "mask", mask, w.shape, "the weights")
     return plot_heatmap(w, q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
@@ -641,6 +711,9 @@ def plot_scores(scores, q_tokens, k_tokens=None, *, ax=None, title=None, annotat
     default the largest |score| rounded up), -inf (masked) entries hatched grey, as are the cells that
     ``mask`` blocks (read as in :func:`plot_attention`). Returns the Axes."""
     w = _grid("plot_scores", "scores", scores, "(T_q, T_k)")
+    _axes_arg("plot_scores", ax)
+    _switch("plot_scores", "annotate", annotate, _AUTO_ANNOTATE)
+    _switch("plot_scores", "colorbar", colorbar)
     if limit is not None:
         V.finite_float("plot_scores", "limit", limit)
         if limit == 0:
@@ -701,6 +774,8 @@ def plot_mask(mask, q_tokens, k_tokens=None, *, ax=None, title=None, legend=True
     """A mask (T_q, T_k), True = may attend (dark blue), False = blocked (hatched grey). A float mask
     is read as attention reads it, added to the scores: -inf is blocked, any finite value may attend."""
     m = _allowed("plot_mask", "mask", mask)
+    _axes_arg("plot_mask", ax)
+    legend = _switch("plot_mask", "legend", legend)
     k_tokens = q_tokens if k_tokens is None else k_tokens
     _labels_fit("plot_mask", m.shape, q_tokens, k_tokens, ("query", "key"), "a mask")
     ax = plot_heatmap(m.astype(float), q_tokens, k_tokens, ax=ax, title=title, xlabel="key", ylabel="query",
@@ -729,11 +804,13 @@ def plot_masks(masks, q_tokens, k_tokens=None, *, titles=None, ncols=None):
     V.non_empty("plot_masks", "masks", masks)
     ms = [_allowed("plot_masks", f"masks[{i}]", m) for i, m in enumerate(masks)]
     n = len(ms)
-    per_mask = q_tokens and isinstance(q_tokens[0], (list, tuple))
+    # one list of labels per mask? (read without truth values: q_tokens may be a numpy array)
+    per_mask = _n_labels("plot_masks", "q_tokens", q_tokens) > 0 and isinstance(q_tokens[0], (list, tuple))
 
     def labels(i):  # the query and key labels of mask i
         qt = q_tokens[i] if per_mask else q_tokens
-        return qt, (k_tokens[i] if per_mask and k_tokens is not None else k_tokens) or qt
+        kt = k_tokens[i] if per_mask and k_tokens is not None else k_tokens
+        return qt, qt if kt is None else kt
 
     if per_mask and len(q_tokens) != n:
         raise ValueError(f"plot_masks: {len(q_tokens)} lists of labels for {n} masks")
@@ -770,6 +847,7 @@ def plot_decoder_flow(n_layers: int = 2, d_model: int | str = "d_model", vocab_s
     their output back, then the final LayerNorm, the unembedding and the logits. Returns the Axes."""
     if not isinstance(n_layers, int) or isinstance(n_layers, bool) or not 1 <= n_layers <= 4:
         raise ValueError(f"plot_decoder_flow: n_layers must be an int from 1 to 4, got {n_layers!r}")
+    _axes_arg("plot_decoder_flow", ax)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 2.6 + 1.55 * n_layers), layout="constrained")
     ax.axis("off")
@@ -831,14 +909,30 @@ def _stream_flow_args(tokens, n_layers, patterns):
     if not isinstance(n_layers, int) or isinstance(n_layers, bool) or not 1 <= n_layers <= 4:
         raise ValueError(f"plot_stream_flow: n_layers must be an int from 1 to 4, got {n_layers!r}")
     if patterns is not None:
-        patterns = [_np(p_) for p_ in patterns]
-        if len(patterns) != n_layers or any(p_.shape != (T, T) for p_ in patterns):
-            raise ValueError(f"plot_stream_flow: patterns must be {n_layers} grids of shape ({T}, {T}), "
-                             f"got {[tuple(p_.shape) for p_ in patterns]}")
-        if any(np.triu(p_, 1).any() for p_ in patterns):
-            raise ValueError("plot_stream_flow: a pattern puts weight on a later key; the figure shows a "
-                             "causal decoder")
+        patterns = _stream_patterns(patterns, n_layers, T)
     return tokens, patterns
+
+
+def _stream_patterns(patterns, n_layers: int, T: int) -> list[np.ndarray]:
+    """The ``patterns`` of :func:`plot_stream_flow` as arrays: ``n_layers`` causal (T, T) grids of
+    attention weights in [0, 1] (a float32 rounding above 1 is let through)."""
+    who = "plot_stream_flow"
+    if isinstance(patterns, (str, bytes)) or not hasattr(patterns, "__iter__"):
+        raise TypeError(f"{who}: patterns must be a list of (T, T) attention patterns, one per layer, or "
+                        f"None, got {V.describe(patterns)}")
+    patterns = [_array(who, f"patterns[{i}]", p_) for i, p_ in enumerate(patterns)]
+    if len(patterns) != n_layers or any(p_.shape != (T, T) for p_ in patterns):
+        raise ValueError(f"{who}: patterns must be {n_layers} grids of shape ({T}, {T}), "
+                         f"got {[tuple(p_.shape) for p_ in patterns]}")
+    for i, p_ in enumerate(patterns):
+        bad = ~((p_ >= 0) & (p_ <= 1 + 1e-6))  # NaN too
+        if bad.any():
+            q, k = (int(a[0]) for a in np.nonzero(bad))
+            raise ValueError(f"{who}: patterns[{i}] must hold attention weights in [0, 1], got {p_[q, k]:g} "
+                             f"(query {q}, key {k})")
+    if any(np.triu(p_, 1).any() for p_ in patterns):
+        raise ValueError(f"{who}: a pattern puts weight on a later key; the figure shows a causal decoder")
+    return patterns
 
 
 def _draw_stream_layer(ax, xs, layer, pattern, ink):
@@ -872,6 +966,7 @@ def plot_stream_flow(tokens, n_layers: int = 2, patterns=None, *, ax=None,
     ``patterns``, if given, is one (T, T) attention pattern per layer (e.g. averaged over the
     heads); each arrow's width and darkness then follow its weight. Returns the Axes."""
     tokens, patterns = _stream_flow_args(tokens, n_layers, patterns)
+    _axes_arg("plot_stream_flow", ax)
     T = len(tokens)
     if ax is None:
         _, ax = plt.subplots(figsize=_fit(1.05 * T + 1.9, 1.45 * n_layers + 1.6), layout="constrained")

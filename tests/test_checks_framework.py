@@ -430,6 +430,25 @@ def test_a_checker_leaves_the_accelerators_generators_alone(capsys, monkeypatch,
     assert seeded == []
 
 
+def test_check_causality_of_a_module_leaves_every_rng_as_it_found_it(capsys):
+    """The audit's "check_causality(MultiHeadAttention(8, 2)) moves the RNG" was its own call building
+    the module (its initialisation draws) inside the measured call: on a module built before, the
+    checker (which puts it in eval mode, probes its device and draws its inputs from a seeded
+    generator) leaves torch's, Python's and numpy's generators as it found them."""
+    import random
+
+    from attnlib import MultiHeadAttention
+
+    module = MultiHeadAttention(8, 2)
+    torch.manual_seed(12345)
+    torch.rand(3)
+    before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    checks.check_causality(module)
+    capsys.readouterr()
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert random.getstate() == before[1] and np.array_equal(np.random.get_state()[1], before[2])
+
+
 def test_a_checker_still_sees_the_readers_rng_inside():
     """Restoring the generator afterwards does not reseed it before: an answer that draws (dropout, a
     random probe) draws from the reader's stream as without the fork."""

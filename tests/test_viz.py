@@ -568,3 +568,129 @@ def test_stream_flow_draws_causal_arrows_weighted_by_the_pattern():
 def test_stream_flow_refuses_bad_input(kwargs, message):
     with pytest.raises(ValueError, match="^plot_stream_flow: .*" + message):
         viz.plot_stream_flow(**kwargs)  # the message names the function, then what is wrong
+
+
+# --------------------------------------------------------------------------- bad input, second audit
+
+_E2 = torch.eye(2)
+_AX = r"ax must be a matplotlib Axes or None \(a new figure\), got 'str'$"
+_AUTO = r"annotate must be True, False or None \(the default: annotate when the grid is at most 12 x 12\), got 'no'$"
+_CMAP_NAME = (r"cmap must name a matplotlib colour map such as 'Blues' or 'RdBu_r' \(list them with "
+              r"sorted\(matplotlib.colormaps\)\), got 'bogus'$")
+_CMAP_KIND = r"cmap must be a colour map name such as 'Blues', a matplotlib Colormap or None, got 5$"
+_WEIGHTS = r"^plot_stream_flow: patterns\[0\] must hold attention weights in \[0, 1\], got "
+_NAN_PATTERN = torch.tensor([[1.0, 0.0], [math.nan, 0.5]])
+
+BAD_2 = [
+    # a colour map is named by the function called, in a short message (matplotlib's lists every map)
+    ("heatmap-cmap-unknown", lambda: viz.plot_heatmap(_E2, "ab", "cd", cmap="bogus"), ValueError,
+     r"^plot_heatmap: " + _CMAP_NAME),
+    ("heatmap-cmap-int", lambda: viz.plot_heatmap(_E2, "ab", "cd", cmap=5), TypeError, r"^plot_heatmap: " + _CMAP_KIND),
+    ("attention-cmap-unknown", lambda: viz.plot_attention(_E2, "ab", cmap="bogus"), ValueError,
+     r"^plot_attention: " + _CMAP_NAME),
+    ("heatmaps-cmap-unknown", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", cmap="bogus"),
+     ValueError, r"^plot_heatmaps: " + _CMAP_NAME),
+    ("patterns-cmap-int", lambda: viz.plot_patterns(_P, T3, cmap=5), TypeError, r"^plot_patterns: " + _CMAP_KIND),
+    # ax: an Axes or None, in every function that takes one
+    ("heatmap-ax", lambda: viz.plot_heatmap(_E2, "ab", "cd", ax="str"), TypeError, r"^plot_heatmap: " + _AX),
+    ("attention-ax", lambda: viz.plot_attention(_E2, "ab", ax="str"), TypeError, r"^plot_attention: " + _AX),
+    ("scores-ax", lambda: viz.plot_scores(_E2, "ab", ax="str"), TypeError, r"^plot_scores: " + _AX),
+    ("mask-ax", lambda: viz.plot_mask(_E2, "ab", ax="str"), TypeError, r"^plot_mask: " + _AX),
+    ("decoder-flow-ax", lambda: viz.plot_decoder_flow(ax="str"), TypeError, r"^plot_decoder_flow: " + _AX),
+    ("stream-flow-ax", lambda: viz.plot_stream_flow(["a", "b"], 1, ax="str"), TypeError,
+     r"^plot_stream_flow: " + _AX),
+    # values that cannot be drawn: complex numbers (their real part was drawn), a meta tensor
+    ("heatmap-complex-tensor", lambda: viz.plot_heatmap(torch.ones(2, 2, dtype=torch.complex64), "ab", "cd"),
+     TypeError, r"^plot_heatmap: values must hold real numbers, got a torch.complex64 tensor of shape \(2, 2\); "
+                r"draw its .real, .imag or .abs\(\)$"),
+    ("heatmap-complex-array", lambda: viz.plot_heatmap(np.ones((2, 2)) * 1j, "ab", "cd"), TypeError,
+     r"^plot_heatmap: values must hold real numbers, got a complex128 array; draw its .real, .imag or abs\(\)$"),
+    ("patterns-complex-tensor", lambda: viz.plot_patterns(_P.to(torch.complex64), T3), TypeError,
+     r"^plot_patterns: patterns must hold real numbers, got a torch.complex64 tensor of shape \(2, 3, 3\); .*$"),
+    ("heatmap-meta", lambda: viz.plot_heatmap(torch.ones(2, 2, device="meta"), "ab", "cd"), ValueError,
+     r"^plot_heatmap: values must be a tensor with values to draw, got a torch.float32 tensor of shape \(2, 2\) "
+     r"on the meta device \(a shape without values\)$"),
+    ("attention-meta-mask", lambda: viz.plot_attention(_E2, "ab", mask=torch.ones(2, 2, device="meta")),
+     ValueError, r"^plot_attention: mask must be a tensor with values to draw, got .* on the meta device .*$"),
+    # switches: True or False ("no" was read as yes), annotate None too
+    ("heatmap-annotate-str", lambda: viz.plot_heatmap(_E2, "ab", "cd", annotate="no"), TypeError,
+     r"^plot_heatmap: " + _AUTO),
+    ("heatmap-colorbar-str", lambda: viz.plot_heatmap(_E2, "ab", "cd", colorbar="no"), TypeError,
+     r"^plot_heatmap: colorbar must be True or False, got 'no'$"),
+    ("heatmap-rotate-labels-int", lambda: viz.plot_heatmap(_E2, "ab", "cd", rotate_labels=0), TypeError,
+     r"^plot_heatmap: rotate_labels must be True or False, got 0$"),
+    ("attention-annotate-str", lambda: viz.plot_attention(_E2, "ab", annotate="no"), TypeError,
+     r"^plot_attention: " + _AUTO),
+    ("attention-colorbar-int", lambda: viz.plot_attention(_E2, "ab", colorbar=1), TypeError,
+     r"^plot_attention: colorbar must be True or False, got 1$"),
+    ("scores-annotate-str", lambda: viz.plot_scores(_E2, "ab", annotate="no"), TypeError, r"^plot_scores: " + _AUTO),
+    ("scores-colorbar-none", lambda: viz.plot_scores(_E2, "ab", colorbar=None), TypeError,
+     r"^plot_scores: colorbar must be True or False, got None$"),
+    ("mask-legend-str", lambda: viz.plot_mask(_E2, "ab", legend="no"), TypeError,
+     r"^plot_mask: legend must be True or False, got 'no'$"),
+    ("heatmaps-annotate-str", lambda: viz.plot_heatmaps(torch.zeros(2, 2, 2), "ab", "cd", annotate="no"),
+     TypeError, r"^plot_heatmaps: " + _AUTO),
+    ("patterns-rotate-labels-str", lambda: viz.plot_patterns(_P, T3, rotate_labels="no"), TypeError,
+     r"^plot_patterns: rotate_labels must be True or False, got 'no'$"),
+    # plot_stream_flow's patterns: a list of grids of attention weights
+    ("stream-flow-patterns-int", lambda: viz.plot_stream_flow(["a", "b"], 1, patterns=5), TypeError,
+     r"^plot_stream_flow: patterns must be a list of \(T, T\) attention patterns, one per layer, or None, got 5$"),
+    ("stream-flow-patterns-str", lambda: viz.plot_stream_flow(["a", "b"], 1, patterns="ab"), TypeError,
+     r"^plot_stream_flow: patterns must be a list of \(T, T\) attention patterns, one per layer, or None, "
+     r"got 'ab'$"),
+    ("stream-flow-patterns-strs", lambda: viz.plot_stream_flow(["a", "b"], 1, patterns=[["a", "b"]]), TypeError,
+     r"^plot_stream_flow: patterns\[0\] must be a tensor or an array of numbers, got a list$"),
+    ("stream-flow-patterns-nan", lambda: viz.plot_stream_flow(["a", "b"], 1, patterns=[_NAN_PATTERN]),
+     ValueError, _WEIGHTS + r"nan \(query 1, key 0\)$"),
+    ("stream-flow-patterns-negative", lambda: viz.plot_stream_flow(
+        ["a", "b"], 1, patterns=[torch.tensor([[1.0, 0.0], [-0.5, 1.5]])]), ValueError,
+     _WEIGHTS + r"-0.5 \(query 1, key 0\)$"),
+    ("stream-flow-patterns-above-1", lambda: viz.plot_stream_flow(
+        ["a", "b"], 1, patterns=[torch.tensor([[2.0, 0.0], [0.5, 0.5]])]), ValueError,
+     _WEIGHTS + r"2 \(query 0, key 0\)$"),
+    # subplots sets figsize and layout itself
+    ("subplots-figsize", lambda: viz.subplots(figsize=(3, 3)), TypeError,
+     r"^subplots: figsize is set from width= and height= \(inches; width at most PAGE_WIDTH_IN = 7.0\); pass "
+     r"those instead, got figsize=\(3, 3\)$"),
+    ("subplots-layout", lambda: viz.subplots(layout="tight"), TypeError,
+     r"^subplots: layout is always 'constrained' \(colour bars and labels never overlap\); for another layout "
+     r"use plt.subplots, got layout='tight'$"),
+    ("nice-limit-str", lambda: viz.nice_limit("a"), TypeError, r"^nice_limit: x must be a real number, got 'a'$"),
+    ("nice-limit-none", lambda: viz.nice_limit(None), TypeError, r"^nice_limit: x must be a real number, got None$"),
+]
+
+
+@pytest.mark.parametrize("call,exc,message", [pytest.param(c, e, m, id=i) for i, c, e, m in BAD_2])
+def test_bad_input_of_the_second_audit_gets_a_clear_error_before_a_figure_is_made(call, exc, message):
+    before = plt.get_fignums()
+    with pytest.raises(exc, match=message):
+        call()
+    assert plt.get_fignums() == before  # refused before any figure was created
+
+
+def test_an_array_of_axes_passed_as_ax_is_named_with_a_hint():
+    _, axes = viz.subplots(1, 2)
+    with pytest.raises(TypeError, match=r"^plot_attention: ax must be a matplotlib Axes or None \(a new "
+                                        r"figure\), got a ndarray; pick one of them, e.g. ax=axes\[0\]$"):
+        viz.plot_attention(_E2, "ab", ax=axes)
+    assert not axes[0].images and not axes[1].images  # nothing drawn
+
+
+def test_switches_take_numpy_bools_and_a_real_tensor_or_numpy_number_is_a_limit():
+    ax = viz.plot_heatmap(_E2, "ab", "cd", annotate=np.False_, colorbar=np.True_, rotate_labels=np.False_)
+    assert not ax.texts and len(ax.figure.axes) == 2  # no numbers written; a colour bar
+    assert viz.plot_mask(_E2, "ab", legend=np.False_).get_legend() is None
+    assert viz.nice_limit(np.float32(1.36)) == viz.nice_limit(torch.tensor(1.36)) == 1.4
+
+
+def test_plot_masks_takes_its_labels_as_a_numpy_array():
+    """``q_tokens and ...`` asked a numpy array for its truth value ("ambiguous")."""
+    fig = viz.plot_masks(torch.ones(2, 2, 2, dtype=torch.bool), np.array(["x", "y"]),
+                         k_tokens=np.array(["k", "l"]))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x", "y"]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["k", "l"]
+
+
+def test_stream_flow_takes_a_pattern_a_float32_rounding_above_one():
+    pattern = torch.tensor([[1.0 + 1e-7, 0.0], [0.5, 0.5]])
+    assert viz.plot_stream_flow(["a", "b"], 1, patterns=[pattern]) is not None
