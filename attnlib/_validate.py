@@ -26,7 +26,7 @@ import torch
 __all__ = [
     "describe", "positive_int", "nonneg_int", "optional_positive_int", "real", "finite_float",
     "probability", "flags", "unit_interval", "index", "non_empty", "tensor", "device", "autocast_on", "stream", "qkv", "mask", "id_bounds", "token_ids", "targets",
-    "token_mask", "renamed", "deprecation", "no_other_keywords", "words",
+    "token_mask", "renamed", "deprecation", "no_other_keywords", "words", "seed",
 ]
 
 
@@ -473,3 +473,16 @@ def words(who: str, name: str, val, *, what: str = "words", item: str = "word", 
         if not isinstance(w, str):
             raise TypeError(f"{who}: every {item} of {name} must be a str, got {describe(w)}")
     return out
+
+
+SEED_LIMIT = 2**64  #: torch's seeds are 64-bit: torch.manual_seed takes 0 .. 2**64 - 1 (and negatives)
+
+
+def seed(who: str, name: str, val) -> int:
+    """A seed for torch's generators: an int in [0, 2**64) (torch refuses larger ones with an
+    "Overflow when unpacking long long")."""
+    val = nonneg_int(who, name, val)
+    if val >= SEED_LIMIT:
+        raise ValueError(f"{who}: {name} must be a non-negative int below 2**64 (torch's seeds are 64-bit), "
+                         f"got {val}")
+    return val

@@ -145,8 +145,12 @@ TITLES = {"checks": "Checkers (attnlib.checks): call one under an exercise's stu
 
 
 def format_catalog(items: list[Entry], width: int = 100) -> str:
+    """The catalog as text: ``items`` (a list of Entry, e.g. from :func:`entries`) grouped by kind,
+    wrapped at ``width`` characters."""
     import textwrap
 
+    items = _entries("format_catalog", items)
+    V.positive_int("format_catalog", "width", width)
     lines = []
     for kind in KINDS:
         group = [e for e in items if e.kind == kind]
@@ -160,6 +164,17 @@ def format_catalog(items: list[Entry], width: int = 100) -> str:
             lines += textwrap.wrap(f"used in: {used}", width, initial_indent="    ",
                                    subsequent_indent="             ")
     return "\n".join(lines).lstrip("\n")
+
+
+def _entries(who: str, items) -> list[Entry]:
+    """A list (or another iterable, not a str) of Entry, as a list (read once per kind)."""
+    if isinstance(items, (str, Entry)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"{who}: items must be a list of Entry (e.g. entries('viz')), got {V.describe(items)}")
+    items = list(items)
+    for i, e in enumerate(items):
+        if not isinstance(e, Entry):
+            raise TypeError(f"{who}: every item of items must be an Entry, got {V.describe(e)} at index {i}")
+    return items
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,7 @@ class Story:
 def make_story(rng: random.Random, p_size: float = 0.25, p_place: float = 0.0) -> Story:
     """Draw one story with ``rng`` (a ``random.Random``); it has a size adjective with probability
     ``p_size`` and a place phrase with probability ``p_place``."""
-    if not all(callable(getattr(rng, f, None)) for f in ("random", "choice", "shuffle")):
+    if not isinstance(rng, random.Random):  # numpy's Generator has random, choice, shuffle too, meant otherwise
         raise TypeError(
             f"make_story: rng must be a random.Random (e.g. random.Random(0)), got {V.describe(rng)}"
         )
@@ -355,7 +355,7 @@ def question_accuracy(logits: torch.Tensor, x: torch.Tensor, pairs: torch.Tensor
 
     Args:
         logits: (B, T, vocab) a model's output on the windows ``x``.
-        x: (B, T) the windows of :meth:`AdjectiveDataset.windows`.
+        x: (B, T) the windows of :meth:`AdjectiveDataset.windows` (token ids, each below vocab).
         pairs: (P, 4) rows ``(window, query_pos, key_pos, kind)`` from the same call.
 
     Returns a (len(KINDS),) float tensor: entry k is the fraction of the questions of kind
@@ -367,6 +367,7 @@ def question_accuracy(logits: torch.Tensor, x: torch.Tensor, pairs: torch.Tensor
     if logits.ndim != 3 or x.ndim != 2 or tuple(logits.shape[:2]) != tuple(x.shape):
         raise ValueError(f"question_accuracy: logits must be (B, T, vocab) and x (B, T), got "
                          f"{tuple(logits.shape)} and {tuple(x.shape)}")
+    V.token_ids("question_accuracy", "x", x, logits.shape[-1])  # the answers: ids the logits can score
     B, T = x.shape
     _check_pairs("question_accuracy", pairs, (4,), {
         0: ("window", B, ""),

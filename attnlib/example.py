@@ -127,6 +127,8 @@ def direction(name: str) -> torch.Tensor:
 
 def word_features(word: str) -> dict[str, float]:
     """The named features a word was built from, e.g. ``{"adjective": 1.0, "blue": 1.0}``."""
+    if not isinstance(word, str):
+        raise TypeError(f"word_features: word must be a str, got {V.describe(word)}")
     if word not in _WORDS:
         raise KeyError(f"word_features: {word!r} is not in the example's vocabulary")
     return dict(_WORDS[word])
@@ -139,7 +141,7 @@ def embedding_table(noise: float = NOISE, seed: int = SEED) -> tuple[list[str], 
     ``noise`` drawn from a generator seeded with ``seed`` (the same table every call).
     """
     V.finite_float("embedding_table", "noise", noise, low=0.0)
-    V.nonneg_int("embedding_table", "seed", seed)
+    seed = V.seed("embedding_table", "seed", seed)  # an int: torch refuses numpy ints
     words = vocabulary()
     E = torch.zeros(len(words), D_MODEL)
     for i, w in enumerate(words):
@@ -152,8 +154,20 @@ def embedding_table(noise: float = NOISE, seed: int = SEED) -> tuple[list[str], 
 
 
 def token_embedding(text) -> tuple[list[str], torch.Tensor]:
-    """Look the tokens of ``text`` (a string or a list of words) up: ``(tokens, x)``, x (T, D_MODEL)."""
+    """Look the tokens of ``text`` (a string or a list of words) up: ``(tokens, x)``, x (T, D_MODEL).
+    A word outside the vocabulary raises a ``KeyError`` naming it (as the tokenizer does)."""
+    return _lookup("token_embedding", text)
+
+
+def _lookup(who: str, text) -> tuple[list[str], torch.Tensor]:
+    """token_embedding, its checks named after ``who`` (the function the reader called)."""
     tok = tokenizer()
+    if not isinstance(text, (str, list, tuple)):
+        raise TypeError(f"{who}: text must be a str or a list of words, got {V.describe(text)}")
+    words = tok.split(text) if isinstance(text, str) else V.words(who, "text", text)
+    unknown = [w for w in words if w not in tok.stoi and w.lower() not in tok.stoi]
+    if unknown:
+        raise KeyError(f"{who}: {unknown[0]!r} is not in the example's vocabulary (example.vocabulary())")
     ids = tok.encode(text)
     _, E = embedding_table()
     return tok.tokens(ids), E[torch.tensor(ids, dtype=torch.long)]
@@ -167,6 +181,7 @@ def position_encoding(T: int, offset: int = 0) -> torch.Tensor:
     find "the previous token" with a fixed linear map (``previous_token_head``).
     """
     V.positive_int("position_encoding", "T", T)
+    offset = V.nonneg_int("position_encoding", "offset", offset)
     p = torch.arange(offset, offset + T, dtype=torch.float32)
     pe = torch.zeros(T, D_MODEL)
     for i, w in enumerate(FREQUENCIES):
@@ -178,7 +193,8 @@ def position_encoding(T: int, offset: int = 0) -> torch.Tensor:
 def embed(text, positions: bool = True) -> tuple[list[str], torch.Tensor]:
     """``(tokens, x)`` with x (T, D_MODEL): token embeddings, plus the position encoding when
     ``positions`` is True (the input a transformer's first layer sees)."""
-    tokens, x = token_embedding(text)
+    V.flags("embed", positions=positions)
+    tokens, x = _lookup("embed", text)
     if positions:
         x = x + position_encoding(len(tokens))
     return tokens, x
@@ -281,8 +297,37 @@ def previous_token_head(strength: float = 2.5) -> Head:
 
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of the last dimension: a . b / (|a| |b|), broadcasting like ``a * b``."""
-    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
+    """Cosine similarity of the last dimension: a . b / (|a| |b|), broadcasting like ``a * b``.
+    a (..., d) and b (..., d): floating-point tensors with the same d, and no zero vector among them
+    (a vector of length 0 has no direction, so no cosine)."""
+    for name, t in (("a", a), ("b", b)):
+        V.tensor("cosine_similarity", name, t, floating=True)
+        if t.ndim == 0:
+            raise ValueError(f"cosine_similarity: {name} must have at least 1 dim (..., d), got a 0-dim tensor")
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"cosine_similarity: a and b must have the same last dim d (the length of their "
+                         f"vectors), got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.device != b.device:
+        raise ValueError(f"cosine_similarity: a and b must be on one device, got {a.device} and {b.device}")
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"cosine_similarity: the batch dims of a and b must broadcast (like a * b), got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}") from None
+    norm_a, norm_b = a.norm(dim=-1), b.norm(dim=-1)
+    if bool((norm_a == 0).any() | (norm_b == 0).any()):  # one synchronisation when all is well
+        _no_zero_vector("a", norm_a)
+        _no_zero_vector("b", norm_b)
+    return (a * b).sum(-1) / (norm_a * norm_b)
+
+
+def _no_zero_vector(name: str, norms: torch.Tensor) -> None:
+    """The lengths ``norms`` of the vectors of ``name``: none is 0 (no direction, a NaN cosine)."""
+    zero = norms == 0
+    if bool(zero.any()):
+        where = "" if norms.ndim == 0 else f" at index {tuple(zero.nonzero()[0].tolist())}"
+        raise ValueError(f"cosine_similarity: {name} holds a zero vector{where}, which has no direction, so no "
+                         "cosine similarity")
 
 
 def nearest(v: torch.Tensor, k: int = 3, exclude=()) -> list[tuple[str, float]]:
@@ -291,6 +336,12 @@ def nearest(v: torch.Tensor, k: int = 3, exclude=()) -> list[tuple[str, float]]:
     V.tensor("nearest", "v", v, ndim=1, shape_doc=f"({D_MODEL},)", floating=True)
     if v.shape[0] != D_MODEL:
         raise ValueError(f"nearest: v must have shape ({D_MODEL},), got {tuple(v.shape)}")
+    finite, nonzero = torch.stack([torch.isfinite(v).all(), (v != 0).any()]).tolist()
+    if not finite:
+        raise ValueError(f"nearest: v must hold finite numbers, got {int((~torch.isfinite(v)).sum())} NaN or "
+                         "infinite entries")
+    if not nonzero:
+        raise ValueError("nearest: v must not be the zero vector (it has no direction, so no cosine similarity)")
     k = V.positive_int("nearest", "k", k)
     skip = set(V.words("nearest", "exclude", exclude, hint=f"; pass [{exclude!r}]"))
     words, E = embedding_table()

@@ -25,7 +25,11 @@ class ParameterCount:
     by_component: dict[str, int] = field(default_factory=dict)
 
     def share(self, component: str) -> float:
-        """Fraction of all parameters that belong to ``component``."""
+        """Fraction of all parameters that belong to ``component`` (a name such as "attention";
+        0.0 for a component the module does not have)."""
+        if not isinstance(component, str):
+            raise TypeError(f"ParameterCount.share: component must be a str such as 'attention' or 'mlp' (the "
+                            f"keys of by_component), got {V.describe(component)}")
         return self.by_component.get(component, 0) / self.total if self.total else 0.0
 
     def __str__(self) -> str:

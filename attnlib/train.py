@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -20,8 +21,9 @@ __all__ = ["seed_everything", "get_batch", "TrainHistory", "train", "map_seeds",
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed torch's global generators and return a fresh ``torch.Generator`` seeded the same."""
-    seed = V.nonneg_int("seed_everything", "seed", seed)
+    """Seed torch's global generators and return a fresh ``torch.Generator`` seeded the same.
+    ``seed``: an int in [0, 2**64) (torch's seeds are 64-bit)."""
+    seed = V.seed("seed_everything", "seed", seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
@@ -162,6 +164,7 @@ def train(model: torch.nn.Module, batch_fn: Callable, steps: int, *, lr: float =
     """
     if stop is not None and not callable(stop):
         raise TypeError(f"train: stop must be a callable or None, got {type(stop).__name__}")
+    V.flags("train", progress=progress)  # "no" would be read as yes
     _check_train_args(model, batch_fn, steps, lr, weight_decay, val_batch_fn, eval_every, eval_batches,
                       grad_clip, warmup, autocast_dtype)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -291,15 +294,14 @@ def _check_file(who: str, path, use: str) -> None:
 def load_checkpoint(path, cls=None, map_location="cpu"):
     """Rebuild a model saved by ``save_checkpoint``; loads with ``weights_only=True`` (no pickled code).
 
-    ``cls``: the model's class, ``attnlib.Decoder`` when None (``attnlib.Encoder`` and
-    ``attnlib.translation.Seq2Seq`` files need theirs); ``map_location``: where the weights go (a
-    device name or torch.device, or what ``torch.load`` takes: a dict or a function)."""
-    from .decoder import Decoder, DecoderConfig
+    ``cls``: the model's class, built as ``cls(config)`` from a DecoderConfig: ``attnlib.Decoder``
+    when None (``attnlib.Encoder`` and ``attnlib.translation.Seq2Seq`` files need theirs);
+    ``map_location``: where the weights go (a device name or torch.device, or what ``torch.load``
+    takes: a dict or a function). The file's config and weights are checked before the model is built."""
+    from .decoder import Decoder
 
     _check_file("load_checkpoint", path, "read")
-    if cls is not None and not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-        raise TypeError("load_checkpoint: cls must be a model class such as attnlib.Decoder (the default, "
-                        f"None), attnlib.Encoder or attnlib.translation.Seq2Seq, got {V.describe(cls)}")
+    _check_model_class(cls)
     if not (isinstance(map_location, dict) or callable(map_location)):
         V.device("load_checkpoint", "map_location", map_location)
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
@@ -309,10 +311,89 @@ def load_checkpoint(path, cls=None, map_location="cpu"):
             "({'config': the model's config as a dict, 'state_dict': its weights}); to load a plain "
             "state dict, build the model and call model.load_state_dict(torch.load(path))"
         )
-    _check_class(path, ckpt["state_dict"], cls or Decoder, cls is None)
-    model = (cls or Decoder)(DecoderConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
+    config = _saved_config(path, ckpt["config"])
+    state_dict = _saved_weights(path, ckpt["state_dict"])
+    _check_class(path, state_dict, cls or Decoder, cls is None)
+    _check_fit(path, cls or Decoder, config, state_dict)
+    model = (cls or Decoder)(config)
+    model.load_state_dict(state_dict)
     return model
+
+
+def _check_model_class(cls) -> None:
+    """load_checkpoint's ``cls``: None or a torch.nn.Module class that is built from one config."""
+    if cls is None:
+        return
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise TypeError("load_checkpoint: cls must be a model class such as attnlib.Decoder (the default, "
+                        f"None), attnlib.Encoder or attnlib.translation.Seq2Seq, got {V.describe(cls)}")
+    try:
+        inspect.signature(cls).bind(None)
+    except TypeError:
+        needs = [p.name for p in inspect.signature(cls).parameters.values()
+                 if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        raise TypeError(f"load_checkpoint: cls must be a model class built from a DecoderConfig, as cls(config) "
+                        f"(attnlib.Decoder, attnlib.Encoder, attnlib.translation.Seq2Seq), got {cls.__name__}, "
+                        f"which is built from ({', '.join(needs)})") from None
+    except ValueError:  # no signature to read: the class's own call judges
+        pass
+
+
+def _saved_config(path, config):
+    """The DecoderConfig of a checkpoint's config dict, or a ValueError that names the file."""
+    from .decoder import DecoderConfig
+
+    if not isinstance(config, Mapping):
+        raise ValueError(f"load_checkpoint: {path} holds a config that is {V.describe(config)}, not a dict of "
+                         "DecoderConfig's fields (what save_checkpoint writes)")
+    known = [f.name for f in fields(DecoderConfig) if f.init]
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        raise ValueError(f"load_checkpoint: the config in {path} has the key {unknown[0]!r}, which is not a field "
+                         f"of DecoderConfig (its fields are {known}); was the file saved by another version "
+                         "of attnlib?")
+    try:
+        return DecoderConfig(**config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"load_checkpoint: the config in {path} is not a valid DecoderConfig: {err}") from None
+
+
+def _saved_weights(path, state_dict) -> Mapping:
+    """A checkpoint's state_dict: a non-empty dict of weights."""
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"load_checkpoint: {path} holds a state_dict that is {V.describe(state_dict)}, not a "
+                         "dict of the model's weights (what save_checkpoint writes)")
+    if not state_dict:
+        raise ValueError(f"load_checkpoint: {path} holds a config and an empty state_dict (no weights), not "
+                         "a saved model")
+    return state_dict
+
+
+def _check_fit(path, cls: type, config, state_dict: Mapping) -> None:
+    """The file's weights are those of ``cls(config)``: the same names and shapes, compared with a
+    copy built on the meta device (no memory, no draw from the random generators) before the real
+    model is built."""
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in cls(config).state_dict().items() if isinstance(v, torch.Tensor)}
+    except Exception:  # a class that cannot be built on the meta device: load_state_dict judges
+        return
+    missing = [k for k in want if k not in state_dict]
+    extra = [k for k in state_dict if k not in want]
+    resized = [k for k in want if k in state_dict and isinstance(state_dict[k], torch.Tensor)
+               and tuple(state_dict[k].shape) != want[k]]
+    problems = []
+    if missing:
+        problems.append(f"the file lacks weights of the model ({len(missing)} of {len(want)}, first {missing[0]!r})")
+    if extra:
+        problems.append(f"the file has weights the model does not have ({len(extra)}, first {extra[0]!r})")
+    if resized:
+        k = resized[0]
+        problems.append(f"weights of another shape ({len(resized)}, first {k!r}: {tuple(state_dict[k].shape)} "
+                        f"in the file, {want[k]} in the model)")
+    if problems:
+        raise ValueError(f"load_checkpoint: the weights in {path} do not fit the {cls.__name__} its config "
+                         f"describes: {'; '.join(problems)}")
 
 
 def _attnlib_models() -> dict[str, type]:

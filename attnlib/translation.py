@@ -130,6 +130,36 @@ def _pairs(who: str, pairs) -> list[Pair]:
     return pairs
 
 
+def _check_pair(who: str, name: str, p: Pair, vocabularies: tuple[Tokenizer, Tokenizer] | None = None) -> None:
+    """A Pair ``name``, perhaps made by hand: src and tgt lists of words (each in its side's
+    vocabulary, when ``vocabularies`` (source, target) is given), and in align one source index per
+    target word."""
+    src = _words(who, f"{name}.src", p.src)
+    tgt = _words(who, f"{name}.tgt", p.tgt)
+    if vocabularies is not None:
+        for side, words, tok in (("src", src, vocabularies[0]), ("tgt", tgt, vocabularies[1])):
+            unknown = [w for w in words if w not in tok.stoi and w.lower() not in tok.stoi]
+            if unknown:
+                raise ValueError(f"{who}: {name}.{side} has the word {unknown[0]!r}, which is not in the "
+                                 f"{'source' if side == 'src' else 'target'} vocabulary (the lexicon)")
+    _check_align(who, name, p.align, len(src), len(tgt))
+
+
+def _check_align(who: str, name: str, align, n_src: int, n_tgt: int) -> None:
+    """A Pair's align: ``n_tgt`` ints, each an index into its ``n_src`` source words."""
+    is_int = lambda a: isinstance(a, numbers.Integral) and not isinstance(a, bool)  # noqa: E731
+    if not isinstance(align, (list, tuple)) or not all(is_int(a) for a in align):
+        raise TypeError(f"{who}: {name}.align must be a list of ints (a source index per target word), "
+                        f"got {V.describe(align)}")
+    if len(align) != n_tgt:
+        raise ValueError(f"{who}: {name}.align must have one source index per target word ({n_tgt}), "
+                         f"got {len(align)}")
+    bad = [a for a in align if not 0 <= a < n_src]
+    if bad:
+        raise ValueError(f"{who}: every entry of {name}.align must be an index into its src, in [0, {n_src}), "
+                         f"got {bad[0]}")
+
+
 def _noun_phrase(rng: random.Random, max_adjs: int) -> list[str]:
     n_adj = rng.randint(0, max_adjs)
     return [rng.choice(sorted(_DETS)), *rng.sample(sorted(_ADJS), n_adj), rng.choice(sorted(_NOUNS))]
@@ -227,6 +257,8 @@ def make_batch(pairs: list[Pair], device=None) -> Batch:
     _pairs("make_batch", pairs)
     V.device("make_batch", "device", device)
     s_tok, t_tok = src_tokenizer(), tgt_tokenizer()
+    for i, p in enumerate(pairs):
+        _check_pair("make_batch", f"pairs[{i}]", p, (s_tok, t_tok))
     bos, eos = t_tok.stoi[BOS], t_tok.stoi[EOS]
     B = len(pairs)
     S = max(len(p.src) for p in pairs)
@@ -252,6 +284,9 @@ def batch_sampler(pairs: list[Pair], batch_size: int, generator: torch.Generator
     """A ``batch_fn`` for ``attnlib.train.train``: each call pads ``batch_size`` random pairs and
     returns the arguments of ``Seq2Seq.forward``: (src, src_len, tgt_in, tgt_out)."""
     _pairs("batch_sampler", pairs)
+    vocabularies = src_tokenizer(), tgt_tokenizer()
+    for i, p in enumerate(pairs):  # here, not at the first step inside train, under make_batch's name
+        _check_pair("batch_sampler", f"pairs[{i}]", p, vocabularies)
     V.positive_int("batch_sampler", "batch_size", batch_size)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
@@ -427,12 +462,15 @@ def plot_alignment(pair: Pair, ax=None, title: str | None = None):
     """Draw a pair as two rows of words, source above and target below, with a line from each
     target word to the source word it translates. Crossing lines are reordered words."""
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
 
     if not isinstance(pair, Pair):
         raise TypeError(
             f"plot_alignment: pair must be a Pair (e.g. translate_words(words)), got {V.describe(pair)}"
         )
-
+    _check_pair("plot_alignment", "pair", pair)
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"plot_alignment: ax must be a matplotlib Axes or None (a new figure), got {V.describe(ax)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(1.0 * max(len(pair.src), 4) + 1, 1.8))
     n = len(pair.src)

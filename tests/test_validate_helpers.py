@@ -8,9 +8,12 @@ the refused ones, have their own tests.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import random
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -21,7 +24,7 @@ from attnlib import _validate as V
 from attnlib import efficient as E
 from attnlib import example as ex
 from attnlib import translation as tr
-from attnlib.train import get_batch, load_checkpoint, map_seeds, save_checkpoint
+from attnlib.train import get_batch, load_checkpoint, map_seeds, save_checkpoint, seed_everything, train
 
 FOX = ex.embedding_table()[1][ex.vocabulary().index("fox")]
 DS = data.make_dataset(n_train=20, n_val=5, seed=0)
@@ -31,6 +34,14 @@ LONG_SRC = torch.ones(1, 17, dtype=torch.long)
 Q = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(0))
 TOK = Tokenizer(["the", "cat"], unk="<unk>")
 SMALL = attnlib.DecoderConfig(vocab_size=11, context_len=8, d_model=16, n_layers=1, n_heads=4)
+VIZ = catalog.entries("viz")
+_QA = torch.tensor([[0, 0, 0, 0]])  # question_accuracy: window 0, query 0, key 0, kind 0
+
+
+def _batch():
+    return torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long)
+
+
 DEVICE = r"must be None, a torch.device or a device name like 'cpu' or 'cuda', got 'bogus'$"
 
 CASES = [
@@ -187,6 +198,104 @@ CASES = [
      r"^usage: root must be a folder \(a str or a pathlib.Path\) or None, got 3$"),
     ("usage-root-without-notebooks", lambda: catalog.usage("/"), ValueError,
      r"^usage: root must be a checkout of the book \(a folder with a notebooks/ folder\), got '/'$"),
+    # ---- 12. switches, seeds and rngs (second round)
+    ("train-progress-str", lambda: train(attnlib.Decoder(SMALL), _batch, 1, progress="no"),
+     TypeError, r"^train: progress must be True or False, got 'no'$"),
+    ("train-progress-int", lambda: train(attnlib.Decoder(SMALL), _batch, 1, progress=1),
+     TypeError, r"^train: progress must be True or False, got 1$"),
+    ("seed-everything-2**64", lambda: seed_everything(2**64), ValueError,
+     r"^seed_everything: seed must be a non-negative int below 2\*\*64 \(torch's seeds are 64-bit\), "
+     r"got 18446744073709551616$"),
+    ("embedding-table-seed-2**64", lambda: ex.embedding_table(seed=2**64), ValueError,
+     r"^embedding_table: seed must be a non-negative int below 2\*\*64"),
+    ("make-story-numpy-rng", lambda: data.make_story(np.random.default_rng(0)), TypeError,
+     r"^make_story: rng must be a random.Random \(e.g. random.Random\(0\)\), got a Generator$"),
+    ("embed-positions-str", lambda: ex.embed("a fox", positions="no"), TypeError,
+     r"^embed: positions must be True or False, got 'no'$"),
+    # ---- 13. the running example's words, offsets and vectors
+    ("word-features-list", lambda: ex.word_features(["a"]), TypeError,
+     r"^word_features: word must be a str, got a list$"),
+    ("token-embedding-unknown", lambda: ex.token_embedding("a zebra"), KeyError,
+     r"^\"token_embedding: 'zebra' is not in the example's vocabulary \(example.vocabulary\(\)\)\"$"),
+    ("embed-unknown", lambda: ex.embed(["fox", "zebra"]), KeyError, r"^\"embed: 'zebra' is not in the example's"),
+    ("token-embedding-int", lambda: ex.token_embedding(5), TypeError,
+     r"^token_embedding: text must be a str or a list of words, got 5$"),
+    ("token-embedding-int-word", lambda: ex.token_embedding(["fox", 1]), TypeError,
+     r"^token_embedding: every word of text must be a str, got 1$"),
+    ("position-encoding-offset-str", lambda: ex.position_encoding(2, offset="a"), TypeError,
+     r"^position_encoding: offset must be a non-negative int, got 'a'$"),
+    ("position-encoding-offset-float", lambda: ex.position_encoding(2, offset=1.5), TypeError,
+     r"^position_encoding: offset must be a non-negative int, got 1.5$"),
+    ("position-encoding-offset-bool", lambda: ex.position_encoding(2, offset=True), TypeError,
+     r"^position_encoding: offset must be a non-negative int, got True$"),
+    ("position-encoding-offset-negative", lambda: ex.position_encoding(2, offset=-1), ValueError,
+     r"^position_encoding: offset must be a non-negative int, got -1$"),
+    ("nearest-zero-vector", lambda: ex.nearest(torch.zeros(20)), ValueError,
+     r"^nearest: v must not be the zero vector \(it has no direction, so no cosine similarity\)$"),
+    ("nearest-nan", lambda: ex.nearest(torch.full((20,), math.nan)), ValueError,
+     r"^nearest: v must hold finite numbers, got 20 NaN or infinite entries$"),
+    ("cosine-zero-a", lambda: ex.cosine_similarity(torch.zeros(3), torch.ones(3)), ValueError,
+     r"^cosine_similarity: a holds a zero vector, which has no direction, so no cosine similarity$"),
+    ("cosine-zero-row-of-b", lambda: ex.cosine_similarity(torch.ones(2, 3), torch.eye(3)[[0, 2]] * torch.tensor(
+        [[1.0], [0.0]])), ValueError, r"^cosine_similarity: b holds a zero vector at index \(1,\), which has no"),
+    ("cosine-list", lambda: ex.cosine_similarity([1.0], [1.0]), TypeError,
+     r"^cosine_similarity: a must be a torch.Tensor, got a list$"),
+    ("cosine-int", lambda: ex.cosine_similarity(torch.ones(3), torch.ones(3, dtype=torch.long)), TypeError,
+     r"^cosine_similarity: b must be floating point, got dtype torch.int64$"),
+    ("cosine-0-dim", lambda: ex.cosine_similarity(torch.tensor(2.0), torch.ones(1)), ValueError,
+     r"^cosine_similarity: a must have at least 1 dim \(..., d\), got a 0-dim tensor$"),
+    ("cosine-last-dim", lambda: ex.cosine_similarity(torch.ones(3), torch.ones(4)), ValueError,
+     r"^cosine_similarity: a and b must have the same last dim d \(the length of their vectors\), got \(3,\) "
+     r"and \(4,\)$"),
+    ("cosine-last-dim-1", lambda: ex.cosine_similarity(torch.ones(2, 1), torch.ones(2, 4)), ValueError,
+     r"^cosine_similarity: a and b must have the same last dim d"),  # broadcast, it gave a cosine > 1
+    ("cosine-batch-dims", lambda: ex.cosine_similarity(torch.ones(2, 3), torch.ones(5, 3)), ValueError,
+     r"^cosine_similarity: the batch dims of a and b must broadcast \(like a \* b\), got \(2, 3\) and "
+     r"\(5, 3\)$"),
+    # ---- 14. question_accuracy's windows
+    ("accuracy-float-x", lambda: data.question_accuracy(torch.randn(1, 4, 5), torch.zeros(1, 4), _QA), TypeError,
+     r"^question_accuracy: x must be an integer \(long\) tensor, got torch.float32$"),
+    ("accuracy-x-beyond-vocab", lambda: data.question_accuracy(torch.randn(1, 4, 5), torch.full((1, 4), 99), _QA),
+     ValueError, r"^question_accuracy: every id of x must lie in \[0, vocab_size=5\), got 99$"),
+    # ---- 15. hand-made pairs
+    ("make-batch-unknown-src-word", lambda: tr.make_batch([PAIRS[0], tr.Pair(("zzz",), ("un",), (0,))]),
+     ValueError, r"^make_batch: pairs\[1\].src has the word 'zzz', which is not in the source vocabulary "
+     r"\(the lexicon\)$"),
+    ("make-batch-unknown-tgt-word", lambda: tr.make_batch([tr.Pair(("a", "dog"), ("un", "dog"), (0, 1))]),
+     ValueError, r"^make_batch: pairs\[0\].tgt has the word 'dog', which is not in the target vocabulary"),
+    ("make-batch-short-align", lambda: tr.make_batch([tr.Pair(("a", "dog", "ran"), ("un", "kane", "kurra"), (0, 1))]),
+     ValueError, r"^make_batch: pairs\[0\].align must have one source index per target word \(3\), got 2$"),
+    ("make-batch-align-beyond-src", lambda: tr.make_batch([tr.Pair(("a", "dog"), ("un", "kane"), (0, 2))]),
+     ValueError, r"^make_batch: every entry of pairs\[0\].align must be an index into its src, in \[0, 2\), "
+     r"got 2$"),
+    ("make-batch-align-float", lambda: tr.make_batch([tr.Pair(("a", "dog"), ("un", "kane"), (0, 1.0))]),
+     TypeError, r"^make_batch: pairs\[0\].align must be a list of ints \(a source index per target word\), "
+     r"got a tuple$"),
+    ("make-batch-src-str", lambda: tr.make_batch([tr.Pair("a dog ran", ("un", "kane", "kurra"), (0, 1, 2))]),
+     TypeError, r"^make_batch: pairs\[0\].src must be a list of words, got the string 'a dog ran'"),
+    ("batch-sampler-short-align", lambda: tr.batch_sampler([*PAIRS, tr.Pair(("a", "dog"), ("un", "kane"), (0,))], 2),
+     ValueError, r"^batch_sampler: pairs\[3\].align must have one source index per target word \(2\), got 1$"),
+    ("plot-alignment-ax-str", lambda: tr.plot_alignment(PAIRS[0], ax="ax"), TypeError,
+     r"^plot_alignment: ax must be a matplotlib Axes or None \(a new figure\), got 'ax'$"),
+    ("plot-alignment-short-align", lambda: tr.plot_alignment(tr.Pair(("a",), ("un", "x"), (0,))), ValueError,
+     r"^plot_alignment: pair.align must have one source index per target word \(2\), got 1$"),
+    # ---- 16. checkpoints' classes (the files: see test_a_checkpoint_that_does_not_fit_is_named)
+    ("load-checkpoint-cls-mha", lambda: load_checkpoint("x.pt", cls=attnlib.MultiHeadAttention), TypeError,
+     r"^load_checkpoint: cls must be a model class built from a DecoderConfig, as cls\(config\) "
+     r"\(attnlib.Decoder, attnlib.Encoder, attnlib.translation.Seq2Seq\), got MultiHeadAttention, which is "
+     r"built from \(d_model, n_heads\)$"),
+    # ---- 17. the catalog and parameter counts
+    ("format-catalog-int-item", lambda: catalog.format_catalog([1]), TypeError,
+     r"^format_catalog: every item of items must be an Entry, got 1 at index 0$"),
+    ("format-catalog-str", lambda: catalog.format_catalog("viz"), TypeError,
+     r"^format_catalog: items must be a list of Entry \(e.g. entries\('viz'\)\), got 'viz'$"),
+    ("format-catalog-width-0", lambda: catalog.format_catalog(VIZ, width=0), ValueError,
+     r"^format_catalog: width must be a positive int, got 0$"),
+    ("format-catalog-width-float", lambda: catalog.format_catalog(VIZ, width=80.0), TypeError,
+     r"^format_catalog: width must be a positive int, got 80.0$"),
+    ("share-int", lambda: attnlib.count_parameters(torch.nn.Linear(2, 2)).share(5), TypeError,
+     r"^ParameterCount.share: component must be a str such as 'attention' or 'mlp' \(the keys of "
+     r"by_component\), got 5$"),
     # ---- the shared validator
     ("words-str", lambda: V.words("f", "names", "abc", hint="; pass ['abc']"), TypeError,
      r"^f: names must be a list of words, got the string 'abc' \(which would be read as its characters\); "
@@ -284,3 +393,82 @@ def test_usage_takes_a_str_root(tmp_path):
     (tmp_path / "notebooks" / "01_x.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}}))
     assert catalog.usage(str(tmp_path)) == catalog.usage(tmp_path) == {("viz", "plot_attention"): ["01_x"]}
 
+
+
+# --------------------------------------------------------------------------- second round
+
+
+def test_refused_calls_leave_the_model_the_rng_and_the_figures_as_they_were():
+    model = attnlib.Decoder(SMALL)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match=r"^train: progress must be True or False"):
+        train(model, _batch, 1, progress="no")
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # not trained
+    figures = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"^plot_alignment: pair.align must have one source index"):
+        tr.plot_alignment(tr.Pair(("a", "dog"), ("un", "kane", "x"), (0, 1)))
+    assert plt.get_fignums() == figures  # checked before a figure was opened
+
+
+def _checkpoint(tmp_path, change):
+    """A file as save_checkpoint writes it for a Decoder(SMALL), changed by ``change(raw)``."""
+    raw = {"config": dataclasses.asdict(SMALL), "state_dict": attnlib.Decoder(SMALL).state_dict()}
+    change(raw)
+    torch.save(raw, tmp_path / "m.pt")
+    return tmp_path / "m.pt"
+
+
+FIT = r"^load_checkpoint: the weights in .*m.pt do not fit the Decoder its config describes: "
+BAD_FILES = [
+    ("config-unknown-key", lambda raw: raw["config"].update(foo=1),
+     r"^load_checkpoint: the config in .*m.pt has the key 'foo', which is not a field of DecoderConfig \(its "
+     r"fields are \['vocab_size', 'context_len', .*\]\); was the file saved by another version of attnlib\?$"),
+    ("config-list", lambda raw: raw.update(config=[1, 2]),
+     r"^load_checkpoint: .*m.pt holds a config that is a list, not a dict of DecoderConfig's fields \(what "
+     r"save_checkpoint writes\)$"),
+    ("config-invalid", lambda raw: raw["config"].update(n_heads=5),
+     r"^load_checkpoint: the config in .*m.pt is not a valid DecoderConfig: DecoderConfig: d_model=16 is not "
+     r"divisible by n_heads=5"),
+    ("state-dict-empty", lambda raw: raw.update(state_dict={}),
+     r"^load_checkpoint: .*m.pt holds a config and an empty state_dict \(no weights\), not a saved model$"),
+    ("state-dict-list", lambda raw: raw.update(state_dict=[1]),
+     r"^load_checkpoint: .*m.pt holds a state_dict that is a list, not a dict of the model's weights \(what "
+     r"save_checkpoint writes\)$"),
+    ("weights-missing", lambda raw: raw["state_dict"].pop("ln_f.weight"),
+     FIT + r"the file lacks weights of the model \(1 of \d+, first 'ln_f.weight'\)$"),
+    ("weights-extra", lambda raw: raw["state_dict"].update(extra=torch.zeros(1)),
+     FIT + r"the file has weights the model does not have \(1, first 'extra'\)$"),
+    ("weights-resized", lambda raw: raw["config"].update(vocab_size=12),
+     FIT + r"weights of another shape \(2, first 'embed.tok.weight': \(11, 16\) in the file, \(12, 16\) in "
+     r"the model\)$"),
+]
+
+
+@pytest.mark.parametrize("change,message", [pytest.param(c, m, id=i) for i, c, m in BAD_FILES])
+def test_a_checkpoint_that_does_not_fit_is_named_before_the_model_is_built(tmp_path, change, message):
+    path = _checkpoint(tmp_path, change)
+    rng = torch.get_rng_state()
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(path)
+    assert torch.equal(torch.get_rng_state(), rng)  # no model was built (its init would draw)
+
+
+def test_the_valid_calls_next_to_the_second_round_refusals_still_work(tmp_path):
+    assert isinstance(seed_everything(2**64 - 1), torch.Generator)  # the largest seed torch takes
+    assert torch.equal(ex.embedding_table(seed=np.int64(1))[1], ex.embedding_table(seed=1)[1])
+    assert torch.equal(ex.position_encoding(3, offset=np.int64(2)), ex.position_encoding(5)[2:])
+    assert torch.equal(ex.embed("a fox", positions=np.bool_(False))[1], ex.token_embedding("a fox")[1])
+    assert ex.token_embedding(("A", "Fox"))[0] == ex.embed("a fox")[0] == ["a", "fox"]  # looked up as encode does
+    x = ex.token_embedding("fox owl mole")[1]  # chapter 1's all-pairs table, by broadcasting
+    a, b = x[:, None, :], x[None, :, :]
+    assert torch.equal(ex.cosine_similarity(a, b), (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)))
+    assert data.make_story(random.Random(0)).tokens == data.make_stories(1, seed=0)[0].tokens
+    as_given = tr.Pair(("The", "dog", "ran"), ("le", "kane", "kurra"), (0, 1, 2))  # a listed word in any case
+    assert torch.equal(tr.make_batch([as_given]).src, tr.make_batch([tr.translate_words(["the", "dog", "ran"])]).src)
+    fig, ax = plt.subplots()
+    assert tr.plot_alignment(PAIRS[0], ax=ax) is ax
+    plt.close(fig)
+    assert catalog.format_catalog(iter(VIZ), width=60) == catalog.format_catalog(VIZ, width=60)  # read once
+    assert attnlib.count_parameters(torch.nn.Linear(2, 2)).share("attention") == 0.0  # a part it lacks
+    save_checkpoint(attnlib.Encoder(SMALL), tmp_path / "enc.pt")
+    assert isinstance(load_checkpoint(tmp_path / "enc.pt", cls=attnlib.Encoder), attnlib.Encoder)
