@@ -24,6 +24,9 @@ Inputs may be torch tensors, numpy arrays or nested lists; bad shapes or non-fin
 ValueError that names the explorer and the argument. A trait set later to a bad value is refused the
 same way before it changes (the error is also a ``traitlets.TraitError``, so that traitlets undoes
 the traits set with it, e.g. in one update from the browser); switches are True or False only.
+Traits that must agree (PatternViewer's vmin < vmax, CostExplorer's context_len among context_lens,
+the number of keys in OnlineSoftmaxStepper's scores, values and labels, ...) are changed together
+inside ``with widget.hold_trait_notifications():``, which checks them at its end.
 """
 
 from __future__ import annotations
@@ -71,9 +74,34 @@ def esm_source(widget_file: str, libs: tuple[str, ...] = ()) -> str:
     into each (they are small). ``libs`` are further pure files (no DOM) that the widget needs,
     such as ``decoder.js``. The result has one ``export default {render}``.
     """
+    who = "esm_source"
+    if not isinstance(widget_file, str):
+        raise TypeError(f"{who}: widget_file must be the name of a widget module in attnlib/static (a str "
+                        f"such as 'softmax_explorer.js'), got {V.describe(widget_file)}")
+    libs = V.words(who, "libs", libs, what="file names", item="file name", hint=f"; pass ({libs!r},)")
+    _static_file(who, "widget_file", widget_file, module=True)
+    for name in libs:
+        _static_file(who, "libs", name, module=False)
     parts = [_read_static("math.js"), *(_read_static(f) for f in libs), _read_static("ui.js"),
              _read_static(widget_file)]
     return "\n\n".join(parts)
+
+
+def _static_file(who: str, name: str, file: str, *, module: bool) -> None:
+    """``file`` is a .js file of attnlib/static; if not, a ValueError that lists the widget modules
+    (the files with an ``export default``) or, for ``libs``, the other files but math.js and ui.js
+    (which every module has)."""
+    static = resources.files("attnlib") / "static"
+    if file.endswith(".js") and "/" not in file and "\\" not in file and (static / file).is_file():
+        return
+    js = sorted(f.name for f in static.iterdir() if f.name.endswith(".js"))
+    if module:
+        kinds = [f for f in js if "export default" in _read_static(f)]
+        what = f"{name} must name a widget module of attnlib/static, one of {kinds}"
+    else:
+        kinds = [f for f in js if f not in ("math.js", "ui.js") and "export default" not in _read_static(f)]
+        what = f"every file name of {name} must name a pure module of attnlib/static, one of {kinds}"
+    raise ValueError(f"{who}: {what}, got {file!r}")
 
 
 _CSS = _read_static("widgets.css")
@@ -284,6 +312,10 @@ class AttentionExplorer(_Explorer):
 
     def __init__(self, tokens, x, w_q, w_k, *, temperature: float = 1.0, causal: bool = False, query: int = 0,
                  dim_labels=None, show: str = "weights", **kwargs):
+        taken = [k for k in ("edit_matrix", "edit_row", "edit_col", "initial") if k in kwargs]
+        if taken:  # set below from the arguments (Python's own message would name _Explorer.__init__)
+            raise TypeError(f"got an unexpected keyword argument {taken[0]!r} (the explorer starts editing "
+                            f"w_q[0][0], and initial is what it starts with); set {taken[0]} once it exists")
         x_t = _matrix("x", x)
         T, d_model = x_t.shape
         toks = _tokens("tokens", tokens, T, f" (one per row of x, which has shape {tuple(x_t.shape)})")
@@ -345,7 +377,38 @@ class AttentionExplorer(_Explorer):
         d_model = len(self.x[0]) if self.x else None
         d_head = len(getattr(self, other)[0]) if getattr(self, other) else None
         what = f" (d_model, d_head): d_model = the columns of x, d_head = that of {other}"
-        _matrix(name, proposal["value"], rows=d_model, cols=d_head, what=what)
+        rows, cols = _matrix(name, proposal["value"], rows=d_model, cols=d_head, what=what).shape
+        self._editor_fits(name, rows, cols)
+        return proposal["value"]
+
+    _HOLD = "inside `with explorer.hold_trait_notifications():`"
+
+    def _editor_fits(self, name: str, rows: int, cols: int) -> None:
+        """A new shape (d_model, d_head) of w_q and w_k keeps a name for each row (dim_labels) and
+        the weight being edited (edit_row, edit_col)."""
+        if self.dim_labels and len(self.dim_labels) != rows:
+            raise ValueError(f"{name} has {rows} rows (d_model) but dim_labels names {len(self.dim_labels)} "
+                             f"embedding dims; to change d_model, set x, w_q, w_k and dim_labels together "
+                             f"{self._HOLD}")
+        if self.edit_row >= rows or self.edit_col >= cols:
+            raise ValueError(f"{name} of shape {(rows, cols)} has no entry (edit_row, edit_col) = "
+                             f"({self.edit_row}, {self.edit_col}), the weight being edited; set them with it "
+                             f"{self._HOLD}")
+
+    @traitlets.validate("edit_row", "edit_col")
+    def _check_edit_cell(self, proposal):
+        name, d_model = proposal["trait"].name, len(self.w_q)
+        if name == "edit_row":
+            what = f"a row of {self.edit_matrix}: one of the d_model = {d_model} embedding dims"
+            return V.index("AttentionExplorer", name, proposal["value"], max(1, d_model), what)
+        d_head = len(self.w_q[0]) if self.w_q else 1
+        what = f"a column of {self.edit_matrix}: one of the d_head = {d_head} query/key dims"
+        return V.index("AttentionExplorer", name, proposal["value"], d_head, what)
+
+    @traitlets.validate("dim_labels")
+    def _check_dim_labels(self, proposal):
+        d_model = len(self.w_q) or None
+        _tokens("dim_labels", proposal["value"], d_model, f" (one per embedding dimension: d_model = {d_model})")
         return proposal["value"]
 
     @traitlets.observe("x", "w_q", "w_k", "temperature", "causal", "tokens")
@@ -490,6 +553,15 @@ class QueryKeyArrows(_Explorer):
             raise ValueError(f"QueryKeyArrows: length must lie in [0, max_length={self.max_length}], got {x!r}")
         return x
 
+    @traitlets.validate("max_length")
+    def _check_max_length(self, proposal):
+        x = V.finite_float("QueryKeyArrows", "max_length", proposal["value"], low=0.0, low_open=True)
+        if self.length > x + 1e-9:  # the length slider must reach the query (and length checks the same)
+            raise ValueError(f"QueryKeyArrows: max_length must be at least length={self.length!r} (the slider "
+                             f"must reach the query), got {x!r}; to shorten both, set them together inside "
+                             "`with arrows.hold_trait_notifications():`")
+        return x
+
     @traitlets.validate("causal")
     def _check_causal(self, proposal):
         if proposal["value"] and self.query_index < 0:
@@ -595,9 +667,16 @@ class SoftmaxExplorer(_Explorer):
     def _check_temperature(self, proposal):
         return _positive("temperature", proposal["value"])
 
+    # one label per score: to change their number, set both inside ``with
+    # explorer.hold_trait_notifications():`` (checked at its end)
     @traitlets.validate("scores")
     def _check_scores(self, proposal):
         _vector("scores", proposal["value"], len(self.labels) or None, " (one per label)")
+        return proposal["value"]
+
+    @traitlets.validate("labels")
+    def _check_labels(self, proposal):
+        _tokens("labels", proposal["value"], len(self.scores) or None, " (one per score)")
         return proposal["value"]
 
     @traitlets.observe("scores", "temperature")
@@ -623,6 +702,7 @@ def _named_patterns(patterns) -> tuple[list[str], list[torch.Tensor]]:
         if not patterns:
             raise ValueError("patterns must not be empty")
         names = [str(n) for n in patterns]
+        _distinct_names(list(patterns), names)
         mats = [_matrix(f"patterns[{n!r}]", p) for n, p in patterns.items()]
     else:
         stack = _as_tensor("patterns", patterns, 3)
@@ -636,6 +716,31 @@ def _named_patterns(patterns) -> tuple[list[str], list[torch.Tensor]]:
             raise ValueError(f"patterns must all have one shape (T_q, T_k) = {(T_q, T_k)}, but {n!r} has "
                              f"{tuple(m.shape)}")
     return names, mats
+
+
+def _distinct_names(keys: list, names: list[str]) -> None:
+    """The dropdown shows each pattern by its name as text: two keys that read the same (1 and "1")
+    would show one name twice, and ``selected`` could pick only the first."""
+    seen: dict[str, object] = {}
+    for key, name in zip(keys, names, strict=True):
+        if name in seen:
+            raise ValueError(f"patterns' names must differ as text (the dropdown shows them as str), got "
+                             f"the keys {seen[name]!r} and {key!r}, both read {name!r}")
+        seen[name] = key
+
+
+def _decimals(who: str, val) -> int:
+    """PatternViewer's digits per cell: an int in [0, 6]."""
+    if isinstance(val, bool) or not isinstance(val, int):
+        raise TypeError(f"{who}: decimals must be an int in [0, 6], got {V.describe(val)}")
+    if not 0 <= val <= 6:
+        raise ValueError(f"{who}: decimals must be an int in [0, 6], got {val!r}")
+    return val
+
+
+def _limits_in_order(vmin: float, vmax: float) -> None:
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+        raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
 
 
 def _pattern_limits(mats, vmin, vmax) -> tuple[float, float]:
@@ -656,8 +761,7 @@ def _pattern_limits(mats, vmin, vmax) -> tuple[float, float]:
     elif vmin is None or vmax is None:
         raise ValueError("vmin and vmax must be given together (or neither)")
     vmin, vmax = float(vmin), float(vmax)
-    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
-        raise ValueError(f"vmin must be below vmax (both finite), got vmin={vmin}, vmax={vmax}")
+    _limits_in_order(vmin, vmax)
     return vmin, vmax
 
 
@@ -711,12 +815,24 @@ class PatternViewer(_Explorer):
         sel = names[0] if selected is None else str(selected)
         if sel not in names:
             raise ValueError(f"selected must be one of {names}, got {selected!r}")
-        if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
-            raise ValueError(f"decimals must be an int in [0, 6], got {decimals!r}")
+        decimals = _decimals("PatternViewer", decimals)
         vmin, vmax = _pattern_limits(mats, vmin, vmax)
+        texts = {n: _text("PatternViewer", n, v) for n, v in
+                 (("title", title), ("caption", caption), ("row_name", row_name), ("col_name", col_name))}
         super().__init__(names=names, patterns=[_lists(m) for m in mats], q_tokens=qt, k_tokens=kt,
-                         selected=sel, decimals=decimals, vmin=vmin, vmax=vmax, title=str(title),
-                         caption=str(caption), row_name=str(row_name), col_name=str(col_name), **kwargs)
+                         selected=sel, decimals=decimals, vmin=vmin, vmax=vmax, **texts, **kwargs)
+
+    @traitlets.validate("decimals")
+    def _check_decimals(self, proposal):
+        return _decimals("PatternViewer", proposal["value"])
+
+    # the colour range: to move both ends past each other, set them together inside
+    # ``with viewer.hold_trait_notifications():`` (the pair is checked at its end)
+    @traitlets.validate("vmin", "vmax")
+    def _check_limits(self, proposal):
+        ends = {"vmin": self.vmin, "vmax": self.vmax, proposal["trait"].name: proposal["value"]}
+        _limits_in_order(ends["vmin"], ends["vmax"])
+        return proposal["value"]
 
     @traitlets.validate("selected")
     def _check_selected(self, proposal):
@@ -875,26 +991,35 @@ class CostExplorer(_Explorer):
     def __init__(self, context_lens=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), n_heads: int = 96,
                  n_layers: int = 96, bytes_per_entry: float = 2, *, context_len: int | None = None,
                  label: str = "", **kwargs):
-        lens = list(context_lens) if hasattr(context_lens, "__iter__") else None
-        if not lens or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lens) \
-                or any(b <= a for a, b in zip(lens, lens[1:], strict=False)):
-            raise ValueError(f"context_lens must be a non-empty increasing sequence of positive ints, got {context_lens!r}")
-        for name, val in (("n_heads", n_heads), ("n_layers", n_layers)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        who = "CostExplorer"
+        lens = _context_lens(who, context_lens)
+        n_heads, n_layers = V.positive_int(who, "n_heads", n_heads), V.positive_int(who, "n_layers", n_layers)
         b = _positive("bytes_per_entry", bytes_per_entry)
-        n = (2048 if 2048 in lens else lens[0]) if context_len is None else context_len
+        n = (2048 if 2048 in lens else lens[0]) if context_len is None else V.positive_int(
+            who, "context_len", context_len)
         if n not in lens:
             raise ValueError(f"context_len must be one of context_lens {lens}, got {context_len!r}")
         super().__init__(context_lens=lens, context_len=n, n_heads=n_heads, n_layers=n_layers,
-                         bytes_per_entry=b, label=str(label), **kwargs)
+                         bytes_per_entry=b, label=_text(who, "label", label), **kwargs)
         self._refresh()
 
+    # the slider's stops and its position: to change both, set them together inside
+    # ``with cost.hold_trait_notifications():`` (the pair is checked at its end)
     @traitlets.validate("context_len")
     def _check_context_len(self, proposal):
-        if self.context_lens and proposal["value"] not in self.context_lens:
+        n = V.positive_int("CostExplorer", "context_len", proposal["value"])
+        if self.context_lens and n not in self.context_lens:
             raise ValueError(f"context_len must be one of {list(self.context_lens)}, got {proposal['value']!r}")
-        return proposal["value"]
+        return n
+
+    @traitlets.validate("context_lens")
+    def _check_context_lens(self, proposal):
+        lens = _context_lens("CostExplorer", proposal["value"])
+        if self.context_len not in lens:
+            raise ValueError(f"context_lens must include context_len={self.context_len} (the slider's "
+                             f"position), got {lens}; to change both, set them together inside "
+                             "`with cost.hold_trait_notifications():`")
+        return lens
 
     @traitlets.validate("n_heads", "n_layers")
     def _check_count(self, proposal):
@@ -917,13 +1042,26 @@ class CostExplorer(_Explorer):
         """Pattern sizes for ``context_len`` (default: the current one), as Python numbers:
         ``per_head`` = n**2, ``per_layer`` = n**2 * n_heads, ``total`` = per_layer * n_layers, and
         ``bytes_per_head``, ``bytes_per_layer``, ``bytes_total`` at ``bytes_per_entry`` each."""
-        n = self.context_len if context_len is None else context_len
+        n = self.context_len if context_len is None else V.positive_int("CostExplorer.compute", "context_len",
+                                                                        context_len)
         per_head = n * n
         per_layer = per_head * self.n_heads
         total = per_layer * self.n_layers
         b = self.bytes_per_entry
         return {"per_head": per_head, "per_layer": per_layer, "total": total, "bytes_per_head": per_head * b,
                 "bytes_per_layer": per_layer * b, "bytes_total": total * b}
+
+
+def _context_lens(who: str, val) -> list[int]:
+    """CostExplorer's context lengths: a non-empty increasing sequence of positive ints, as a list."""
+    if isinstance(val, (str, Mapping)) or not hasattr(val, "__iter__"):
+        raise TypeError(f"{who}: context_lens must be a non-empty increasing sequence of positive ints, got "
+                        f"{V.describe(val)}")
+    lens = [V.positive_int(who, "every entry of context_lens", n) for n in val]
+    if not lens or any(b <= a for a, b in zip(lens, lens[1:], strict=False)):
+        raise ValueError(f"{who}: context_lens must be a non-empty increasing sequence of positive ints, got "
+                         f"{lens!r}")
+    return lens
 
 
 # --------------------------------------------------------------------------- OnlineSoftmaxStepper
@@ -1016,9 +1154,30 @@ class OnlineSoftmaxStepper(_Explorer):
             raise ValueError(f"{self._who}: step must be an int in [0, {self.n_tiles()}], got {step}")
         return step
 
+    # one entry per key in each of scores, values and labels: to change the number of keys T, set
+    # the three together inside ``with stepper.hold_trait_notifications():`` (checked at its end)
+    @traitlets.validate("scores", "values", "labels")
+    def _check_keys(self, proposal):
+        name, val = proposal["trait"].name, proposal["value"]
+        if name == "scores":
+            _vector("scores", val)
+        elif name == "values":
+            _matrix("values", val)  # (T, d_v), finite; T is checked below
+        T, counts = len(val), {"scores": len(self.scores), "values": len(self.values), "labels": len(self.labels)}
+        unit = {"scores": "scores", "values": "rows", "labels": "labels"}[name]
+        for other, n in counts.items():
+            if other != name and n and n != T:
+                raise ValueError(f"{name} must have {n} {unit} (one per key, like the {n} of {other}), got {T}; "
+                                 "to change the number of keys, set scores, values and labels together inside "
+                                 "`with stepper.hold_trait_notifications():`")
+        if name == "scores" and self.block > T:
+            raise ValueError(f"scores must have at least block={self.block} entries (keys per tile), got {T}; "
+                             "set block with it inside `with stepper.hold_trait_notifications():`")
+        return val
+
     @traitlets.observe("scores", "values", "block", "step")
     def _on_inputs(self, change):
-        if change["name"] == "block" and self.step > self.n_tiles():
+        if change["name"] in ("block", "scores") and self.step > self.n_tiles():
             # fewer tiles than the steps done: the last tile, as the page does (its own change refreshes)
             self.step = self.n_tiles()
             return
@@ -1148,6 +1307,19 @@ class TileExplorer(_Explorer):
         if val > T:
             raise ValueError(f"{self._who}: {name} must be an int in [0, T={T}] (0 = none), got {val}")
         return val
+
+    # the tile sizes offered and the one shown: to change both, set them together inside
+    # ``with tiles.hold_trait_notifications():`` (the pair is checked at its end)
+    @traitlets.validate("blocks")
+    def _check_blocks(self, proposal):
+        sizes = proposal["value"]
+        for b in sizes:
+            self._valid_block(self.T, V.positive_int(self._who, "blocks[...]", b), "blocks[...]")
+        if self.block not in sizes:
+            raise ValueError(f"{self._who}: blocks must include block={self.block} (the tile size shown), got "
+                             f"{list(sizes)}; to change both, set them together inside "
+                             "`with tiles.hold_trait_notifications():`")
+        return sorted(set(sizes))
 
     @traitlets.validate("block")
     def _check_block(self, proposal):
@@ -1444,9 +1616,12 @@ class ModelExplorer(_Explorer):
         cfg = _explorer_config(who, model)
         _check_model_size(who, model, V.positive_int(who, "max_params", max_params))
         _check_tokenizer(who, tokenizer, cfg["vocab_size"])
+        if not isinstance(dtype, str):
+            raise TypeError(f"{who}: dtype must be 'float32' or 'float16' (a str), got {_describe(dtype)}")
         if dtype not in _EXPLORER_DTYPES:
             raise ValueError(f"{who}: dtype must be 'float32' or 'float16', got {dtype!r}")
         prompts = _explorer_prompts(who, prompt, presets, tokenizer)
+        title = _text(who, "title", title)
         temperature = V.finite_float(who, "temperature", temperature, low=0.0, low_open=True)
         top_k = V.positive_int(who, "top_k", top_k)
         layer = V.index(who, "layer", layer, cfg["n_layers"], "a layer of the model")
@@ -1461,7 +1636,7 @@ class ModelExplorer(_Explorer):
                              "a stage of the residual stream: 0 is the embedding")
         lens_word = _lens_word(who, lens_word, tokenizer.stoi)
         weights = _explorer_weights(who, model, cfg["tie_embeddings"], dtype)
-        super().__init__(title=str(title), config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
+        super().__init__(title=title, config=cfg, vocab=list(tokenizer.vocab), unk=tokenizer.unk,
                          weights=weights, prompt=prompt, presets=list(dict.fromkeys(prompts)),
                          temperature=temperature, top_k=top_k, layer=layer, head=head, query=query,
                          ablated=off, n_new=n_new, sample=sample, seed=seed,
@@ -1602,10 +1777,15 @@ class ModelExplorer(_Explorer):
         (default ``n_new``), with the switched-off heads off; returns all ids."""
         from .hooks import ablate_heads
 
-        n = self.n_new if n is None else n
+        who = "ModelExplorer.generate_greedy"
+        n = self.n_new if n is None else V.nonneg_int(who, "n", n)
+        ids = self.ids()
+        if not ids:
+            raise ValueError(f"{who}: the prompt must have a word of the vocabulary to continue (an unknown "
+                             f"word counts only with the tokenizer's unk), got prompt {self.prompt!r}")
         model = self._model()
         with torch.no_grad(), ablate_heads(model, self.heads_off()):
-            out = model.generate(torch.tensor([self.ids()]), n, temperature=0)
+            out = model.generate(torch.tensor([ids]), n, temperature=0)
         return out[0].tolist()
 
     def state_bytes(self, module: bool = True) -> int:

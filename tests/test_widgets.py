@@ -1455,6 +1455,65 @@ BAD_TRAITS = [  # (widget, trait, bad value, error, its whole message)
      "ModelExplorer: temperature must be a positive finite number, got 0.0"),
     ("model", "lens_word", "zebra", ValueError, "ModelExplorer: lens_word must be one of the model's 45 words, "
      "got 'zebra'"),
+    # the weight being edited indexes the edited matrix (6, 3); one name per embedding dim
+    ("attention", "edit_row", 6, ValueError, "AttentionExplorer: edit_row must lie in [0, 6) (a row of w_q: one "
+     "of the d_model = 6 embedding dims), got 6"),
+    ("attention", "edit_row", 99, ValueError, "AttentionExplorer: edit_row must lie in [0, 6) (a row of w_q: one "
+     "of the d_model = 6 embedding dims), got 99"),
+    ("attention", "edit_col", -3, ValueError, "AttentionExplorer: edit_col must lie in [0, 3) (a column of w_q: "
+     "one of the d_head = 3 query/key dims), got -3"),
+    ("attention", "edit_col", 3, ValueError, "AttentionExplorer: edit_col must lie in [0, 3) (a column of w_q: "
+     "one of the d_head = 3 query/key dims), got 3"),
+    ("attention", "edit_col", True, TypeError, "AttentionExplorer: edit_col must be an int, got True"),
+    ("attention", "dim_labels", ["a", "b"], ValueError, "AttentionExplorer: dim_labels has 2 labels but 6 are "
+     "needed (one per embedding dimension: d_model = 6)"),
+    ("arrows", "max_length", -1.0, ValueError, "QueryKeyArrows: max_length must be a finite number > 0.0, got -1.0"),
+    ("arrows", "max_length", float("inf"), ValueError,
+     "QueryKeyArrows: max_length must be a finite number > 0.0, got inf"),
+    ("arrows", "max_length", 3.0, ValueError, "QueryKeyArrows: max_length must be at least length="
+     "3.605551275463989 (the slider must reach the query), got 3.0; to shorten both, set them together inside "
+     "`with arrows.hold_trait_notifications():`"),
+    ("softmax", "labels", ["a"], ValueError, "SoftmaxExplorer: labels has 1 labels but 2 are needed (one per score)"),
+    ("patterns", "decimals", -1, ValueError, "PatternViewer: decimals must be an int in [0, 6], got -1"),
+    ("patterns", "decimals", 7, ValueError, "PatternViewer: decimals must be an int in [0, 6], got 7"),
+    ("patterns", "decimals", True, TypeError, "PatternViewer: decimals must be an int in [0, 6], got True"),
+    ("patterns", "vmin", 5.0, ValueError, "PatternViewer: vmin must be below vmax (both finite), got vmin=5.0, "
+     "vmax=1.0"),
+    ("patterns", "vmax", 0.0, ValueError, "PatternViewer: vmin must be below vmax (both finite), got vmin=0.0, "
+     "vmax=0.0"),
+    ("patterns", "vmin", float("nan"), ValueError, "PatternViewer: vmin must be below vmax (both finite), got "
+     "vmin=nan, vmax=1.0"),
+    ("cost", "context_len", True, TypeError, "CostExplorer: context_len must be a positive int, got True"),
+    ("cost", "context_lens", [1, 2], ValueError, "CostExplorer: context_lens must include context_len=2048 (the "
+     "slider's position), got [1, 2]; to change both, set them together inside "
+     "`with cost.hold_trait_notifications():`"),
+    ("cost", "context_lens", [], ValueError, "CostExplorer: context_lens must be a non-empty increasing sequence "
+     "of positive ints, got []"),
+    ("cost", "context_lens", [4096, 2048], ValueError, "CostExplorer: context_lens must be a non-empty increasing "
+     "sequence of positive ints, got [4096, 2048]"),
+    ("cost", "context_lens", [0, 2048], ValueError,
+     "CostExplorer: every entry of context_lens must be a positive int, got 0"),
+    ("cost", "context_lens", [True, 2048], TypeError,
+     "CostExplorer: every entry of context_lens must be a positive int, got True"),
+    # scores, values and labels keep one entry per key (5)
+    ("stepper", "scores", [1.0], ValueError, "OnlineSoftmaxStepper: scores must have 5 scores (one per key, like "
+     "the 5 of values), got 1; to change the number of keys, set scores, values and labels together inside "
+     "`with stepper.hold_trait_notifications():`"),
+    ("stepper", "values", [[0.0, 1.0]] * 6, ValueError, "OnlineSoftmaxStepper: values must have 5 rows (one per "
+     "key, like the 5 of scores), got 6; to change the number of keys, set scores, values and labels together "
+     "inside `with stepper.hold_trait_notifications():`"),
+    ("stepper", "labels", ["a", "b"], ValueError, "OnlineSoftmaxStepper: labels must have 5 labels (one per key, "
+     "like the 5 of scores), got 2; to change the number of keys, set scores, values and labels together "
+     "inside `with stepper.hold_trait_notifications():`"),
+    ("stepper", "scores", [float("nan")] * 5, ValueError, "OnlineSoftmaxStepper: scores must contain only finite "
+     "numbers (no nan or inf), got 5 nan and 0 inf"),
+    ("stepper", "values", [[float("inf"), 0.0]] * 5, ValueError, "OnlineSoftmaxStepper: values must contain only "
+     "finite numbers (no nan or inf), got 0 nan and 5 inf"),
+    ("tiles", "blocks", [5], ValueError, "TileExplorer: blocks must include block=16 (the tile size shown), got "
+     "[5]; to change both, set them together inside `with tiles.hold_trait_notifications():`"),
+    ("tiles", "blocks", [16, 128], ValueError,
+     "TileExplorer: blocks[...] must be an int in [1, T=64] (at most 64 tiles a side), got 128"),
+    ("tiles", "blocks", [16, 0], ValueError, "TileExplorer: blocks[...] must be a positive int, got 0"),
 ]
 
 
@@ -1532,3 +1591,236 @@ def test_online_softmax_stepper_keeps_step_in_range_when_block_grows():
     assert (st.step, st.out) == (1, ref.out)
     st.block = 2  # more tiles: the step stays
     assert st.step == 1 and st.m == 2.0
+
+
+# --------------------------------------------------------------------------- traits that must agree
+# A pair (or a group) of traits that must agree is checked on each change, so one end alone cannot
+# move past the other; set together inside ``hold_trait_notifications()`` they are checked at its end.
+
+
+def _set_together(w, **values):
+    with w.hold_trait_notifications():
+        for name, value in values.items():
+            setattr(w, name, value)
+
+
+def test_vmin_and_vmax_change_together():
+    pv = W.PatternViewer({"a": [[0.5]]}, ["x"])
+    with pytest.raises(ValueError, match=r"^PatternViewer: vmin must be below vmax"):
+        pv.vmin = 5.0  # alone, past vmax = 1
+    _set_together(pv, vmin=5.0, vmax=10.0)
+    assert (pv.vmin, pv.vmax) == (5.0, 10.0)
+    _set_together(pv, vmax=-1.0, vmin=-2.0)
+    assert (pv.vmin, pv.vmax) == (-2.0, -1.0)
+
+
+def test_context_len_and_context_lens_change_together():
+    c = W.CostExplorer()
+    with pytest.raises(ValueError, match=r"^CostExplorer: context_lens must include context_len=2048"):
+        c.context_lens = [1, 2]
+    _set_together(c, context_lens=[1, 2], context_len=2)
+    assert (c.context_lens, c.context_len, c.entries) == ([1, 2], 2, 4)
+    c.set_state({"context_lens": [4, 8], "context_len": 8})  # as one update from the browser
+    assert (c.context_lens, c.context_len, c.entries) == ([4, 8], 8, 64)
+
+
+def test_block_and_blocks_change_together():
+    t = W.TileExplorer(64, block=16)
+    with pytest.raises(ValueError, match=r"^TileExplorer: blocks must include block=16"):
+        t.blocks = [32, 8]
+    _set_together(t, blocks=[32, 8], block=8)
+    ref = W.TileExplorer(64, block=8, blocks=[8, 32])
+    assert (t.blocks, t.block) == ([8, 32], 8)  # sorted, as the constructor keeps them
+    assert (t.tiles_computed, t.tiles_skipped, t.tiled_traffic) == (ref.tiles_computed, ref.tiles_skipped,
+                                                                    ref.tiled_traffic)
+
+
+def test_length_and_max_length_change_together():
+    a = _arrows()
+    with pytest.raises(ValueError, match=r"^QueryKeyArrows: max_length must be at least length="):
+        a.max_length = 0.5
+    _set_together(a, max_length=0.5, length=0.2)
+    assert (a.length, a.max_length) == (0.2, 0.5)
+    torch.testing.assert_close(_t(a.weights), a.compute()["weights"])
+
+
+def test_labels_and_scores_change_together():
+    s = W.SoftmaxExplorer(["a", "b"], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^SoftmaxExplorer: labels has 3 labels but 2 are needed"):
+        s.labels = ["x", "y", "z"]
+    _set_together(s, labels=["x", "y", "z"], scores=[0.0, 1.0, 2.0])
+    assert s.weights == W.SoftmaxExplorer(["x", "y", "z"], [0.0, 1.0, 2.0]).weights
+
+
+def test_stepper_keys_change_together_and_the_step_follows():
+    """Fewer keys, so fewer tiles than the steps done: the step becomes the last tile, as when the
+    block grows; the state equals a stepper made with those keys."""
+    st = _stepper()
+    st.step = 3  # 5 keys in tiles of 2: the last of 3 tiles
+    with pytest.raises(ValueError, match=r"^OnlineSoftmaxStepper: scores must have 5 scores"):
+        st.scores = [1.0, 5.0, 2.0]
+    _set_together(st, scores=[1.0, 5.0, 2.0], values=[[1.0, 0.0], [2.0, 1.0], [3.0, 0.5]], labels=["p", "q", "r"])
+    ref = W.OnlineSoftmaxStepper([1.0, 5.0, 2.0], [[1.0, 0.0], [2.0, 1.0], [3.0, 0.5]], labels=["p", "q", "r"],
+                                 block=2, step=2)
+    assert (st.step, st.m, st.l, st.acc, st.out) == (2, ref.m, ref.l, ref.acc, ref.out)
+    _set_together(st, scores=[0.5], values=[[1.0, 1.0]], labels=["k"], block=1)
+    assert (st.block, st.step, st.out) == (1, 1, [1.0, 1.0])
+
+
+def test_attention_explorer_d_model_changes_with_its_names_and_edited_weight():
+    e = _explorer()
+    e.edit_row, e.edit_col = 5, 2
+    with pytest.raises(ValueError, match=r"^AttentionExplorer: dim_labels has 2 labels but 6 are needed"):
+        e.dim_labels = ["p", "q"]
+    g = torch.Generator().manual_seed(3)
+    x, wq, wk = (torch.randn(*shape, generator=g).tolist() for shape in ((4, 2), (2, 2), (2, 2)))
+    _set_together(e, x=x, w_q=wq, w_k=wk, dim_labels=["p", "q"], edit_row=1, edit_col=0)
+    assert (e.dim_labels, e.edit_row, e.edit_col) == (["p", "q"], 1, 0)
+    torch.testing.assert_close(_t(e.weights), e.compute()["weights"])
+
+
+_HOLD_HINT = "inside `with explorer.hold_trait_notifications():`"
+
+
+@pytest.mark.parametrize(("make", "update", "message"), [
+    (lambda: W.PatternViewer({"a": [[0.5]]}, ["x"]), {"vmin": 5.0, "vmax": 4.0},
+     "PatternViewer: vmin must be below vmax (both finite), got vmin=5.0, vmax=4.0"),
+    (lambda: W.CostExplorer(), {"context_lens": [1, 2], "context_len": 3},  # the first trait set reports
+     "CostExplorer: context_lens must include context_len=3 (the slider's position), got [1, 2]; to change both, "
+     "set them together inside `with cost.hold_trait_notifications():`"),
+    (lambda: W.TileExplorer(64, block=16), {"blocks": [8, 32], "block": 16},
+     "TileExplorer: blocks must include block=16 (the tile size shown), got [8, 32]; to change both, set them "
+     "together inside `with tiles.hold_trait_notifications():`"),
+    (lambda: _arrows(), {"length": 0.2, "max_length": 0.1},
+     "QueryKeyArrows: length must lie in [0, max_length=0.1], got 0.2"),
+    (_stepper, {"scores": [1.0, 2.0], "values": [[0.0, 1.0]] * 2},
+     "OnlineSoftmaxStepper: scores must have 5 scores (one per key, like the 5 of labels), got 2; to change the "
+     "number of keys, set scores, values and labels together inside `with stepper.hold_trait_notifications():`"),
+    (_stepper, {"scores": [1.0], "values": [[0.0, 1.0]], "labels": ["a"]},
+     "OnlineSoftmaxStepper: scores must have at least block=2 entries (keys per tile), got 1; set block with it "
+     "inside `with stepper.hold_trait_notifications():`"),
+    (lambda: _explorer(), {"x": [[0.0] * 2] * 4, "w_q": [[0.0] * 3] * 2, "w_k": [[0.0] * 3] * 2},
+     "AttentionExplorer: w_q has 2 rows (d_model) but dim_labels names 6 embedding dims; to change d_model, set "
+     f"x, w_q, w_k and dim_labels together {_HOLD_HINT}"),
+    (lambda: _explorer(), {"w_q": [[0.0] * 2] * 6, "w_k": [[0.0] * 2] * 6, "edit_col": 2},
+     "AttentionExplorer: w_q of shape (6, 2) has no entry (edit_row, edit_col) = (0, 2), the weight being edited; "
+     f"set them with it {_HOLD_HINT}"),
+    (lambda: _explorer(), {"edit_col": 3, "w_q": [[0.0] * 2] * 6, "w_k": [[0.0] * 2] * 6},  # read at the end
+     "AttentionExplorer: edit_col must lie in [0, 2) (a column of w_q: one of the d_head = 2 query/key dims), "
+     "got 3"),
+])
+def test_traits_that_must_agree_are_checked_at_the_end_of_a_hold(make, update, message):
+    """Set together, a pair that still disagrees is refused at the end of the block, and every trait
+    set in it goes back."""
+    w = make()
+    if isinstance(w, W.AttentionExplorer):
+        w.edit_col = 2  # the last column of w_q (6, 3)
+    before = w.get_state()
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}$"):
+        _set_together(w, **update)
+    assert w.get_state() == before
+
+
+def test_a_smaller_w_q_keeps_the_edited_weight_inside_it():
+    e = _explorer()
+    e.edit_row, e.edit_col = 5, 2
+    message = ("AttentionExplorer: w_q of shape (6, 2) has no entry (edit_row, edit_col) = (5, 2), the weight "
+               f"being edited; set them with it {_HOLD_HINT}")
+    before = e.get_state()
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}$"):
+        _set_together(e, w_q=[[0.0] * 2] * 6, w_k=[[0.0] * 2] * 6)
+    assert e.get_state() == before
+
+
+# --------------------------------------------------------------------------- arguments, second round
+
+
+def _bad_args_cases():
+    pats = {"a": [[0.5]]}
+    return [
+        (lambda: W.PatternViewer(pats, ["x"], title=None), TypeError, "PatternViewer: title must be a str, got None"),
+        (lambda: W.PatternViewer(pats, ["x"], caption=5), TypeError, "PatternViewer: caption must be a str, got 5"),
+        (lambda: W.PatternViewer(pats, ["x"], row_name=None), TypeError,
+         "PatternViewer: row_name must be a str, got None"),
+        (lambda: W.PatternViewer(pats, ["x"], col_name=1), TypeError, "PatternViewer: col_name must be a str, got 1"),
+        (lambda: W.PatternViewer({1: [[0.5]], "1": [[0.2]]}, ["x"]), ValueError,
+         "PatternViewer: patterns' names must differ as text (the dropdown shows them as str), got the keys 1 and "
+         "'1', both read '1'"),
+        (lambda: W.PatternViewer(pats, ["x"], decimals=2.0), TypeError,
+         "PatternViewer: decimals must be an int in [0, 6], got 2.0"),
+        (lambda: W.PatternViewer(pats, ["x"], decimals=-1), ValueError,
+         "PatternViewer: decimals must be an int in [0, 6], got -1"),
+        (lambda: W.CostExplorer(context_len=2048.0), TypeError,
+         "CostExplorer: context_len must be a positive int, got 2048.0"),
+        (lambda: W.CostExplorer(context_lens=[1, 2], context_len=True), TypeError,
+         "CostExplorer: context_len must be a positive int, got True"),
+        (lambda: W.CostExplorer(label=None), TypeError, "CostExplorer: label must be a str, got None"),
+        (lambda: W.CostExplorer(n_heads=2.0), TypeError, "CostExplorer: n_heads must be a positive int, got 2.0"),
+        (lambda: W.CostExplorer(n_layers=True), TypeError, "CostExplorer: n_layers must be a positive int, got True"),
+        (lambda: W.CostExplorer(context_lens=512), TypeError,
+         "CostExplorer: context_lens must be a non-empty increasing sequence of positive ints, got 512"),
+        (lambda: W.CostExplorer(context_lens=[256, 512.0]), TypeError,
+         "CostExplorer: every entry of context_lens must be a positive int, got 512.0"),
+        (lambda: W.CostExplorer().compute(-5), ValueError,
+         "CostExplorer.compute: context_len must be a positive int, got -5"),
+        (lambda: W.CostExplorer().compute("a"), TypeError,
+         "CostExplorer.compute: context_len must be a positive int, got 'a'"),
+        (lambda: _model_explorer(title=None), TypeError, "ModelExplorer: title must be a str, got None"),
+        (lambda: _model_explorer(dtype=["float32"]), TypeError,
+         "ModelExplorer: dtype must be 'float32' or 'float16' (a str), got a list"),
+        (lambda: _model_explorer().generate_greedy(-1), ValueError,
+         "ModelExplorer.generate_greedy: n must be a non-negative int, got -1"),
+        (lambda: _model_explorer().generate_greedy(1.5), TypeError,
+         "ModelExplorer.generate_greedy: n must be a non-negative int, got 1.5"),
+        (lambda: _explorer(edit_row=1), TypeError, "AttentionExplorer: got an unexpected keyword argument "
+         "'edit_row' (the explorer starts editing w_q[0][0], and initial is what it starts with); set edit_row "
+         "once it exists"),
+        (lambda: W.esm_source(5), TypeError, "esm_source: widget_file must be the name of a widget module in "
+         "attnlib/static (a str such as 'softmax_explorer.js'), got 5"),
+        (lambda: W.esm_source("bogus"), ValueError, "esm_source: widget_file must name a widget module of "
+         "attnlib/static, one of ['attention_explorer.js', 'cost_explorer.js', 'model_explorer.js', "
+         "'online_softmax_stepper.js', 'pattern_viewer.js', 'query_key_arrows.js', 'softmax_explorer.js', "
+         "'tile_explorer.js', 'value_update_explorer.js'], got 'bogus'"),
+        (lambda: W.esm_source("../widgets.css"), ValueError, "esm_source: widget_file must name a widget module of "
+         "attnlib/static, one of ['attention_explorer.js', 'cost_explorer.js', 'model_explorer.js', "
+         "'online_softmax_stepper.js', 'pattern_viewer.js', 'query_key_arrows.js', 'softmax_explorer.js', "
+         "'tile_explorer.js', 'value_update_explorer.js'], got '../widgets.css'"),
+        (lambda: W.esm_source("tile_explorer.js", "tiling.js"), TypeError, "esm_source: libs must be a list of "
+         "file names, got the string 'tiling.js' (which would be read as its characters); pass ('tiling.js',)"),
+        (lambda: W.esm_source("tile_explorer.js", ("tilling.js",)), ValueError, "esm_source: every file name of "
+         "libs must name a pure module of attnlib/static, one of ['decoder.js', 'tiling.js', 'views.js'], got "
+         "'tilling.js'"),
+        (lambda: W.esm_source("tile_explorer.js", (None,)), TypeError,
+         "esm_source: every file name of libs must be a str, got None"),
+    ]
+
+
+@pytest.mark.parametrize(("make", "exc", "message"), _bad_args_cases(),
+                         ids=[f"case{i}" for i in range(len(_bad_args_cases()))])
+def test_bad_arguments_are_named(make, exc, message):
+    with pytest.raises(exc, match=rf"^{re.escape(message)}$"):
+        make()
+
+
+def test_generate_greedy_needs_a_known_word():
+    m = _model_explorer()
+    m.prompt = ""  # what the reader may type in the page
+    with pytest.raises(ValueError, match=r"^ModelExplorer\.generate_greedy: the prompt must have a word of the "
+                       r"vocabulary to continue \(an unknown word counts only with the tokenizer's unk\), got "
+                       r"prompt ''$"):
+        m.generate_greedy()
+    m.prompt = "the fox"
+    assert len(m.generate_greedy(2)) == 4
+
+
+def test_cost_explorer_takes_numpy_ints_as_context_lens():
+    import numpy as np
+
+    c = W.CostExplorer(context_lens=np.array([256, 512]), context_len=np.int64(512))
+    assert c.context_lens == [256, 512] and c.context_len == 512 and type(c.context_len) is int
+    assert c.compute(np.int64(256))["per_head"] == 256**2
+
+
+def test_esm_source_joins_the_named_files():
+    esm = W.esm_source("tile_explorer.js", ["tiling.js"])  # any iterable of names
+    assert esm == W.TileExplorer._esm
