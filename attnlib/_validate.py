@@ -335,16 +335,11 @@ def id_bounds(*tensors) -> list[tuple[int, int]] | None:
     """(lowest, highest) entry of each of several non-empty integer tensors on one device, read
     with one synchronisation (on a GPU each read stalls the queue); None when any of them is
     something else, and then each check reads its own (and names what is wrong)."""
-    first, same_shape = tensors[0], True
+    first = tensors[0]
     for t in tensors:  # a loop, not set comprehensions: this runs at every training step
         if (not isinstance(t, torch.Tensor) or t.dtype not in ID_DTYPES or not t.numel()
                 or t.dtype != first.dtype or t.device != first.device):
             return None
-        same_shape = same_shape and t.shape == first.shape
-    if same_shape:  # a training step's tokens and targets: one reduction over them stacked, which
-        # inside a step costs less than one per tensor (bench/RESULTS.md, 2026-12-04, second run)
-        lo, hi = torch.aminmax(torch.stack(tensors).view(len(tensors), -1), dim=1)
-        return [tuple(pair) for pair in torch.stack((lo, hi), dim=1).tolist()]
     flat = torch.stack([m for t in tensors for m in torch.aminmax(t)]).tolist()
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 

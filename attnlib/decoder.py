@@ -349,8 +349,10 @@ class Decoder(nn.Module):
         logits = self.unembed(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1).long(),
-                                   ignore_index=-100)  # .long(): int32 targets too (no copy for long)
+            flat = targets.reshape(-1)
+            if flat.dtype != torch.long:  # int32 targets: cross_entropy takes long (or byte) only
+                flat = flat.long()
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=-100)
         return logits, loss
 
     def _check_forward(self, tokens, targets, context, context_mask, kv_cache, mask=None) -> int:

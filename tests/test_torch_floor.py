@@ -57,8 +57,6 @@ SINCE: dict[str, str] = {
     "torch.nn.Linear(device=)": "1.9",  # the factory kwargs of modules
     "Module.to_empty": "1.10",  # not seen by the collector (a Module method); recorded for the reader
     "torch.aminmax": "1.11",  # _validate.targets: min and max in one reduction
-    "torch.aminmax(dim=)": "1.11",  # _validate.id_bounds; dim was there from the start
-    "torch.stack(dim=)": OLD,
     "torch.default_generator.manual_seed": OLD,  # checks: the reader's RNG put back as it was
     # the padding mask of Decoder (positions from each row's real tokens) and tiled_attention's GQA
     "Tensor.unflatten": "1.13",  # positional int dims (earlier only for named tensors)
