@@ -6,6 +6,7 @@ import inspect
 import math
 import multiprocessing
 import os
+import pickle
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -304,7 +305,14 @@ def load_checkpoint(path, cls=None, map_location="cpu"):
     _check_model_class(cls)
     if not (isinstance(map_location, dict) or callable(map_location)):
         V.device("load_checkpoint", "map_location", map_location)
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as err:  # not a file torch.save wrote, or one of code
+        raise ValueError(
+            f"load_checkpoint: {path} is not a checkpoint that save_checkpoint wrote: torch.load with "
+            "weights_only=True (tensors and plain data only, never pickled code) could not read it; "
+            "a whole model saved with torch.save(model) is refused on purpose"
+        ) from err
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(
             f"load_checkpoint: {path} holds {_holds(ckpt)}, not what save_checkpoint writes "

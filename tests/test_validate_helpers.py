@@ -386,6 +386,22 @@ def test_checkpoint_files_are_checked(tmp_path):
     assert isinstance(load_checkpoint(tmp_path / "as-str.pt", cls=tr.Seq2Seq), tr.Seq2Seq)
 
 
+def test_a_file_torch_load_cannot_read_safely_is_named(tmp_path):
+    """Not a torch file, a truncated one, or a whole pickled model (code): a ValueError that says so,
+    not torch's advice to load with weights_only=False."""
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    whole = tmp_path / "whole.pt"
+    torch.save(attnlib.Decoder(SMALL), whole)
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint(attnlib.Decoder(SMALL), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    for path in (garbage, whole, truncated):
+        with pytest.raises(ValueError, match=rf"^load_checkpoint: {path} is not a checkpoint that save_checkpoint "
+                                             r"wrote: torch.load with weights_only=True"):
+            load_checkpoint(path)
+
+
 def test_usage_takes_a_str_root(tmp_path):
     (tmp_path / "notebooks").mkdir()
     cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
