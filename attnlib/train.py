@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -378,18 +379,19 @@ def _saved_weights(path, state_dict) -> Mapping:
 
 
 def _check_fit(path, cls: type, config, state_dict: Mapping) -> None:
-    """The file's weights are those of ``cls(config)``: the same names and shapes, compared with a
+    """The file's weights are those of ``cls(config)``: the same names and shapes, checked with a
     copy built on the meta device (no memory, no draw from the random generators) before the real
-    model is built."""
+    model is built. The copy loads them as the model would, so the model's own conversions of older
+    layouts (separate q_proj, k_proj and v_proj, concatenated by MultiHeadAttention) apply."""
     try:
         with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in cls(config).state_dict().items() if isinstance(v, torch.Tensor)}
+            model = cls(config)
     except Exception:  # a class that cannot be built on the meta device: load_state_dict judges
         return
-    missing = [k for k in want if k not in state_dict]
-    extra = [k for k in state_dict if k not in want]
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     resized = [k for k in want if k in state_dict and isinstance(state_dict[k], torch.Tensor)
                and tuple(state_dict[k].shape) != want[k]]
+    missing, extra = _names_that_do_not_fit(path, cls, model, state_dict) if not resized else ([], [])
     problems = []
     if missing:
         problems.append(f"the file lacks weights of the model ({len(missing)} of {len(want)}, first {missing[0]!r})")
@@ -402,6 +404,18 @@ def _check_fit(path, cls: type, config, state_dict: Mapping) -> None:
     if problems:
         raise ValueError(f"load_checkpoint: the weights in {path} do not fit the {cls.__name__} its config "
                          f"describes: {'; '.join(problems)}")
+
+
+def _names_that_do_not_fit(path, cls: type, meta_model, state_dict: Mapping) -> tuple[list, list]:
+    """(missing, unexpected) weight names once ``meta_model`` has loaded ``state_dict`` its own way."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "copying into a meta parameter is a no-op": the point here
+        try:
+            result = meta_model.load_state_dict(dict(state_dict), strict=False)
+        except RuntimeError as err:  # a shape that only the model's conversion of an old layout sees
+            raise ValueError(f"load_checkpoint: the weights in {path} do not fit the {cls.__name__} its "
+                             f"config describes: {str(err).strip().splitlines()[-1].strip()}") from None
+    return list(result.missing_keys), list(result.unexpected_keys)
 
 
 def _attnlib_models() -> dict[str, type]:
