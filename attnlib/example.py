@@ -165,7 +165,7 @@ def _lookup(who: str, text) -> tuple[list[str], torch.Tensor]:
     if not isinstance(text, (str, list, tuple)):
         raise TypeError(f"{who}: text must be a str or a list of words, got {V.describe(text)}")
     words = tok.split(text) if isinstance(text, str) else V.words(who, "text", text)
-    unknown = [w for w in words if w not in tok.stoi and w.lower() not in tok.stoi]
+    unknown = tok.unknown(words)
     if unknown:
         raise KeyError(f"{who}: {unknown[0]!r} is not in the example's vocabulary (example.vocabulary())")
     ids = tok.encode(text)

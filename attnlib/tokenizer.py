@@ -93,6 +93,11 @@ class Tokenizer:
         lower = word.lower()
         return lower if lower in self.stoi else word
 
+    def unknown(self, words: Iterable[str]) -> list[str]:
+        """The words of a list (of str) that are not in the vocabulary, looked up as ``encode``
+        looks up a listed word (as given, else in lowercase)."""
+        return [w for w in words if self._listed(w) not in self.stoi]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Token ids (a list, or a 1-D tensor) -> the words joined by spaces."""
         return " ".join(self._words("Tokenizer.decode", ids))

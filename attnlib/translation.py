@@ -138,7 +138,7 @@ def _check_pair(who: str, name: str, p: Pair, vocabularies: tuple[Tokenizer, Tok
     tgt = _words(who, f"{name}.tgt", p.tgt)
     if vocabularies is not None:
         for side, words, tok in (("src", src, vocabularies[0]), ("tgt", tgt, vocabularies[1])):
-            unknown = [w for w in words if w not in tok.stoi and w.lower() not in tok.stoi]
+            unknown = tok.unknown(words)
             if unknown:
                 raise ValueError(f"{who}: {name}.{side} has the word {unknown[0]!r}, which is not in the "
                                  f"{'source' if side == 'src' else 'target'} vocabulary (the lexicon)")
@@ -147,8 +147,7 @@ def _check_pair(who: str, name: str, p: Pair, vocabularies: tuple[Tokenizer, Tok
 
 def _check_align(who: str, name: str, align, n_src: int, n_tgt: int) -> None:
     """A Pair's align: ``n_tgt`` ints, each an index into its ``n_src`` source words."""
-    is_int = lambda a: isinstance(a, numbers.Integral) and not isinstance(a, bool)  # noqa: E731
-    if not isinstance(align, (list, tuple)) or not all(is_int(a) for a in align):
+    if not isinstance(align, (list, tuple)) or not all(V._is_int(a) for a in align):
         raise TypeError(f"{who}: {name}.align must be a list of ints (a source index per target word), "
                         f"got {V.describe(align)}")
     if len(align) != n_tgt:
@@ -325,8 +324,17 @@ class Seq2Seq(nn.Module):
         self.encoder = Encoder(config.replace(vocab_size=len(src_tokenizer()), cross_attention=False))
         self.decoder = Decoder(config.replace(vocab_size=len(tgt_tokenizer()), cross_attention=True))
 
-    def encode(self, src: torch.Tensor, src_len: torch.Tensor, who: str = "Seq2Seq.encode"):
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor):
         """src (B, S) -> (memory (B, S, d_model), key-padding mask (B, 1, 1, S))."""
+        self._check_source("Seq2Seq.encode", src, src_len)
+        return self._encode(src, src_len)
+
+    def _encode(self, src, src_len):
+        mask = padding_mask(src_len.to(src.device), src.shape[1])
+        return self.encoder(src, mask=mask), mask
+
+    def _check_source(self, who: str, src, src_len) -> None:
+        """src (B, S) ids that fit the encoder, and src_len (B,) the true length of each row."""
         V.token_ids(who, "src", src, self.encoder.config.vocab_size)
         self._check_source_length(who, src)
         B, S = src.shape
@@ -337,8 +345,6 @@ class Seq2Seq(nn.Module):
         if lo < 1 or hi > S:
             raise ValueError(f"{who}: every src_len must lie in [1, {S}] (src has {S} positions), got "
                              f"{lo if lo < 1 else hi}")
-        mask = padding_mask(src_len.to(src.device), S)
-        return self.encoder(src, mask=mask), mask
 
     def forward(self, src, src_len, tgt_in, targets=None, **removed):
         """-> (logits (B, T, tgt_vocab), loss). The patterns: inside ``with
@@ -346,19 +352,18 @@ class Seq2Seq(nn.Module):
         layer l's cross-attention (B, n_heads, T, S); or :meth:`cross_pattern`."""
         V.no_return_weights("Seq2Seq.forward", removed, "model", "decoder.blocks.0.cross_attn")
         V.no_other_keywords("Seq2Seq.forward", removed)
+        self._check_source("Seq2Seq.forward", src, src_len)
         self._check_target_side(src, tgt_in, targets)
-        memory, mask = self.encode(src, src_len, "Seq2Seq.forward")
+        memory, mask = self._encode(src, src_len)
         return self.decoder(tgt_in, targets, context=memory, context_mask=mask)
 
     def _check_target_side(self, src, tgt_in, targets) -> None:
-        """src, tgt_in and targets, named as the reader passed them (the decoder would name its own
-        arguments, tokens and targets), before the encoder runs; encode checks src_len."""
+        """tgt_in and targets, named as the reader passed them (the decoder would name its own
+        arguments, tokens and targets), before the encoder runs; src is checked already."""
         who, c = "Seq2Seq.forward", self.decoder.config
-        V.token_ids(who, "src", src, self.encoder.config.vocab_size)
-        self._check_source_length(who, src)
         bounds = V.id_bounds(tgt_in, targets) if targets is not None else None
         V.token_ids(who, "tgt_in", tgt_in, c.vocab_size, bounds and bounds[0])
-        if isinstance(src, torch.Tensor) and src.ndim == 2 and tgt_in.shape[0] != src.shape[0]:
+        if tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"{who}: tgt_in must have the batch size of src ({src.shape[0]}), "
                              f"got {tuple(tgt_in.shape)}")
         if tgt_in.shape[1] > c.context_len:
